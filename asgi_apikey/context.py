@@ -1,0 +1,80 @@
+"""What the middleware stores in the ASGI scope: ``scope["auth"]`` and ``scope["user"]``.
+
+Both are immutable and built once per key at configuration time, so an
+authenticated request allocates nothing here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from starlette.authentication import BaseUser, UnauthenticatedUser
+
+__all__ = ["ANONYMOUS", "ANONYMOUS_USER", "APIKeyUser", "AuthContext"]
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+#: Added to the scopes of every authenticated context so that Starlette's
+#: ``@requires("authenticated")`` works unchanged.
+AUTHENTICATED = "authenticated"
+
+
+@dataclass(frozen=True, slots=True)
+class AuthContext:
+    """The outcome of authentication, as ``scope["auth"]``.
+
+    ``key_id`` is the key's configured name, else a fingerprint of its digest;
+    the key itself is never stored here.
+
+    >>> ctx = AuthContext(authenticated=True, key_id="billing", scopes=frozenset({"read"}))
+    >>> "read" in ctx.scopes, ctx.key_id
+    (True, 'billing')
+    """
+
+    authenticated: bool
+    key_id: str | None = None
+    scopes: frozenset[str] = frozenset()
+    metadata: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    mode: str = "simple"
+
+
+class APIKeyUser(BaseUser):
+    """The ``scope["user"]`` of an authenticated request (Starlette's ``BaseUser``).
+
+    >>> APIKeyUser("billing").display_name
+    'billing'
+    """
+
+    __slots__ = ("_key_id",)
+
+    def __init__(self, key_id: str) -> None:
+        self._key_id = key_id
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def display_name(self) -> str:
+        return self._key_id
+
+    @property
+    def identity(self) -> str:
+        return self._key_id
+
+    def __repr__(self) -> str:
+        return f"APIKeyUser({self._key_id!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, APIKeyUser) and other._key_id == self._key_id
+
+    def __hash__(self) -> int:
+        return hash((APIKeyUser, self._key_id))
+
+
+#: The context of a request that presented no (accepted) credentials.
+ANONYMOUS = AuthContext(authenticated=False)
+ANONYMOUS_USER: BaseUser = UnauthenticatedUser()

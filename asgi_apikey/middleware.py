@@ -1,0 +1,217 @@
+"""APIKeyMiddleware: the pure-ASGI class users install.
+
+``__init__`` validates and precomputes everything; ``__call__`` is the
+per-request decision: pass ``lifespan`` through, find the path's rule, read
+the credentials, verify, then run the app with ``scope["auth"]`` and
+``scope["user"]`` filled in, or send a prepared denial.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .context import ANONYMOUS, ANONYMOUS_USER
+from .credentials import DEFAULT_MAX_TOKEN_LENGTH, CredentialReader, Malformed
+from .errors import ConfigurationError
+from .keys import APIKey, APIKeyAuth
+from .paths import Access, RuleTable, route_path
+from .responses import Denial, Denials, SecurityHeaders
+
+__all__ = ["APIKeyMiddleware"]
+
+_PUBLIC = Access.PUBLIC
+_PROTECTED = Access.PROTECTED
+_CACHE_PRIVATE = (b"cache-control", b"private")
+_FIELD_NAME_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")
+
+
+class APIKeyMiddleware:
+    """API-key authentication in front of any ASGI app.
+
+    >>> from starlette.applications import Starlette
+    >>> app = Starlette()
+    >>> app.add_middleware(
+    ...     APIKeyMiddleware,
+    ...     keys=["sk-live-0123456789abcdef"],
+    ...     public=["/health", "/docs", "/openapi.json"],
+    ...     protected={"/admin": {"admin"}},
+    ... )
+
+    Parameters:
+        keys: plain keys (``str``) or :class:`APIKey` values.
+        auth: an :class:`APIKeyAuth` the application also holds, to rotate
+            keys at run time (instead of ``keys``).
+        public, optional, protected: path rules; ``protected`` may map a
+            path to the scopes it requires.
+        default: access for paths no rule names: ``"protected"`` (deny by
+            default), ``"optional"`` or ``"public"``.
+        realm: the ``realm`` of ``WWW-Authenticate`` challenges.
+        security_headers: ``True`` (OWASP defaults), ``False``, or a mapping
+            that overrides defaults by name (``None`` drops one).
+        header_name: also accept the key in this header (e.g. ``"X-API-Key"``).
+        allow_query_token: also accept ``?access_token=`` (RFC 6750 §2.3).
+        allow_cors_preflight: let CORS preflight requests through unauthenticated.
+        max_token_length: longer tokens are ``invalid_request``.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        keys: Iterable[str | APIKey] | None = None,
+        auth: APIKeyAuth | None = None,
+        public: Iterable[str] = (),
+        optional: Iterable[str] = (),
+        protected: Iterable[str] | Mapping[str, Iterable[str]] = (),
+        default: str = "protected",
+        realm: str = "api",
+        security_headers: bool | Mapping[str, str | None] = True,
+        header_name: str | None = None,
+        allow_query_token: bool = False,
+        allow_cors_preflight: bool = False,
+        max_token_length: int = DEFAULT_MAX_TOKEN_LENGTH,
+    ) -> None:
+        self.app = app
+        self.auth = _authenticator(keys, auth)
+        self.rules = RuleTable(
+            public=public, optional=optional, protected=protected, default=default
+        )
+        self._security = SecurityHeaders(security_headers)
+        _check_flag(allow_query_token, "allow_query_token")
+        _check_flag(allow_cors_preflight, "allow_cors_preflight")
+        if (
+            isinstance(max_token_length, bool)
+            or not isinstance(max_token_length, int)
+            or not 16 <= max_token_length <= 65536
+        ):
+            raise ConfigurationError(
+                f"max_token_length must be an int from 16 to 65536, not {max_token_length!r}",
+                setting="max_token_length",
+            )
+        self._reader = CredentialReader(
+            header_name=_check_header_name(header_name),
+            allow_query_token=allow_query_token,
+            max_token_length=max_token_length,
+        )
+        how = "'Authorization: Bearer <key>'"
+        if header_name:
+            how += f" or '{header_name}: <key>'"
+        self._denials = Denials(realm, self._security, how=how)
+        self._preflight = allow_cors_preflight
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
+            await self.app(scope, receive, send)  # lifespan and any other type
+            return
+
+        rule = self.rules.decide(route_path(scope))
+        access = rule.access
+        if self._preflight and kind == "http" and _is_preflight(scope):
+            access = _PUBLIC
+
+        found = self._reader.read(scope["headers"], scope.get("query_string", b""))
+        denial: Denial | None = None
+        entry = None
+        via_query = False
+        if found is None:
+            if access is _PROTECTED:
+                denial = self._denials.missing
+        elif isinstance(found, Malformed):
+            if access is not _PUBLIC:
+                denial = self._denials.malformed(found.description)
+        else:
+            token, via_query = found
+            entry = self.auth.resolve(token)
+            if entry is None:
+                if access is not _PUBLIC:
+                    denial = self._denials.invalid
+            elif access is _PROTECTED and not rule.scopes <= entry.context.scopes:
+                denial = self._denials.forbidden(rule.scopes)
+
+        if denial is not None:
+            if kind == "http":
+                await denial.send_http(scope, send)
+            else:
+                await denial.send_websocket(scope, receive, send)
+            return
+
+        if entry is None:
+            scope["auth"] = ANONYMOUS
+            scope["user"] = ANONYMOUS_USER
+        else:
+            scope["auth"] = entry.context
+            scope["user"] = entry.user
+
+        extra = self._security.for_scheme(scope.get("scheme", "http"))
+        if via_query:
+            # RFC 6750 §2.3: a token in the URI makes the response private to caches.
+            extra = (*extra, _CACHE_PRIVATE)
+        if kind == "websocket" or not extra:
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = message.get("headers") or []
+                present = {name.lower() for name, _ in headers}
+                missing = [pair for pair in extra if pair[0] not in present]
+                if missing:
+                    message = {**message, "headers": [*headers, *missing]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(auth={self.auth!r}, rules={len(self.rules.rules)})"
+
+
+def _authenticator(keys: Iterable[str | APIKey] | None, auth: APIKeyAuth | None) -> APIKeyAuth:
+    if keys is not None and auth is not None:
+        raise ConfigurationError(
+            "give keys= or auth=, not both: put the keys in the APIKeyAuth you pass as auth=",
+            setting="keys",
+        )
+    if auth is not None:
+        if not isinstance(auth, APIKeyAuth):
+            raise ConfigurationError(
+                f"auth must be an APIKeyAuth, not {type(auth).__name__}", setting="auth"
+            )
+        return auth
+    if keys is None:
+        raise ConfigurationError(
+            "no keys configured: pass keys=['...'] or auth=APIKeyAuth(keys=[...])",
+            setting="keys",
+        )
+    return APIKeyAuth(keys)
+
+
+def _check_flag(value: object, setting: str) -> None:
+    if not isinstance(value, bool):
+        raise ConfigurationError(f"{setting} must be True or False, not {value!r}", setting=setting)
+
+
+def _check_header_name(name: str | None) -> str | None:
+    if name is None:
+        return None
+    if (
+        not isinstance(name, str)
+        or not name
+        or not set(name.lower()) <= _FIELD_NAME_CHARS
+        or name.lower() == "authorization"
+    ):
+        raise ConfigurationError(
+            f"header_name must be a header name other than Authorization, such as "
+            f"'X-API-Key', not {name!r}",
+            setting="header_name",
+        )
+    return name
+
+
+def _is_preflight(scope: Scope) -> bool:
+    if scope["method"] != "OPTIONS":
+        return False
+    names = {name for name, _ in scope["headers"]}
+    return b"origin" in names and b"access-control-request-method" in names

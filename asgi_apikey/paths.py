@@ -1,0 +1,226 @@
+"""Path normalisation and the compiled rule table.
+
+Rules are path prefixes on segment boundaries (``/docs`` covers ``/docs`` and
+``/docs/...``, never ``/docs-admin``); the longest matching rule wins; a path
+that no rule names gets the ``default`` access (protected unless told
+otherwise). Matching walks up the path's segments with one dict lookup each.
+
+A request path is judged twice when it is not canonical (dot segments or
+repeated slashes): as spelled, because that is what Starlette-style routers
+match, and as resolved, because that is what other routers and proxies see.
+The stricter answer wins, so no spelling reaches a protected route as public.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from starlette.types import Scope
+
+from .errors import ConfigurationError
+
+__all__ = ["Access", "Rule", "RuleTable", "normalize_path", "route_path"]
+
+_SCOPE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+
+
+class Access(enum.IntEnum):
+    """What a path asks of a request, ordered from lenient to strict."""
+
+    PUBLIC = 0  # the app always runs; a valid key still authenticates
+    OPTIONAL = 1  # anonymous or a valid key; a bad key is refused
+    PROTECTED = 2  # a valid key (with the rule's scopes) or nothing
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One compiled rule: a canonical path prefix, its access and required scopes."""
+
+    path: str
+    access: Access
+    scopes: frozenset[str] = frozenset()
+
+
+def normalize_path(path: str) -> str:
+    """Resolve dot segments and repeated slashes (RFC 3986 §5.2.4), drop a trailing slash.
+
+    Never climbs above the root.
+
+    >>> normalize_path("/health/../admin//users/./")
+    '/admin/users'
+    >>> normalize_path("/../../etc")
+    '/etc'
+    """
+    segments: list[str] = []
+    for segment in path.split("/"):
+        if segment == ".." and segments:
+            segments.pop()
+        elif segment not in ("", ".", ".."):
+            segments.append(segment)
+    return "/" + "/".join(segments)
+
+
+def route_path(scope: Scope) -> str:
+    """The path the app routes on: ``scope["path"]`` less the mount point.
+
+    Mirrors Starlette's ``get_route_path`` so that rules are relative to
+    ``root_path`` exactly as routes are.
+
+    >>> route_path({"path": "/api/v1/x", "root_path": "/api"})
+    '/v1/x'
+    """
+    path: str = scope["path"]
+    root_path: str = scope.get("root_path", "")
+    if not root_path or not path.startswith(root_path):
+        return path
+    if len(path) == len(root_path):
+        return "/"
+    if path[len(root_path)] == "/":
+        return path[len(root_path) :]
+    return path
+
+
+def _check_rule_path(path: object, setting: str) -> str:
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise ConfigurationError(
+            f"{setting}: rule {path!r} is not an absolute path; write it as '/docs'",
+            setting=setting,
+        )
+    if any(char in path for char in "?#*") or any(not char.isprintable() for char in path):
+        raise ConfigurationError(
+            f"{setting}: rule {path!r} must be a plain path prefix (no query, fragment, "
+            "wildcard or control character); '/docs' already covers '/docs/...'",
+            setting=setting,
+        )
+    canonical = normalize_path(path)
+    if canonical != path.rstrip("/") and canonical != path:
+        raise ConfigurationError(
+            f"{setting}: rule {path!r} has dot segments or repeated slashes; "
+            f"write it as {canonical!r}",
+            setting=setting,
+        )
+    return canonical
+
+
+def _check_scopes(scopes: object, path: str) -> frozenset[str]:
+    if isinstance(scopes, (str, bytes)) or not isinstance(scopes, Iterable):
+        raise ConfigurationError(
+            f"protected: the scopes of {path!r} must be a collection such as {{'admin'}}, "
+            f"not {type(scopes).__name__}",
+            setting="protected",
+        )
+    checked = frozenset(scopes)
+    for scope in checked:
+        if not isinstance(scope, str) or _SCOPE.fullmatch(scope) is None:
+            raise ConfigurationError(
+                f"protected: scope {scope!r} of {path!r} is not an RFC 6749 scope token "
+                "(printable ASCII without spaces, quotes or backslashes)",
+                setting="protected",
+            )
+    return checked
+
+
+def _paths(rules: object, setting: str) -> Iterable[object]:
+    if isinstance(rules, (str, bytes)) or not isinstance(rules, Iterable):
+        raise ConfigurationError(
+            f"{setting} must be a list of paths such as ['/health'], not {type(rules).__name__}",
+            setting=setting,
+        )
+    return rules
+
+
+class RuleTable:
+    """The compiled rules of one middleware.
+
+    >>> table = RuleTable(public=["/v1"], protected={"/v1/admin": {"admin"}})
+    >>> table.decide("/v1/models").access.name, table.decide("/v1/admin/x").scopes
+    ('PUBLIC', frozenset({'admin'}))
+    >>> table.decide("/v1/../v1/admin").access.name, table.decide("/v1-beta").access.name
+    ('PROTECTED', 'PROTECTED')
+    """
+
+    __slots__ = ("_default", "_rules")
+
+    def __init__(
+        self,
+        *,
+        public: Iterable[str] = (),
+        optional: Iterable[str] = (),
+        protected: Iterable[str] | Mapping[str, Iterable[str]] = (),
+        default: str = "protected",
+    ) -> None:
+        try:
+            default_access = Access[default.upper()] if isinstance(default, str) else None
+        except KeyError:
+            default_access = None
+        if default_access is None:
+            raise ConfigurationError(
+                f"default must be 'protected', 'optional' or 'public', not {default!r}",
+                setting="default",
+            )
+        self._default = Rule("/", default_access)
+
+        compiled: dict[str, Rule] = {}
+        where: dict[str, str] = {}
+
+        def add(raw: object, setting: str, access: Access, scopes: frozenset[str]) -> None:
+            path = _check_rule_path(raw, setting)
+            if path in compiled:
+                raise ConfigurationError(
+                    f"{setting}: rule {raw!r} is already given in {where[path]}; "
+                    "name each path in one rule only",
+                    setting=setting,
+                )
+            compiled[path] = Rule(path, access, scopes)
+            where[path] = setting
+
+        for raw in _paths(public, "public"):
+            add(raw, "public", Access.PUBLIC, frozenset())
+        for raw in _paths(optional, "optional"):
+            add(raw, "optional", Access.OPTIONAL, frozenset())
+        if isinstance(protected, Mapping):
+            for raw, scopes in protected.items():
+                add(raw, "protected", Access.PROTECTED, _check_scopes(scopes, str(raw)))
+        else:
+            for raw in _paths(protected, "protected"):
+                add(raw, "protected", Access.PROTECTED, frozenset())
+        self._rules = compiled
+
+    def match(self, path: str) -> Rule:
+        """The longest rule that covers ``path`` as spelled (segment boundaries)."""
+        rules = self._rules
+        prefix = path
+        while True:
+            rule = rules.get(prefix)
+            if rule is not None:
+                return rule
+            cut = prefix.rfind("/")
+            if cut <= 0:
+                return rules.get("/", self._default)
+            prefix = prefix[:cut]
+
+    def decide(self, path: str) -> Rule:
+        """The rule for a request path, the stricter of its spelling and its resolved form."""
+        rule = self.match(path)
+        if "//" not in path and "/." not in path:
+            return rule
+        canonical = normalize_path(path)
+        if canonical == path:
+            return rule
+        other = self.match(canonical)
+        if other is rule:
+            return rule
+        return Rule(
+            canonical,
+            max(rule.access, other.access),
+            rule.scopes | other.scopes,
+        )
+
+    @property
+    def rules(self) -> tuple[Rule, ...]:
+        """The compiled rules, longest first, then the default as ``Rule('/', ...)``."""
+        ordered = sorted(self._rules.values(), key=lambda rule: (-len(rule.path), rule.path))
+        return (*ordered, self._default)

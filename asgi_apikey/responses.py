@@ -1,0 +1,228 @@
+"""Everything the middleware writes: denials (401/400/403) and security headers.
+
+Every response byte is computed at construction: header pairs, JSON bodies,
+``WWW-Authenticate`` challenges. A denial is a value; sending it copies a
+prepared header list into a fresh message (outer middleware may mutate what
+it is sent) and writes two messages.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from functools import lru_cache
+
+from starlette.types import Receive, Scope, Send
+
+from .errors import ConfigurationError
+
+__all__ = [
+    "DEFAULT_HSTS",
+    "DEFAULT_SECURITY_HEADERS",
+    "Denial",
+    "Denials",
+    "SecurityHeaders",
+]
+
+Headers = tuple[tuple[bytes, bytes], ...]
+
+#: OWASP's current baseline for an API. ``X-XSS-Protection`` is deliberately
+#: absent: OWASP advises against ``1; mode=block``.
+DEFAULT_SECURITY_HEADERS: Mapping[str, str] = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+#: Sent on https responses only (RFC 6797 §7.2: ignored over plain http).
+DEFAULT_HSTS = "max-age=63072000; includeSubDomains"
+_HSTS = "strict-transport-security"
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 field name
+_FIELD_VALUE = re.compile(r"[\x20-\x7e]*")  # printable ASCII, no CR/LF
+_QUOTABLE = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]*")  # quoted-string without " and \
+
+
+def _pair(name: str, value: str) -> tuple[bytes, bytes]:
+    return name.lower().encode("ascii"), value.encode("ascii")
+
+
+class SecurityHeaders:
+    """The security headers added to every HTTP response the app or the middleware sends.
+
+    ``True`` takes the defaults, ``False`` none; a mapping overrides defaults by
+    name (``None`` drops one), so ``{"X-Frame-Options": None,
+    "Content-Security-Policy": "default-src 'none'"}`` is one edit away.
+    ``Strict-Transport-Security`` goes out on https only.
+
+    >>> SecurityHeaders(True).for_scheme("http")[0]
+    (b'x-content-type-options', b'nosniff')
+    """
+
+    __slots__ = ("_plain", "_secure")
+
+    def __init__(self, config: bool | Mapping[str, str | None] = True) -> None:
+        if config is False:
+            self._plain: Headers = ()
+            self._secure: Headers = ()
+            return
+        if config is not True and not isinstance(config, Mapping):
+            raise ConfigurationError(
+                "security_headers must be True, False or a mapping of header name to value "
+                f"(None drops a default), not {type(config).__name__}",
+                setting="security_headers",
+            )
+        merged: dict[str, tuple[str, str | None]] = {
+            name.lower(): (name, value) for name, value in DEFAULT_SECURITY_HEADERS.items()
+        }
+        merged[_HSTS] = ("Strict-Transport-Security", DEFAULT_HSTS)
+        for name, value in config.items() if isinstance(config, Mapping) else ():
+            if not isinstance(name, str) or _TOKEN.fullmatch(name) is None:
+                raise ConfigurationError(
+                    f"security_headers: {name!r} is not a valid header name",
+                    setting="security_headers",
+                )
+            if value is not None and (
+                not isinstance(value, str) or _FIELD_VALUE.fullmatch(value) is None
+            ):
+                raise ConfigurationError(
+                    f"security_headers: the value of {name!r} must be printable ASCII "
+                    "text without line breaks, or None to drop the header",
+                    setting="security_headers",
+                )
+            merged[name.lower()] = (name, value)
+        plain = tuple(
+            _pair(name, value)
+            for key, (name, value) in merged.items()
+            if value is not None and key != _HSTS
+        )
+        hsts = merged[_HSTS][1]
+        self._plain = plain
+        self._secure = plain + ((_pair(_HSTS, hsts),) if hsts is not None else ())
+
+    def for_scheme(self, scheme: str) -> Headers:
+        """The header pairs for a request made over ``scheme``."""
+        return self._secure if scheme in ("https", "wss") else self._plain
+
+    def __bool__(self) -> bool:
+        return bool(self._secure)
+
+
+class Denial:
+    """A prepared refusal: status, headers, JSON body; sent as HTTP or to a websocket."""
+
+    __slots__ = ("_body", "_plain", "_secure", "detail", "status")
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        challenge: str,
+        security: SecurityHeaders,
+    ) -> None:
+        self.status = status
+        self.detail = detail
+        self._body = json.dumps({"detail": detail}).encode("utf-8")
+        base = (
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(self._body)).encode("ascii")),
+            (b"cache-control", b"no-store"),
+            (b"www-authenticate", challenge.encode("ascii")),
+        )
+        self._plain = base + security.for_scheme("http")
+        self._secure = base + security.for_scheme("https")
+
+    def headers(self, scheme: str) -> Headers:
+        return self._secure if scheme in ("https", "wss") else self._plain
+
+    async def send_http(self, scope: Scope, send: Send) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": self.status,
+                "headers": list(self.headers(scope.get("scheme", "http"))),
+            }
+        )
+        await send({"type": "http.response.body", "body": self._body})
+
+    async def send_websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Refuse a handshake: never accepted, whatever the server supports."""
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return  # the client went away first
+        if "websocket.http.response" in scope.get("extensions", {}):
+            await send(
+                {
+                    "type": "websocket.http.response.start",
+                    "status": self.status,
+                    "headers": list(self.headers(scope.get("scheme", "ws"))),
+                }
+            )
+            await send({"type": "websocket.http.response.body", "body": self._body})
+        else:
+            # 1008: policy violation. Sent before accept, servers answer the handshake with 403.
+            await send({"type": "websocket.close", "code": 1008, "reason": self.detail[:120]})
+
+    def __repr__(self) -> str:
+        return f"Denial({self.status}, {self.detail!r})"
+
+
+class Denials:
+    """The denials of one middleware, built from its realm and credential methods.
+
+    >>> Denials("api", SecurityHeaders(False)).missing.status
+    401
+    """
+
+    __slots__ = ("_realm", "_security", "forbidden", "invalid", "malformed", "missing")
+
+    def __init__(
+        self, realm: str, security: SecurityHeaders, *, how: str = "'Authorization: Bearer <key>'"
+    ) -> None:
+        if not isinstance(realm, str) or not realm or _QUOTABLE.fullmatch(realm) is None:
+            raise ConfigurationError(
+                f"realm must be non-empty printable ASCII without quotes or backslashes, "
+                f"not {realm!r}",
+                setting="realm",
+            )
+        self._realm = realm
+        self._security = security
+        # RFC 6750 §3.1: a request with no credentials gets a challenge with no error code.
+        self.missing = Denial(
+            401, f"Missing API key: send it as {how}", self._challenge(), security
+        )
+        self.invalid = Denial(
+            401,
+            "Invalid API key",
+            self._challenge(error="invalid_token", error_description="The API key is not valid"),
+            security,
+        )
+        # Bounded caches: descriptions come from a fixed set in credentials.py, and
+        # scope sets from the configured rules (and their rare combinations).
+        self.malformed = lru_cache(maxsize=64)(self._malformed)
+        self.forbidden = lru_cache(maxsize=256)(self._forbidden)
+
+    def _challenge(self, **params: str) -> str:
+        fields = [f'realm="{self._realm}"', *(f'{key}="{value}"' for key, value in params.items())]
+        return "Bearer " + ", ".join(fields)
+
+    def _malformed(self, description: str) -> Denial:
+        return Denial(
+            400,
+            f"Malformed credentials: {description}",
+            self._challenge(error="invalid_request", error_description=description),
+            self._security,
+        )
+
+    def _forbidden(self, scopes: frozenset[str]) -> Denial:
+        needed = " ".join(sorted(scopes))
+        return Denial(
+            403,
+            f"This API key lacks a required scope: {needed}",
+            self._challenge(
+                error="insufficient_scope",
+                error_description="The API key lacks a scope this path requires",
+                scope=needed,
+            ),
+            self._security,
+        )

@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""Developer commands that need nothing but python3.
+
+    python3 dev.py demo      # serve the demo app on 127.0.0.1 with fresh keys
+    python3 dev.py test      # the whole test suite (extra args go to pytest)
+    python3 dev.py lint      # ruff (lint + format check) and mypy --strict
+
+Each creates ./.venv on first use and installs the package with the extras it
+needs; it reinstalls when pyproject.toml changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
+
+
+def _run(*args: str | Path) -> int:
+    return subprocess.call([str(arg) for arg in args], cwd=ROOT)  # noqa: S603 - our own argv
+
+
+def ensure_venv() -> None:
+    """Create .venv and install ``.[dev]`` unless pyproject.toml is unchanged since."""
+    stamp = VENV / ".installed"
+    want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if PYTHON.exists() and stamp.exists() and stamp.read_text() == want:
+        return
+    if not PYTHON.exists():
+        print(f"creating {VENV.relative_to(ROOT)} ...", flush=True)
+        try:
+            venv.create(VENV, with_pip=True)
+        except Exception as error:  # any failure gets the same advice
+            sys.exit(
+                f"could not create a virtual environment ({error}); on Debian/Ubuntu "
+                "install it with: apt-get install python3-venv"
+            )
+    print("installing asgi_apikey with its demo, test and lint extras ...", flush=True)
+    quiet = ["--quiet", "--disable-pip-version-check"]
+    if _run(PYTHON, "-m", "pip", "install", *quiet, "--upgrade", "pip") != 0:
+        sys.exit("pip could not upgrade itself; see the output above")
+    if _run(PYTHON, "-m", "pip", "install", *quiet, "-e", ".[dev]") != 0:
+        sys.exit("installing the package failed; see the output above")
+    stamp.write_text(want)
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in ("demo", "test", "lint"):
+        print(__doc__)
+        return 2
+    command, rest = argv[0], argv[1:]
+    ensure_venv()
+    if command == "demo":
+        return _run(PYTHON, "-m", "asgi_apikey", "demo", *rest)
+    if command == "test":
+        return _run(PYTHON, "-m", "pytest", *rest)
+    status = _run(PYTHON, "-m", "ruff", "check", ".")
+    status |= _run(PYTHON, "-m", "ruff", "format", "--check", ".")
+    status |= _run(PYTHON, "-m", "mypy")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

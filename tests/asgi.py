@@ -1,0 +1,143 @@
+"""A raw ASGI harness: drive any ASGI app with a hand-built scope, no framework in between."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+#: A key that must never appear in any output: responses, headers, logs, reprs, errors.
+CANARY = "sk-canary-5f3c9a1e7b2d4c6f8a0e"
+#: A second valid key for tests that need two.
+OTHER_KEY = "sk-other-0a1b2c3d4e5f6a7b8c9d"
+
+
+@dataclass
+class Result:
+    """What the app under test sent, and the scope the inner app saw (if it ran)."""
+
+    messages: list[Message]
+    seen: Scope | None = None
+
+    @property
+    def status(self) -> int:
+        start = next(m for m in self.messages if m["type"].endswith("response.start"))
+        return int(start["status"])
+
+    @property
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        start = next(m for m in self.messages if m["type"].endswith("response.start"))
+        return [(bytes(k), bytes(v)) for k, v in start.get("headers", [])]
+
+    def header(self, name: str) -> str | None:
+        values = [v.decode("latin-1") for k, v in self.headers if k.lower() == name.encode()]
+        assert len(values) <= 1, f"{name} sent {len(values)} times"
+        return values[0] if values else None
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(m.get("body", b"") for m in self.messages if m["type"].endswith(".body"))
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    def everything(self) -> bytes:
+        """Every byte of every message, for leak checks."""
+        return repr(self.messages).encode() + self.body
+
+
+@dataclass
+class Recorder:
+    """An inner ASGI app that records its scope and answers 200 (or accepts a websocket)."""
+
+    response_headers: Sequence[tuple[bytes, bytes]] = ((b"content-type", b"text/plain"),)
+    seen: list[Scope] = field(default_factory=list)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.seen.append(scope)
+        if scope["type"] == "http":
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": list(self.response_headers),
+                }
+            )
+            await send({"type": "http.response.body", "body": b"ok"})
+        elif scope["type"] == "websocket":
+            await receive()
+            await send({"type": "websocket.accept"})
+            await send({"type": "websocket.close", "code": 1000})
+        elif scope["type"] == "lifespan":
+            message = await receive()
+            await send({"type": message["type"] + ".complete"})
+
+
+def http_scope(
+    path: str = "/",
+    *,
+    headers: Iterable[tuple[bytes, bytes]] = (),
+    method: str = "GET",
+    scheme: str = "http",
+    query_string: bytes = b"",
+    root_path: str = "",
+    kind: str = "http",
+    extensions: dict[str, Any] | None = None,
+) -> Scope:
+    scope: Scope = {
+        "type": kind,
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": scheme,
+        "path": path,
+        "raw_path": path.encode("utf-8", "surrogateescape"),
+        "root_path": root_path,
+        "query_string": query_string,
+        "headers": [(b"host", b"testserver"), *headers],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 80),
+    }
+    if kind == "websocket":
+        del scope["method"]
+        scope["scheme"] = "wss" if scheme == "https" else "ws"
+        scope["subprotocols"] = []
+    if extensions is not None:
+        scope["extensions"] = extensions
+    return scope
+
+
+def bearer(token: str | bytes) -> tuple[bytes, bytes]:
+    raw = token.encode() if isinstance(token, str) else token
+    return (b"authorization", b"Bearer " + raw)
+
+
+def call(app: ASGIApp, scope: Scope, recorder: Recorder | None = None) -> Result:
+    """Run one request through ``app`` and collect what it sends."""
+    messages: list[Message] = []
+    if scope["type"] == "websocket":
+        incoming: list[Message] = [{"type": "websocket.connect"}]
+    else:
+        incoming = [{"type": "http.request", "body": b"", "more_body": False}]
+
+    async def receive() -> Message:
+        if incoming:
+            return incoming.pop(0)
+        await asyncio.sleep(0)
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        messages.append(message)
+
+    before = len(recorder.seen) if recorder is not None else 0
+
+    async def main() -> None:
+        await app(scope, receive, send)
+
+    asyncio.run(main())
+    seen = recorder.seen[before] if recorder is not None and len(recorder.seen) > before else None
+    return Result(messages, seen)

@@ -1,0 +1,14 @@
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+# A fixed budget for CI (selected by HYPOTHESIS_PROFILE=ci in .ci/run) and a
+# larger one for hunting locally (HYPOTHESIS_PROFILE=thorough).
+settings.register_profile("ci", max_examples=300, deadline=None, derandomize=True, print_blob=True)
+settings.register_profile("dev", max_examples=150, deadline=None)
+settings.register_profile(
+    "thorough", max_examples=5000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))

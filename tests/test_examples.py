@@ -1,0 +1,62 @@
+"""Each example app works as its docstring says."""
+
+from __future__ import annotations
+
+import pytest
+from starlette.testclient import TestClient
+
+from asgi_apikey import APIKey
+from examples import fastapi_app, raw_asgi_app, starlette_app
+from tests.asgi import CANARY, OTHER_KEY
+
+ADMIN = {"Authorization": f"Bearer {CANARY}"}
+USER = {"Authorization": f"Bearer {OTHER_KEY}"}
+
+
+@pytest.fixture
+def keys() -> list[str | APIKey]:
+    return [
+        APIKey(CANARY, name="admin", scopes={"admin"}),
+        APIKey(OTHER_KEY, name="user", metadata={"tier": "free"}),
+    ]
+
+
+def test_fastapi_example(keys: list[str | APIKey]) -> None:
+    client = TestClient(fastapi_app.create_app(keys))
+    assert client.get("/health").json() == {"status": "ok"}
+    assert client.get("/openapi.json").status_code == 200
+    assert client.get("/v1/models").status_code == 401
+    assert client.get("/v1/models", headers=USER).json()["key_id"] == "user"
+    assert client.get("/v1/operations").json() == {"operations": ["chat"], "caller": None}
+    assert client.get("/v1/operations", headers=ADMIN).json()["caller"] == "admin"
+    assert client.get("/v1/me", headers=USER).json() == {
+        "key_id": "user",
+        "scopes": ["authenticated"],
+        "metadata": {"tier": "free"},
+    }
+    assert client.post("/v1/admin/reload", headers=USER).status_code == 403
+    assert client.post("/v1/admin/reload", headers=ADMIN).json() == {
+        "reloaded": True,
+        "by": "admin",
+    }
+
+
+def test_starlette_example(keys: list[str | APIKey]) -> None:
+    client = TestClient(starlette_app.create_app(keys))
+    assert client.get("/health").status_code == 200
+    assert client.get("/whoami").status_code == 401
+    assert client.get("/whoami", headers=USER).json() == {
+        "user": "user",
+        "scopes": ["authenticated"],
+    }
+    assert client.get("/admin", headers=USER).status_code == 403
+    assert client.get("/admin", headers=ADMIN).json() == {"admin": "admin"}
+
+
+def test_raw_asgi_example(keys: list[str | APIKey]) -> None:
+    client = TestClient(raw_asgi_app.create_app(keys))
+    assert client.get("/ping").json() == {"path": "/ping", "key_id": None}
+    assert client.get("/data").status_code == 401
+    response = client.get("/data", headers=ADMIN)
+    assert response.json() == {"path": "/data", "key_id": "admin"}
+    assert response.headers["x-frame-options"] == "DENY"
