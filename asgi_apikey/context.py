@@ -8,14 +8,40 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
-from typing import Any
+from typing import Any, NoReturn
 
 from starlette.authentication import BaseUser, UnauthenticatedUser
 
-__all__ = ["ANONYMOUS", "ANONYMOUS_USER", "APIKeyUser", "AuthContext"]
+__all__ = ["ANONYMOUS", "ANONYMOUS_USER", "APIKeyUser", "AuthContext", "FrozenMapping"]
 
-_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+class FrozenMapping(dict[str, Any]):
+    """A read-only ``dict``: key metadata, shared by every request of that key.
+
+    A ``dict`` subclass rather than ``MappingProxyType`` so that ``json.dumps``,
+    pydantic, ``copy.deepcopy`` and ``dataclasses.asdict`` (which FastAPI runs
+    on a returned ``AuthContext``) all take it as a plain dict.
+
+    >>> FrozenMapping({"tier": "pro"})["tier"]
+    'pro'
+    """
+
+    __slots__ = ()
+
+    def _read_only(self, *args: object, **kwargs: object) -> NoReturn:
+        raise TypeError("key metadata is read-only; configure it on the APIKey")
+
+    __setitem__ = __delitem__ = __ior__ = _read_only
+    clear = pop = popitem = setdefault = update = _read_only
+
+    def __reduce__(self) -> tuple[type[FrozenMapping], tuple[dict[str, Any]]]:
+        return (FrozenMapping, (dict(self),))
+
+    def __repr__(self) -> str:
+        return f"FrozenMapping({dict(self)!r})"
+
+
+_EMPTY: Mapping[str, Any] = FrozenMapping()
 
 #: Added to the scopes of every authenticated context so that Starlette's
 #: ``@requires("authenticated")`` works unchanged.
@@ -37,7 +63,7 @@ class AuthContext:
     authenticated: bool
     key_id: str | None = None
     scopes: frozenset[str] = frozenset()
-    metadata: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    metadata: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, hash=False)
     mode: str = "simple"
 
 

@@ -19,10 +19,9 @@ import re
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 
-from .context import AUTHENTICATED, APIKeyUser, AuthContext
+from .context import AUTHENTICATED, APIKeyUser, AuthContext, FrozenMapping
 from .credentials import DEFAULT_MAX_TOKEN_LENGTH, is_b64token
 from .errors import ConfigurationError
 
@@ -86,9 +85,12 @@ class APIKey:
                 f"not {type(metadata).__name__}",
                 key_id=self.key_id,
             )
-        object.__setattr__(self, "metadata", MappingProxyType(dict(metadata or {})))
+        object.__setattr__(self, "metadata", FrozenMapping(metadata or {}))
 
     def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("APIKey is immutable; build a new one")
+
+    def __delattr__(self, name: str) -> None:
         raise AttributeError("APIKey is immutable; build a new one")
 
     @property
@@ -124,18 +126,17 @@ def _digest_of_secret(secret: object) -> bytes:
         raise ConfigurationError(
             "an API key looks like a digest ('sha256:...'): pass it as APIKey(digest=...)"
         )
-    raw = secret.encode("utf-8")
-    if len(raw) > DEFAULT_MAX_TOKEN_LENGTH:
+    if len(secret) > DEFAULT_MAX_TOKEN_LENGTH:
         raise ConfigurationError(
             f"an API key is longer than {DEFAULT_MAX_TOKEN_LENGTH} bytes: clients could not send it"
         )
-    if not is_b64token(raw):
+    if not secret.isascii() or not is_b64token(secret.encode("ascii")):
         raise ConfigurationError(
             "an API key has characters a Bearer token cannot carry: use only letters, "
             "digits and - . _ ~ + / (with '=' only at the end), as "
             "secrets.token_urlsafe() produces"
         )
-    return hashlib.sha256(raw).digest()
+    return hashlib.sha256(secret.encode("ascii")).digest()
 
 
 def _parse_digest(digest: object) -> bytes:
@@ -173,15 +174,15 @@ def _check_scopes(scopes: object, key_id: str) -> frozenset[str]:
             f"not {type(scopes).__name__}",
             key_id=key_id,
         )
-    checked = frozenset(scopes)
-    for scope in checked:
+    items = list(scopes)
+    for scope in items:
         if not isinstance(scope, str) or _SCOPE.fullmatch(scope) is None:
             raise ConfigurationError(
                 f"scope {scope!r} of key {key_id!r} is not an RFC 6749 scope token: "
                 "use printable ASCII without spaces, quotes or backslashes",
                 key_id=key_id,
             )
-    return checked
+    return frozenset(items)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,8 +197,9 @@ class KeyEntry:
 
 @dataclass(frozen=True, slots=True)
 class _KeySet:
-    by_digest: Mapping[bytes, KeyEntry]
-    by_id: Mapping[str, bytes]
+    # Plain dicts for lookup speed; never mutated after _build returns them.
+    by_digest: dict[bytes, KeyEntry]
+    by_id: dict[str, bytes]
 
 
 def _entry(key: APIKey, mode: str) -> KeyEntry:
@@ -209,6 +211,32 @@ def _entry(key: APIKey, mode: str) -> KeyEntry:
         mode=mode,
     )
     return KeyEntry(key=key, digest=key._digest, context=context, user=APIKeyUser(key.key_id))
+
+
+def _build(entries: Iterable[KeyEntry]) -> _KeySet:
+    # Entries are immutable and reused across rotations: adding one key to
+    # 100,000 copies two dicts and builds one entry.
+    by_digest: dict[bytes, KeyEntry] = {}
+    by_id: dict[str, bytes] = {}
+    for index, entry in enumerate(entries):
+        if entry.digest in by_digest:
+            first = by_digest[entry.digest].key.key_id
+            raise ConfigurationError(
+                f"keys[{index}] is the same key as the one with key_id {first!r}: "
+                "give each key once",
+                index=index,
+                key_id=first,
+            )
+        key_id = entry.key.key_id
+        if key_id in by_id:
+            raise ConfigurationError(
+                f"keys[{index}] reuses the key_id {key_id!r}: give each key its own name",
+                index=index,
+                key_id=key_id,
+            )
+        by_digest[entry.digest] = entry
+        by_id[key_id] = entry.digest
+    return _KeySet(by_digest, by_id)
 
 
 def _as_key(item: object, where: str) -> APIKey:
@@ -246,31 +274,9 @@ class APIKeyAuth:
             )
         self._mode = "simple"
         self._lock = threading.Lock()
-        self._keys = self._build(
-            [_as_key(item, f"keys[{index}]") for index, item in enumerate(keys)]
+        self._keys = _build(
+            [_entry(_as_key(item, f"keys[{index}]"), self._mode) for index, item in enumerate(keys)]
         )
-
-    def _build(self, keys: list[APIKey]) -> _KeySet:
-        by_digest: dict[bytes, KeyEntry] = {}
-        by_id: dict[str, bytes] = {}
-        for index, key in enumerate(keys):
-            if key._digest in by_digest:
-                first = by_digest[key._digest].key.key_id
-                raise ConfigurationError(
-                    f"keys[{index}] is the same key as the one with key_id {first!r}: "
-                    "give each key once",
-                    index=index,
-                    key_id=first,
-                )
-            if key.key_id in by_id:
-                raise ConfigurationError(
-                    f"keys[{index}] reuses the key_id {key.key_id!r}: give each key its own name",
-                    index=index,
-                    key_id=key.key_id,
-                )
-            by_digest[key._digest] = _entry(key, self._mode)
-            by_id[key.key_id] = key._digest
-        return _KeySet(MappingProxyType(by_digest), MappingProxyType(by_id))
 
     def resolve(self, token: bytes) -> KeyEntry | None:
         """The entry for a presented token (raw bytes), or ``None``. The hot path."""
@@ -286,9 +292,9 @@ class APIKeyAuth:
         >>> APIKeyAuth(keys=["sk-test-0123456789abcdef"]).verify("nope") is None
         True
         """
-        if not isinstance(token, str):
-            return None
-        entry = self.resolve(token.encode("utf-8", "surrogateescape"))
+        if not isinstance(token, str) or not token.isascii():
+            return None  # keys are ASCII b64tokens: nothing else can match
+        entry = self.resolve(token.encode("ascii"))
         return entry.context if entry is not None else None
 
     def add_key(self, key: str | APIKey) -> str:
@@ -296,11 +302,23 @@ class APIKeyAuth:
 
         Raises :class:`ConfigurationError` if the key or its key_id is already present.
         """
-        new = _as_key(key, "add_key")
+        new = _entry(_as_key(key, "add_key"), self._mode)
         with self._lock:
-            current = [entry.key for entry in self._keys.by_digest.values()]
-            self._keys = self._build([*current, new])
-        return new.key_id
+            keys = self._keys
+            present = keys.by_digest.get(new.digest)
+            if present is not None:
+                raise ConfigurationError(
+                    f"add_key: the same key is already present, as key_id {present.key.key_id!r}",
+                    key_id=present.key.key_id,
+                )
+            if new.key.key_id in keys.by_id:
+                raise ConfigurationError(
+                    f"add_key: the new key reuses the key_id {new.key.key_id!r}: "
+                    "give it another name",
+                    key_id=new.key.key_id,
+                )
+            self._keys = _build([*keys.by_digest.values(), new])
+        return new.key.key_id
 
     def remove_key(self, key_or_name: str | APIKey) -> bool:
         """Remove a key given as the plain key, an :class:`APIKey` or its name / key_id.
@@ -312,8 +330,8 @@ class APIKeyAuth:
             digest = self._find(keys, key_or_name)
             if digest is None:
                 return False
-            self._keys = self._build(
-                [entry.key for entry in keys.by_digest.values() if entry.digest != digest]
+            self._keys = _build(
+                entry for entry in keys.by_digest.values() if entry.digest != digest
             )
             return True
 
@@ -326,7 +344,9 @@ class APIKeyAuth:
         by_name = keys.by_id.get(key_or_name)
         if by_name is not None:
             return by_name
-        digest = hashlib.sha256(key_or_name.encode("utf-8", "surrogateescape")).digest()
+        if not key_or_name.isascii():
+            return None
+        digest = hashlib.sha256(key_or_name.encode("ascii")).digest()
         return digest if digest in keys.by_digest else None
 
     @property

@@ -96,7 +96,7 @@ def _check_rule_path(path: object, setting: str) -> str:
             setting=setting,
         )
     canonical = normalize_path(path)
-    if canonical != path.rstrip("/") and canonical != path:
+    if path != canonical and path != canonical.rstrip("/") + "/":
         raise ConfigurationError(
             f"{setting}: rule {path!r} has dot segments or repeated slashes; "
             f"write it as {canonical!r}",
@@ -112,15 +112,15 @@ def _check_scopes(scopes: object, path: str) -> frozenset[str]:
             f"not {type(scopes).__name__}",
             setting="protected",
         )
-    checked = frozenset(scopes)
-    for scope in checked:
+    items = list(scopes)
+    for scope in items:
         if not isinstance(scope, str) or _SCOPE.fullmatch(scope) is None:
             raise ConfigurationError(
                 f"protected: scope {scope!r} of {path!r} is not an RFC 6749 scope token "
                 "(printable ASCII without spaces, quotes or backslashes)",
                 setting="protected",
             )
-    return checked
+    return frozenset(items)
 
 
 def _paths(rules: object, setting: str) -> Iterable[object]:

@@ -1,0 +1,726 @@
+"""Keys and the authenticator: APIKey validation, APIKeyAuth lookup, rotation, leaks."""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from asgi_apikey import APIKey, APIKeyAuth, APIKeyUser, AuthContext, ConfigurationError
+from asgi_apikey.context import FrozenMapping
+from asgi_apikey.keys import KeyEntry
+from tests.asgi import CANARY, OTHER_KEY
+
+THIRD_KEY = "sk-third-9z8y7x6w5v4u3t2s1r0q"
+
+
+def plain_digest(secret: str) -> str:
+    """The digest computed independently of the package."""
+    return "sha256:" + hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def chain(error: BaseException) -> Iterator[BaseException]:
+    """The error and every exception chained to it (cause or context)."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [error]
+    while todo:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        todo.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+
+
+def assert_no_secret(error: BaseException, secret: str = CANARY) -> None:
+    """No trace of ``secret`` in the error, its context or anything chained to it."""
+    needles = {secret, secret.strip(), CANARY}
+    for current in chain(error):
+        texts = [
+            str(current),
+            repr(current),
+            repr(current.args),
+            repr(getattr(current, "context", None)),
+            repr(vars(current)) if hasattr(current, "__dict__") else "",
+            repr(getattr(current, "object", None)),  # UnicodeError carries its input
+        ]
+        for text in texts:
+            for needle in needles:
+                assert needle not in text, f"secret leaked by {type(current).__name__}: {text}"
+
+
+def hide(value: object) -> str:
+    """A test id that never spells the canary (ids end up in reports and logs)."""
+    text = ascii(value)
+    return "canary-variant" if CANARY[3:-1].lower() in text.lower() else text
+
+
+def raises_config(action: Callable[[], object], match: str) -> ConfigurationError:
+    with pytest.raises(ConfigurationError, match=match) as info:
+        action()
+    return info.value
+
+
+# --------------------------------------------------------------------------- APIKey
+
+
+def test_digest_is_sha256_of_utf8_key() -> None:
+    key = APIKey(CANARY)
+    assert key.digest == plain_digest(CANARY)
+    assert key.digest.startswith("sha256:")
+    assert len(key.digest) == len("sha256:") + 64
+
+
+def test_exactly_one_of_secret_or_digest() -> None:
+    raises_config(lambda: APIKey(), "exactly one of secret=")
+    error = raises_config(
+        lambda: APIKey(CANARY, digest=plain_digest(CANARY)), "exactly one of secret="
+    )
+    assert_no_secret(error)
+    assert plain_digest(CANARY)[7:] not in str(error)
+
+
+def test_digest_form_accepts_both_cases_and_names_the_same_key() -> None:
+    hex_digest = hashlib.sha256(CANARY.encode()).hexdigest()
+    plain = APIKey(CANARY)
+    lower = APIKey(digest="sha256:" + hex_digest.lower())
+    upper = APIKey(digest="sha256:" + hex_digest.upper())
+    assert plain.key_id == lower.key_id == upper.key_id
+    assert lower.digest == upper.digest == plain.digest  # normalised to lower case
+    assert plain == lower == upper
+
+
+def test_key_id_is_the_name_when_given() -> None:
+    assert APIKey(CANARY, name="billing").key_id == "billing"
+    assert APIKey(CANARY, name="billing").name == "billing"
+    assert APIKey(CANARY).name is None
+
+
+def test_fingerprint_key_id_is_stable_distinct_and_not_a_slice_of_the_digest() -> None:
+    key_id = APIKey(CANARY).key_id
+    assert key_id.startswith("key-")
+    assert APIKey(CANARY).key_id == key_id
+    assert APIKey(digest=plain_digest(CANARY)).key_id == key_id
+    assert APIKey(OTHER_KEY).key_id != key_id
+    hex_digest = hashlib.sha256(CANARY.encode()).hexdigest()
+    tail = key_id.removeprefix("key-")
+    assert len(tail) >= 8
+    assert tail not in hex_digest
+    assert not hex_digest.startswith(tail[:8])
+    assert CANARY not in key_id
+
+
+def test_fingerprints_differ_across_many_keys() -> None:
+    ids = {APIKey(f"sk-many-{i:08d}-abcdef").key_id for i in range(2000)}
+    assert len(ids) == 2000
+
+
+def test_repr_shows_key_id_and_scopes_but_no_secret_nor_digest() -> None:
+    named = APIKey(CANARY, name="billing", scopes={"write", "read"})
+    assert repr(named) == "APIKey(key_id='billing', scopes=['read', 'write'])"
+    unnamed = APIKey(CANARY, scopes=["read"])
+    hex_digest = hashlib.sha256(CANARY.encode()).hexdigest()
+    for key in (named, unnamed, APIKey(digest=plain_digest(CANARY))):
+        text = repr(key) + str(key)
+        assert CANARY not in text
+        assert hex_digest[:16] not in text
+        assert hex_digest[-16:] not in text
+        assert key.key_id in text
+
+
+def test_apikey_is_immutable() -> None:
+    key = APIKey(CANARY, name="billing", scopes={"read"})
+    for attribute, value in [
+        ("name", "other"),
+        ("key_id", "other"),
+        ("scopes", frozenset({"admin"})),
+        ("metadata", {}),
+        ("_digest", b"x" * 32),
+        ("brand_new", 1),
+    ]:
+        with pytest.raises(AttributeError):
+            setattr(key, attribute, value)
+    assert key.key_id == "billing"
+    assert key.scopes == frozenset({"read"})
+    assert key.digest == plain_digest(CANARY)
+
+
+def test_apikey_attributes_cannot_be_deleted() -> None:
+    key = APIKey(CANARY, name="billing", scopes={"read"})
+    for attribute in ("name", "key_id", "scopes", "metadata"):
+        with pytest.raises(AttributeError):
+            delattr(key, attribute)
+    assert key.scopes == frozenset({"read"})
+
+
+def test_scopes_are_a_frozenset_copy() -> None:
+    given_scopes = {"read", "write"}
+    key = APIKey(CANARY, scopes=given_scopes)
+    given_scopes.add("admin")
+    assert isinstance(key.scopes, frozenset)
+    assert key.scopes == frozenset({"read", "write"})
+    assert APIKey(CANARY, scopes=["read", "read"]).scopes == frozenset({"read"})
+    assert APIKey(CANARY).scopes == frozenset()
+
+
+def test_metadata_is_read_only_and_copied() -> None:
+    source: dict[str, Any] = {"team": "billing"}
+    key = APIKey(CANARY, metadata=source)
+    source["team"] = "changed"
+    source["extra"] = 1
+    assert isinstance(key.metadata, FrozenMapping)
+    assert dict(key.metadata) == {"team": "billing"}
+    with pytest.raises(TypeError):
+        key.metadata["team"] = "x"  # type: ignore[index]
+    assert dict(APIKey(CANARY).metadata) == {}
+
+
+def test_equality_and_hash() -> None:
+    a = APIKey(CANARY, name="n", scopes={"read"}, metadata={"x": 1})
+    b = APIKey(digest=plain_digest(CANARY), name="n", scopes=["read"], metadata={"x": 1})
+    assert a == b
+    assert hash(a) == hash(b)
+    assert len({a, b}) == 1
+    assert a != APIKey(OTHER_KEY, name="n", scopes={"read"}, metadata={"x": 1})
+    assert a != APIKey(CANARY, name="m", scopes={"read"}, metadata={"x": 1})
+    assert a != APIKey(CANARY, name="n", scopes={"write"}, metadata={"x": 1})
+    assert a != APIKey(CANARY, name="n", scopes={"read"}, metadata={"x": 2})
+    assert a != CANARY
+    assert APIKey(CANARY) == APIKey(CANARY)
+    assert APIKey(CANARY) != APIKey(OTHER_KEY)
+
+
+# ------------------------------------------------------------ APIKey validation
+
+
+def canary_variants() -> list[tuple[str, str, str]]:
+    """(id, bad secret built from the canary, expected message fragment)."""
+    return [
+        ("leading-space", " " + CANARY, "leading or trailing whitespace"),
+        ("trailing-newline", CANARY + "\n", "leading or trailing whitespace"),
+        ("trailing-tab", CANARY + "\t", "leading or trailing whitespace"),
+        ("looks-like-digest", "sha256:" + CANARY, r"looks like a digest"),
+        ("inner-space", CANARY[:10] + " " + CANARY[10:], "characters a Bearer token cannot"),
+        ("bang", CANARY + "!", "characters a Bearer token cannot"),
+        ("non-ascii", CANARY + "é", "characters a Bearer token cannot"),
+        ("inner-equals", CANARY[:10] + "=" + CANARY[10:], "characters a Bearer token cannot"),
+        ("colon", CANARY + ":x", "characters a Bearer token cannot"),
+        ("nul", CANARY[:5] + "\x00" + CANARY[5:], "characters a Bearer token cannot"),
+        ("too-long", CANARY + "a" * 4096, "longer than 4096 bytes"),
+        ("lone-surrogate", CANARY + "\ud800", "API key"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("secret", "fragment"),
+    [pytest.param(s, f, id=i) for i, s, f in canary_variants()],
+)
+def test_bad_secret_is_a_specific_error_without_the_secret(secret: str, fragment: str) -> None:
+    error = raises_config(lambda: APIKey(secret, name="billing"), fragment)
+    assert_no_secret(error, secret)
+    assert error.__cause__ is None
+
+
+@pytest.mark.parametrize(
+    ("secret", "fragment"),
+    [pytest.param(s, f, id=i) for i, s, f in canary_variants()],
+)
+def test_bad_secret_in_a_key_list_names_the_index_not_the_secret(
+    secret: str, fragment: str
+) -> None:
+    error = raises_config(lambda: APIKeyAuth(keys=[OTHER_KEY, secret]), fragment)
+    assert "keys[1]" in str(error)
+    assert error.context.get("where") == "keys[1]"
+    assert_no_secret(error, secret)
+    assert error.__cause__ is None
+    assert error.__suppress_context__ or error.__context__ is None
+
+
+def test_empty_secret() -> None:
+    raises_config(lambda: APIKey(""), "empty")
+    error = raises_config(lambda: APIKeyAuth(keys=[""]), r"keys\[0\].*empty")
+    assert error.__cause__ is None
+
+
+@pytest.mark.parametrize(
+    "secret", [CANARY.encode(), 42, ["x"], bytearray(CANARY.encode())], ids=hide
+)
+def test_non_str_secret(secret: object) -> None:
+    error = raises_config(lambda: APIKey(secret), "must be a str")  # type: ignore[arg-type]
+    assert type(secret).__name__ in str(error)
+    assert_no_secret(error)
+
+
+def test_secret_length_limit_is_4096_utf8_bytes() -> None:
+    exact = CANARY + "a" * (4096 - len(CANARY))
+    assert APIKeyAuth(keys=[exact]).verify(exact) is not None
+    error = raises_config(lambda: APIKey(exact + "a"), "longer than 4096 bytes")
+    assert_no_secret(error, exact + "a")
+
+
+def test_b64token_shapes_that_are_accepted() -> None:
+    for secret in (CANARY + "==", "A-._~+/0123456789zZ", CANARY + "="):
+        assert APIKeyAuth(keys=[secret]).verify(secret) is not None
+
+
+@pytest.mark.parametrize(
+    "digest",
+    [
+        "sha1:" + hashlib.sha1(CANARY.encode(), usedforsecurity=False).hexdigest(),
+        "sha256:" + hashlib.sha256(CANARY.encode()).hexdigest()[:63],
+        "sha256:" + hashlib.sha256(CANARY.encode()).hexdigest() + "0",
+        "sha256:" + "g" * 64,
+        "SHA256:" + hashlib.sha256(CANARY.encode()).hexdigest(),
+        "md5:" + "0" * 64,
+        hashlib.sha256(CANARY.encode()).hexdigest(),
+        " sha256:" + hashlib.sha256(CANARY.encode()).hexdigest(),
+        "sha256:" + hashlib.sha256(CANARY.encode()).hexdigest() + "\n",
+        "sha256:",
+        "",
+        CANARY,
+    ],
+    ids=hide,
+)
+def test_malformed_digest(digest: str) -> None:
+    error = raises_config(lambda: APIKey(digest=digest), "digest must be 'sha256:' followed")
+    assert_no_secret(error)
+
+
+def test_non_str_digest() -> None:
+    raw = hashlib.sha256(CANARY.encode()).digest()
+    raises_config(lambda: APIKey(digest=raw), "digest must be")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["", "   ", " billing", "billing ", "bill\ning", "bill\x00ing", "b" * 129, 7, b"billing"],
+)
+def test_bad_name(name: object) -> None:
+    error = raises_config(
+        lambda: APIKey(CANARY, name=name),  # type: ignore[arg-type]
+        "key name must be printable text of 1 to 128",
+    )
+    assert_no_secret(error)
+
+
+def test_name_of_128_characters_is_fine() -> None:
+    assert APIKey(CANARY, name="b" * 128).key_id == "b" * 128
+
+
+@pytest.mark.parametrize("scopes", ["read", b"read", 3, None], ids=hide)
+def test_scopes_not_a_collection(scopes: object) -> None:
+    error = raises_config(
+        lambda: APIKey(CANARY, scopes=scopes),  # type: ignore[arg-type]
+        "scopes of key .* must be a collection of strings",
+    )
+    assert_no_secret(error)
+
+
+@pytest.mark.parametrize(
+    "scope", ["has space", 'quo"te', "back\\slash", "", "é", 1, None], ids=hide
+)
+def test_bad_scope(scope: object) -> None:
+    error = raises_config(
+        lambda: APIKey(CANARY, scopes=["read", scope]),  # type: ignore[list-item]
+        "is not an RFC 6749 scope token",
+    )
+    assert_no_secret(error)
+
+
+def test_unhashable_scope_is_a_configuration_error() -> None:
+    raises_config(lambda: APIKey(CANARY, scopes=[["read"]]), "scope")  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize("metadata", [[("team", "x")], "team", 1], ids=hide)
+def test_metadata_not_a_mapping(metadata: object) -> None:
+    error = raises_config(
+        lambda: APIKey(CANARY, metadata=metadata),  # type: ignore[arg-type]
+        "metadata of key .* must be a mapping",
+    )
+    assert_no_secret(error)
+
+
+# ------------------------------------------------------------------- APIKeyAuth
+
+
+def test_verify_returns_the_key_context() -> None:
+    auth = APIKeyAuth(
+        keys=[
+            APIKey(CANARY, name="billing", scopes={"read", "write"}, metadata={"team": "b"}),
+            OTHER_KEY,
+        ]
+    )
+    ctx = auth.verify(CANARY)
+    assert isinstance(ctx, AuthContext)
+    assert ctx.authenticated is True
+    assert ctx.key_id == "billing"
+    assert ctx.scopes == frozenset({"authenticated", "read", "write"})
+    assert dict(ctx.metadata) == {"team": "b"}
+    assert ctx.mode == "simple"
+    other = auth.verify(OTHER_KEY)
+    assert other is not None
+    assert other.key_id == APIKey(OTHER_KEY).key_id
+    assert other.scopes == frozenset({"authenticated"})
+    assert CANARY not in repr(ctx)
+
+
+def test_verify_returns_the_same_precomputed_context() -> None:
+    auth = APIKeyAuth(keys=[CANARY])
+    first = auth.verify(CANARY)
+    assert first is not None
+    assert auth.verify(CANARY) is first
+    assert auth.verify(str(CANARY + " ").strip()) is first
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["", "sk-wrong", CANARY[:-1], CANARY + "x", CANARY.upper(), " " + CANARY, CANARY + "\n"],
+    ids=hide,
+)
+def test_unknown_token_is_none(token: str) -> None:
+    assert APIKeyAuth(keys=[CANARY]).verify(token) is None
+
+
+@pytest.mark.parametrize("token", [None, 42, CANARY.encode(), [CANARY], bytearray(b"x")], ids=hide)
+def test_non_str_token_is_none(token: object) -> None:
+    assert APIKeyAuth(keys=[CANARY]).verify(token) is None  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "token", [chr(0xD800), CANARY + chr(0xDFFF), chr(0xDC80) + CANARY], ids=hide
+)
+def test_token_with_lone_surrogates_is_none(token: str) -> None:
+    auth = APIKeyAuth(keys=[CANARY])
+    assert auth.verify(token) is None
+    assert auth.remove_key(token) is False
+    assert auth.key_ids == (APIKey(CANARY).key_id,)
+
+
+def test_digest_key_verifies_its_plain_token() -> None:
+    auth = APIKeyAuth(keys=[APIKey(digest=plain_digest(CANARY), name="ci")])
+    ctx = auth.verify(CANARY)
+    assert ctx is not None
+    assert ctx.key_id == "ci"
+    assert auth.verify(plain_digest(CANARY)) is None
+
+
+@pytest.mark.parametrize("keys", [CANARY, CANARY.encode(), 42, None], ids=hide)
+def test_keys_must_be_a_collection(keys: object) -> None:
+    error = raises_config(
+        lambda: APIKeyAuth(keys=keys),  # type: ignore[arg-type]
+        "keys must be a list of keys",
+    )
+    assert error.context == {"setting": "keys"}
+    assert_no_secret(error)
+
+
+@pytest.mark.parametrize("item", [42, None, CANARY.encode(), ("a",)], ids=hide)
+def test_bad_key_item_names_its_index(item: object) -> None:
+    error = raises_config(
+        lambda: APIKeyAuth(keys=[OTHER_KEY, item]),  # type: ignore[list-item]
+        r"keys\[1\]: a key must be a str or an APIKey",
+    )
+    assert error.context["where"] == "keys[1]"
+    assert_no_secret(error)
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        pytest.param(lambda: [OTHER_KEY, CANARY, CANARY], id="plain-twice"),
+        pytest.param(
+            lambda: [OTHER_KEY, CANARY, APIKey(digest=plain_digest(CANARY))], id="plain+digest"
+        ),
+        pytest.param(
+            lambda: [
+                OTHER_KEY,
+                CANARY,
+                APIKey(digest=plain_digest(CANARY).upper().replace("SHA", "sha")),
+            ],
+            id="plain+upper-digest",
+        ),
+        pytest.param(
+            lambda: [OTHER_KEY, APIKey(CANARY, name="a"), APIKey(CANARY, name="b")], id="renamed"
+        ),
+        pytest.param(lambda: [OTHER_KEY, APIKey(CANARY, name="a"), CANARY], id="named+plain"),
+    ],
+)
+def test_duplicate_key_in_any_form(keys: Callable[[], list[str | APIKey]]) -> None:
+    error = raises_config(lambda: APIKeyAuth(keys=keys()), r"keys\[2\] is the same key")
+    assert error.context["index"] == 2
+    assert_no_secret(error)
+    assert hashlib.sha256(CANARY.encode()).hexdigest()[:16] not in str(error)
+
+
+def test_duplicate_names() -> None:
+    keys = [APIKey(CANARY, name="ci"), APIKey(OTHER_KEY, name="ci")]
+    error = raises_config(lambda: APIKeyAuth(keys=keys), r"keys\[1\] reuses the key_id 'ci'")
+    assert error.context == {"index": 1, "key_id": "ci"}
+    assert_no_secret(error)
+    assert OTHER_KEY not in str(error)
+
+
+def test_name_clashing_with_a_fingerprint() -> None:
+    fingerprint = APIKey(CANARY).key_id
+    with pytest.raises(ConfigurationError, match="reuses the key_id"):
+        APIKeyAuth(keys=[CANARY, APIKey(OTHER_KEY, name=fingerprint)])
+
+
+def test_empty_key_list_verifies_nothing() -> None:
+    empty: list[Iterable[str]] = [[], (), iter([])]
+    for keys in empty:
+        auth = APIKeyAuth(keys=keys)
+        assert auth.verify(CANARY) is None
+        assert auth.verify("") is None
+        assert auth.key_ids == ()
+        assert auth.status()["key_count"] == 0
+    assert APIKeyAuth().verify(CANARY) is None
+
+
+def test_keys_accepts_any_iterable() -> None:
+    auth = APIKeyAuth(keys=(k for k in [CANARY, OTHER_KEY]))
+    assert auth.verify(CANARY) is not None
+    assert auth.verify(OTHER_KEY) is not None
+
+
+# --------------------------------------------------------------------- rotation
+
+
+def test_add_key_returns_key_id_and_verifies() -> None:
+    auth = APIKeyAuth(keys=[CANARY])
+    assert auth.verify(OTHER_KEY) is None
+    assert auth.add_key(OTHER_KEY) == APIKey(OTHER_KEY).key_id
+    assert auth.verify(OTHER_KEY) is not None
+    assert auth.add_key(APIKey(THIRD_KEY, name="third", scopes={"x"})) == "third"
+    ctx = auth.verify(THIRD_KEY)
+    assert ctx is not None
+    assert ctx.scopes == frozenset({"authenticated", "x"})
+    assert auth.verify(CANARY) is not None
+    assert set(auth.key_ids) == {APIKey(CANARY).key_id, APIKey(OTHER_KEY).key_id, "third"}
+
+
+@pytest.mark.parametrize(
+    "duplicate",
+    [
+        pytest.param(lambda: CANARY, id="plain"),
+        pytest.param(lambda: APIKey(digest=plain_digest(CANARY)), id="digest"),
+        pytest.param(lambda: APIKey(CANARY, name="other-name"), id="renamed"),
+        pytest.param(lambda: APIKey(THIRD_KEY, name="ci"), id="same-name"),
+    ],
+)
+def test_add_duplicate_raises_and_changes_nothing(duplicate: Callable[[], str | APIKey]) -> None:
+    auth = APIKeyAuth(keys=[APIKey(CANARY, name="ci"), OTHER_KEY])
+    before_ids, before_status = auth.key_ids, auth.status()
+    before_ctx = auth.verify(CANARY)
+    error = raises_config(lambda: auth.add_key(duplicate()), "same key|reuses the key_id")
+    assert "add_key" in str(error)  # not a misleading keys[<n>] index
+    assert_no_secret(error)
+    assert auth.key_ids == before_ids
+    assert auth.status() == before_status
+    assert auth.verify(CANARY) is before_ctx
+    assert auth.verify(THIRD_KEY) is None
+
+
+def test_add_invalid_key_raises_without_the_secret() -> None:
+    auth = APIKeyAuth(keys=[OTHER_KEY])
+    error = raises_config(lambda: auth.add_key(CANARY + "!"), "add_key")
+    assert_no_secret(error, CANARY + "!")
+    assert error.__cause__ is None
+    raises_config(lambda: auth.add_key(42), "add_key")  # type: ignore[arg-type]
+    assert auth.key_ids == (APIKey(OTHER_KEY).key_id,)
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        pytest.param(lambda: CANARY, id="plain"),
+        pytest.param(lambda: "billing", id="name"),
+        pytest.param(lambda: APIKey(CANARY, name="billing"), id="apikey"),
+        pytest.param(lambda: APIKey(digest=plain_digest(CANARY)), id="apikey-digest-unnamed"),
+    ],
+)
+def test_remove_named_key(how: Callable[[], str | APIKey]) -> None:
+    auth = APIKeyAuth(keys=[APIKey(CANARY, name="billing"), OTHER_KEY])
+    assert auth.remove_key(how()) is True
+    assert auth.verify(CANARY) is None
+    assert auth.verify(OTHER_KEY) is not None
+    assert auth.key_ids == (APIKey(OTHER_KEY).key_id,)
+    assert auth.remove_key(how()) is False
+
+
+def test_remove_by_fingerprint_key_id() -> None:
+    auth = APIKeyAuth(keys=[CANARY, OTHER_KEY])
+    fingerprint = APIKey(CANARY).key_id
+    assert auth.remove_key(fingerprint) is True
+    assert auth.verify(CANARY) is None
+    assert auth.verify(OTHER_KEY) is not None
+    assert fingerprint not in auth.key_ids
+
+
+def test_removed_key_can_be_added_again() -> None:
+    auth = APIKeyAuth(keys=[CANARY])
+    assert auth.remove_key(CANARY) is True
+    assert auth.add_key(CANARY) == APIKey(CANARY).key_id
+    assert auth.verify(CANARY) is not None
+
+
+@pytest.mark.parametrize(
+    "unknown",
+    [
+        pytest.param(lambda: THIRD_KEY, id="other-plain"),
+        pytest.param(lambda: "nobody", id="other-name"),
+        pytest.param(lambda: "", id="empty"),
+        pytest.param(lambda: plain_digest(CANARY), id="digest-string"),
+        pytest.param(lambda: APIKey(THIRD_KEY), id="other-apikey"),
+    ],
+)
+def test_remove_unknown_is_false(unknown: Callable[[], str | APIKey]) -> None:
+    auth = APIKeyAuth(keys=[CANARY, OTHER_KEY])
+    assert auth.remove_key(unknown()) is False
+    assert len(auth.key_ids) == 2
+    assert auth.verify(CANARY) is not None
+
+
+@pytest.mark.parametrize("value", [None, 42, CANARY.encode(), [CANARY]], ids=hide)
+def test_remove_non_str_is_false(value: object) -> None:
+    auth = APIKeyAuth(keys=[CANARY])
+    assert auth.remove_key(value) is False  # type: ignore[arg-type]
+    assert auth.verify(CANARY) is not None
+
+
+def test_status_and_key_ids_hold_no_secret() -> None:
+    auth = APIKeyAuth(keys=[CANARY, APIKey(OTHER_KEY, name="ci")])
+    status = auth.status()
+    assert {"mode", "key_count", "key_ids"} <= set(status)
+    assert status["mode"] == "simple"
+    assert status["key_count"] == 2
+    assert sorted(status["key_ids"]) == sorted([APIKey(CANARY).key_id, "ci"])
+    assert set(auth.key_ids) == {APIKey(CANARY).key_id, "ci"}
+    assert isinstance(auth.key_ids, tuple)
+    hex_digest = hashlib.sha256(CANARY.encode()).hexdigest()
+    for text in (repr(status), repr(auth), str(auth), repr(auth.key_ids)):
+        assert CANARY not in text
+        assert OTHER_KEY not in text
+        assert hex_digest[:16] not in text
+    auth.remove_key("ci")
+    assert auth.status()["key_count"] == 1
+    assert auth.status()["key_ids"] == [APIKey(CANARY).key_id]
+
+
+def test_rotation_is_atomic_under_threads() -> None:
+    key_a, key_b = CANARY, OTHER_KEY
+    # Fillers make each rebuild take long enough for a torn swap to be seen.
+    fillers = [f"sk-fill-{i:06d}-abcdefghij" for i in range(200)]
+    auth = APIKeyAuth(keys=[APIKey(key_a, name="a"), *fillers])
+    done = threading.Event()
+    errors: list[BaseException] = []
+    failures: list[str] = []
+    checks = [0]
+
+    def writer() -> None:
+        try:
+            for _ in range(1000):
+                auth.add_key(APIKey(key_b, name="b"))
+                if not auth.remove_key("b"):
+                    failures.append("remove_key('b') found nothing")
+        except BaseException as error:
+            errors.append(error)
+        finally:
+            done.set()
+
+    def reader() -> None:
+        try:
+            while not done.is_set():
+                ctx = auth.verify(key_a)
+                if ctx is None or ctx.key_id != "a":
+                    failures.append(f"verify(A) gave {ctx!r}")
+                other = auth.verify(key_b)
+                if other is not None and other.key_id != "b":
+                    failures.append(f"verify(B) gave {other!r}")
+                ids = auth.key_ids
+                if "a" not in ids or len(ids) not in (201, 202):
+                    failures.append(f"key_ids gave {len(ids)} ids")
+                status = auth.status()
+                if status["key_count"] != len(status["key_ids"]) or "a" not in status["key_ids"]:
+                    failures.append(f"status gave {status['key_count']} keys")
+                checks[0] += 1
+        except BaseException as error:
+            errors.append(error)
+
+    old_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=reader) for _ in range(3)]
+        threads.append(threading.Thread(target=writer))
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+    finally:
+        sys.setswitchinterval(old_interval)
+    assert not any(thread.is_alive() for thread in threads)
+    assert errors == []
+    assert failures[:5] == []
+    assert checks[0] > 0
+    assert auth.key_ids == ("a", *(APIKey(f).key_id for f in fillers))
+
+
+# ---------------------------------------------------------------------- resolve
+
+
+def test_resolve_returns_the_precomputed_entry() -> None:
+    key = APIKey(CANARY, name="billing", scopes={"read"})
+    auth = APIKeyAuth(keys=[key, OTHER_KEY])
+    entry = auth.resolve(CANARY.encode())
+    assert isinstance(entry, KeyEntry)
+    assert entry.key == key
+    assert entry.digest == hashlib.sha256(CANARY.encode()).digest()
+    assert entry.context is auth.verify(CANARY)
+    assert entry.user == APIKeyUser("billing")
+    assert entry.user.identity == "billing"
+    again = auth.resolve(CANARY.encode())
+    assert again is entry
+    assert again.context is entry.context
+    assert again.user is entry.user
+    assert auth.resolve(b"sk-nope") is None
+    assert auth.resolve(b"") is None
+    assert auth.resolve(CANARY.encode() + b"\x00") is None
+
+
+# ------------------------------------------------------------------- properties
+
+B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/"
+b64_keys = st.builds(
+    lambda body, pad: body + "=" * pad,
+    st.text(alphabet=B64, min_size=16, max_size=48),
+    st.integers(0, 2),
+)
+# st.text() never yields lone surrogates, yet a Python str (a header decoded with
+# surrogateescape, a JSON body) may hold them.
+any_text = st.lists(st.one_of(st.characters(), st.characters(categories=["Cs"]))).map("".join)
+
+
+@given(any_text)
+def test_verify_never_raises(token: str) -> None:
+    result = APIKeyAuth(keys=[CANARY, APIKey(OTHER_KEY, name="other")]).verify(token)
+    assert result is None or token in (CANARY, OTHER_KEY)
+
+
+@given(st.lists(b64_keys, min_size=1, max_size=12, unique=True), st.integers(0, 12))
+def test_verify_is_exact_for_configured_keys(keys: list[str], split: int) -> None:
+    configured, absent = keys[:split], keys[split:]
+    auth = APIKeyAuth(keys=configured)
+    for key in configured:
+        ctx = auth.verify(key)
+        assert ctx is not None
+        assert ctx.authenticated
+        assert ctx.key_id == APIKey(key).key_id
+    for key in absent:
+        assert auth.verify(key) is None
+    assert len(auth.key_ids) == len(configured)
