@@ -190,7 +190,7 @@ def test_context_copies_pickles_and_converts_to_a_dict() -> None:
 def test_frozen_mapping_is_read_only() -> None:
     mapping = FrozenMapping({"a": 1})
     with pytest.raises(TypeError):
-        mapping["a"] = 2  # type: ignore[index]
+        mapping["a"] = 2
     assert dict(mapping) == {"a": 1}
     assert len(mapping) == 1
     assert repr(mapping) == "FrozenMapping({'a': 1})"

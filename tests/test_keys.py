@@ -177,7 +177,7 @@ def test_metadata_is_read_only_and_copied() -> None:
     assert isinstance(key.metadata, FrozenMapping)
     assert dict(key.metadata) == {"team": "billing"}
     with pytest.raises(TypeError):
-        key.metadata["team"] = "x"  # type: ignore[index]
+        key.metadata["team"] = "x"
     assert dict(APIKey(CANARY).metadata) == {}
 
 
