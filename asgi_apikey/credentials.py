@@ -162,15 +162,22 @@ class CredentialReader:
         authorization: bytes | None = None
         custom: bytes | None = None
         extra = self._header
-        for name, value in headers:
-            if name == b"authorization":
-                if authorization is not None:
-                    return _TWO_AUTHORIZATION
-                authorization = value
-            elif name == extra:
-                if custom is not None:
-                    return self._two_headers
-                custom = value
+        if extra is None:  # the common configuration: one comparison per header
+            for name, value in headers:
+                if name == b"authorization":
+                    if authorization is not None:
+                        return _TWO_AUTHORIZATION
+                    authorization = value
+        else:
+            for name, value in headers:
+                if name == b"authorization":
+                    if authorization is not None:
+                        return _TWO_AUTHORIZATION
+                    authorization = value
+                elif name == extra:
+                    if custom is not None:
+                        return self._two_headers
+                    custom = value
 
         token: bytes | None = None
         if authorization is not None:

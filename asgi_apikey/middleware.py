@@ -79,6 +79,9 @@ class APIKeyMiddleware:
             public=public, optional=optional, protected=protected, default=default
         )
         self._security = SecurityHeaders(security_headers)
+        self._security_names = frozenset(
+            name for name, _ in (*self._security.for_scheme("https"), _CACHE_PRIVATE)
+        )
         _check_flag(allow_query_token, "allow_query_token")
         _check_flag(allow_cors_preflight, "allow_cors_preflight")
         if (
@@ -107,7 +110,7 @@ class APIKeyMiddleware:
             await self.app(scope, receive, send)  # lifespan and any other type
             return
 
-        rule = self.rules.decide(route_path(scope))
+        rule = self.rules.decide(route_path(scope) if scope.get("root_path") else scope["path"])
         access = rule.access
         if self._preflight and kind == "http" and _is_preflight(scope):
             access = _PUBLIC
@@ -153,13 +156,18 @@ class APIKeyMiddleware:
             await self.app(scope, receive, send)
             return
 
+        names = self._security_names
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = message.get("headers") or []
-                present = {name.lower() for name, _ in headers}
-                missing = [pair for pair in extra if pair[0] not in present]
-                if missing:
-                    message = {**message, "headers": [*headers, *missing]}
+                headers = message.get("headers") or ()
+                added = extra
+                for name, _ in headers:
+                    if name.lower() in names:  # the app set one itself: it wins
+                        present = {name.lower() for name, _ in headers}
+                        added = tuple(pair for pair in extra if pair[0] not in present)
+                        break
+                message = {**message, "headers": [*headers, *added]}
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
