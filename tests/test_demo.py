@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -13,7 +14,7 @@ import httpx2
 import pytest
 
 from asgi_apikey.__main__ import main
-from asgi_apikey.demo import build_app, instructions, new_key
+from asgi_apikey.demo import _bind, build_app, instructions, new_key, serve
 
 
 def test_new_key_is_random_and_prefixed() -> None:
@@ -104,3 +105,23 @@ def test_demo_app_routes() -> None:
     assert client.get("/health").json() == {"status": "ok"}
     hello = client.get("/v1/hello", headers={"Authorization": "Bearer sk-read-0123456789abcdef"})
     assert hello.json() == {"hello": "demo-reader", "scopes": ["authenticated", "read"]}
+
+
+def test_demo_without_uvicorn_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "uvicorn", None)
+    assert serve("127.0.0.1", 0) == 2
+    assert "pip install 'asgi_apikey[demo]'" in capsys.readouterr().out
+
+
+def test_busy_port_falls_back_to_a_free_one() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        bound = _bind("127.0.0.1", busy)
+        try:
+            assert bound.getsockname()[1] not in (busy, 0)
+        finally:
+            bound.close()

@@ -373,3 +373,21 @@ def test_repr_names_no_key() -> None:
     app, _ = make()
     assert CANARY not in repr(app)
     assert "key_count=2" in repr(app)
+
+
+def test_websocket_that_disconnects_before_connect_gets_nothing() -> None:
+    app, inner = make()
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "websocket.disconnect", "code": 1006}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def main() -> None:
+        await app(http_scope("/x", kind="websocket"), receive, send)
+
+    asyncio.run(main())
+    assert sent == []
+    assert inner.seen == []
