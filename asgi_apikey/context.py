@@ -6,13 +6,23 @@ authenticated request allocates nothing here.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from starlette.authentication import BaseUser, UnauthenticatedUser
 
-__all__ = ["ANONYMOUS", "ANONYMOUS_USER", "APIKeyUser", "AuthContext", "FrozenMapping"]
+from .errors import ConfigurationError
+
+__all__ = [
+    "ANONYMOUS",
+    "ANONYMOUS_USER",
+    "APIKeyUser",
+    "AuthContext",
+    "FrozenMapping",
+    "check_scopes",
+]
 
 
 class FrozenMapping(dict[str, Any]):
@@ -42,6 +52,33 @@ class FrozenMapping(dict[str, Any]):
 
 
 _EMPTY: Mapping[str, Any] = FrozenMapping()
+
+# RFC 6749 §3.3 scope-token, so that a scope fits in a WWW-Authenticate header.
+_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+
+
+def check_scopes(scopes: object, where: str, **context: object) -> frozenset[str]:
+    """Validate configured scopes; ``where`` names them in the error ("scopes of key 'ci'").
+
+    >>> sorted(check_scopes(["read", "write"], "scopes"))
+    ['read', 'write']
+    """
+    if isinstance(scopes, (str, bytes)) or not isinstance(scopes, Iterable):
+        raise ConfigurationError(
+            f"{where} must be a collection of strings such as {{'admin'}}, "
+            f"not {type(scopes).__name__}",
+            **context,
+        )
+    items = list(scopes)
+    for scope in items:
+        if not isinstance(scope, str) or _SCOPE_TOKEN.fullmatch(scope) is None:
+            raise ConfigurationError(
+                f"{where}: {scope!r} is not an RFC 6749 scope token: use printable ASCII "
+                "without spaces, quotes or backslashes",
+                **context,
+            )
+    return frozenset(items)
+
 
 #: Added to the scopes of every authenticated context so that Starlette's
 #: ``@requires("authenticated")`` works unchanged.

@@ -151,8 +151,8 @@ class CredentialReader:
         max_token_length: int = DEFAULT_MAX_TOKEN_LENGTH,
     ) -> None:
         self._header = header_name.lower().encode("ascii") if header_name else None
-        self._header_label = f"{header_name} header"
-        self._two_headers = Malformed(f"Send exactly one {header_name} header")
+        self._header_label = f"{header_name or 'API key'} header"
+        self._two_headers = Malformed(f"Send exactly one {header_name or 'API key'} header")
         self._query = allow_query_token
         self._max = max_token_length
 

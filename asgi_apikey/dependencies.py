@@ -14,13 +14,12 @@ a FastAPI ``Depends(...)`` and a call inside a Starlette endpoint::
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import HTTPConnection
 
-from .context import AuthContext
+from .context import AuthContext, check_scopes
 from .errors import AuthenticationError, AuthorizationError, ConfigurationError
 
 __all__ = [
@@ -30,7 +29,6 @@ __all__ = [
     "verify_api_key_with_metadata",
 ]
 
-_SCOPE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 # The helpers do not know the middleware's realm; RFC 6750 §3 makes it optional.
 _MISSING_CHALLENGE = "Bearer"
 
@@ -94,13 +92,7 @@ def require_scopes(*scopes: str) -> Callable[[HTTPConnection], AuthContext]:
         raise ConfigurationError(
             "require_scopes needs at least one scope, such as require_scopes('admin')"
         )
-    for scope in scopes:
-        if not isinstance(scope, str) or _SCOPE.fullmatch(scope) is None:
-            raise ConfigurationError(
-                f"require_scopes: {scope!r} is not an RFC 6749 scope token "
-                "(printable ASCII without spaces, quotes or backslashes)"
-            )
-    needed = frozenset(scopes)
+    needed = check_scopes(scopes, "require_scopes")
     listed = " ".join(sorted(needed))
     challenge = (
         'Bearer error="insufficient_scope", '

@@ -21,21 +21,21 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .context import AUTHENTICATED, APIKeyUser, AuthContext, FrozenMapping
+from .context import AUTHENTICATED, APIKeyUser, AuthContext, FrozenMapping, check_scopes
 from .credentials import DEFAULT_MAX_TOKEN_LENGTH, is_b64token
 from .errors import ConfigurationError
 
 __all__ = ["APIKey", "APIKeyAuth", "KeyEntry"]
 
 _DIGEST = re.compile(r"sha256:([0-9a-fA-F]{64})")
-# RFC 6749 §3.3 scope-token, so that scopes fit in a WWW-Authenticate header.
-_SCOPE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 _MAX_NAME_LENGTH = 128
 
 
 def _fingerprint(digest: bytes) -> str:
-    # A hash of the digest, not a slice of it: a key_id in a log line gives no
-    # head start to anyone brute-forcing a weak key offline.
+    # A hash of the digest rather than a slice of it, so that it is not the digest
+    # itself. It is still a public function of the key: anyone who sees it can
+    # test guesses offline, which only matters for a low-entropy key. Name keys
+    # whose id is shown where attackers may read it.
     return "key-" + hashlib.sha256(b"asgi_apikey key_id\x00" + digest).hexdigest()[:16]
 
 
@@ -78,7 +78,11 @@ class APIKey:
         object.__setattr__(self, "_digest", raw)
         object.__setattr__(self, "name", _check_name(name))
         object.__setattr__(self, "key_id", name if name is not None else _fingerprint(raw))
-        object.__setattr__(self, "scopes", _check_scopes(scopes, self.key_id))
+        object.__setattr__(
+            self,
+            "scopes",
+            check_scopes(scopes, f"scopes of key {self.key_id!r}", key_id=self.key_id),
+        )
         if metadata is not None and not isinstance(metadata, Mapping):
             raise ConfigurationError(
                 f"metadata of key {self.key_id!r} must be a mapping (a dict), "
@@ -167,24 +171,6 @@ def _check_name(name: object) -> str | None:
     return name
 
 
-def _check_scopes(scopes: object, key_id: str) -> frozenset[str]:
-    if isinstance(scopes, (str, bytes)) or not isinstance(scopes, Iterable):
-        raise ConfigurationError(
-            f"scopes of key {key_id!r} must be a collection of strings such as {{'read'}}, "
-            f"not {type(scopes).__name__}",
-            key_id=key_id,
-        )
-    items = list(scopes)
-    for scope in items:
-        if not isinstance(scope, str) or _SCOPE.fullmatch(scope) is None:
-            raise ConfigurationError(
-                f"scope {scope!r} of key {key_id!r} is not an RFC 6749 scope token: "
-                "use printable ASCII without spaces, quotes or backslashes",
-                key_id=key_id,
-            )
-    return frozenset(items)
-
-
 @dataclass(frozen=True, slots=True)
 class KeyEntry:
     """What a matched key hands the middleware: built once per key."""
@@ -195,7 +181,7 @@ class KeyEntry:
     user: APIKeyUser
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class _KeySet:
     # Plain dicts for lookup speed; never mutated after _build returns them.
     by_digest: dict[bytes, KeyEntry]

@@ -17,13 +17,12 @@ from .credentials import DEFAULT_MAX_TOKEN_LENGTH, CredentialReader, Malformed
 from .errors import ConfigurationError
 from .keys import APIKey, APIKeyAuth
 from .paths import Access, RuleTable, route_path
-from .responses import Denial, Denials, SecurityHeaders
+from .responses import AddedHeaders, Denial, Denials, SecurityHeaders, merge_headers
 
 __all__ = ["APIKeyMiddleware"]
 
 _PUBLIC = Access.PUBLIC
 _PROTECTED = Access.PROTECTED
-_CACHE_PRIVATE = (b"cache-control", b"private")
 _FIELD_NAME_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")
 
 
@@ -79,9 +78,7 @@ class APIKeyMiddleware:
             public=public, optional=optional, protected=protected, default=default
         )
         self._security = SecurityHeaders(security_headers)
-        self._security_names = frozenset(
-            name for name, _ in (*self._security.for_scheme("https"), _CACHE_PRIVATE)
-        )
+        self._added = AddedHeaders(self._security)
         _check_flag(allow_query_token, "allow_query_token")
         _check_flag(allow_cors_preflight, "allow_cors_preflight")
         if (
@@ -101,6 +98,8 @@ class APIKeyMiddleware:
         how = "'Authorization: Bearer <key>'"
         if header_name:
             how += f" or '{header_name}: <key>'"
+        if allow_query_token:
+            how += " or '?access_token=<key>'"
         self._denials = Denials(realm, self._security, how=how)
         self._preflight = allow_cors_preflight
 
@@ -112,15 +111,14 @@ class APIKeyMiddleware:
 
         rule = self.rules.decide(route_path(scope) if scope.get("root_path") else scope["path"])
         access = rule.access
-        if self._preflight and kind == "http" and _is_preflight(scope):
-            access = _PUBLIC
-
         found = self._reader.read(scope["headers"], scope.get("query_string", b""))
         denial: Denial | None = None
         entry = None
         via_query = False
         if found is None:
-            if access is _PROTECTED:
+            if access is _PROTECTED and not (
+                self._preflight and kind == "http" and _is_preflight(scope)
+            ):
                 denial = self._denials.missing
         elif isinstance(found, Malformed):
             if access is not _PUBLIC:
@@ -148,26 +146,15 @@ class APIKeyMiddleware:
             scope["auth"] = entry.context
             scope["user"] = entry.user
 
-        extra = self._security.for_scheme(scope.get("scheme", "http"))
-        if via_query:
-            # RFC 6750 §2.3: a token in the URI makes the response private to caches.
-            extra = (*extra, _CACHE_PRIVATE)
-        if kind == "websocket" or not extra:
+        added, names = self._added.pick(scope.get("scheme", "http"), via_query)
+        if kind == "websocket" or not added:
             await self.app(scope, receive, send)
             return
 
-        names = self._security_names
-
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = message.get("headers") or ()
-                added = extra
-                for name, _ in headers:
-                    if name.lower() in names:  # the app set one itself: it wins
-                        present = {name.lower() for name, _ in headers}
-                        added = tuple(pair for pair in extra if pair[0] not in present)
-                        break
-                message = {**message, "headers": [*headers, *added]}
+                headers = merge_headers(message.get("headers") or (), added, names)
+                message = {**message, "headers": headers}
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -14,17 +14,16 @@ The stricter answer wins, so no spelling reaches a protected route as public.
 from __future__ import annotations
 
 import enum
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from starlette.types import Scope
 
+from .context import check_scopes
 from .errors import ConfigurationError
 
 __all__ = ["Access", "Rule", "RuleTable", "normalize_path", "route_path"]
-
-_SCOPE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 
 
 class Access(enum.IntEnum):
@@ -86,7 +85,8 @@ def route_path(scope: Scope) -> str:
 def _check_rule_path(path: object, setting: str) -> str:
     if not isinstance(path, str) or not path.startswith("/"):
         raise ConfigurationError(
-            f"{setting}: rule {path!r} is not an absolute path; write it as '/docs'",
+            f"{setting}: rule {path!r} is not an absolute path; write it as "
+            f"{'/' + path.lstrip('/') if isinstance(path, str) else '/docs'!r}",
             setting=setting,
         )
     if any(char in path for char in "?#*") or any(not char.isprintable() for char in path):
@@ -103,24 +103,6 @@ def _check_rule_path(path: object, setting: str) -> str:
             setting=setting,
         )
     return canonical
-
-
-def _check_scopes(scopes: object, path: str) -> frozenset[str]:
-    if isinstance(scopes, (str, bytes)) or not isinstance(scopes, Iterable):
-        raise ConfigurationError(
-            f"protected: the scopes of {path!r} must be a collection such as {{'admin'}}, "
-            f"not {type(scopes).__name__}",
-            setting="protected",
-        )
-    items = list(scopes)
-    for scope in items:
-        if not isinstance(scope, str) or _SCOPE.fullmatch(scope) is None:
-            raise ConfigurationError(
-                f"protected: scope {scope!r} of {path!r} is not an RFC 6749 scope token "
-                "(printable ASCII without spaces, quotes or backslashes)",
-                setting="protected",
-            )
-    return frozenset(items)
 
 
 def _paths(rules: object, setting: str) -> Iterable[object]:
@@ -183,11 +165,14 @@ class RuleTable:
             add(raw, "optional", Access.OPTIONAL, frozenset())
         if isinstance(protected, Mapping):
             for raw, scopes in protected.items():
-                add(raw, "protected", Access.PROTECTED, _check_scopes(scopes, str(raw)))
+                required = check_scopes(
+                    scopes, f"protected: the scopes of {raw!r}", setting="protected"
+                )
+                add(raw, "protected", Access.PROTECTED, required)
         else:
             for raw in _paths(protected, "protected"):
                 add(raw, "protected", Access.PROTECTED, frozenset())
-        self._rules = compiled
+        self._rules = _inherit_scopes(compiled)
 
     def match(self, path: str) -> Rule:
         """The longest rule that covers ``path`` as spelled (segment boundaries)."""
@@ -203,24 +188,49 @@ class RuleTable:
             prefix = prefix[:cut]
 
     def decide(self, path: str) -> Rule:
-        """The rule for a request path, the stricter of its spelling and its resolved form."""
+        """The rule for a request path: the strictest of every reading a router may make."""
+        if path[:1] != "/":
+            return self._decide_unusual(path)
         rule = self.match(path)
         if "//" not in path and "/." not in path:
-            return rule
+            return rule  # canonical already: the one lookup nearly every request makes
         canonical = normalize_path(path)
-        if canonical == path:
-            return rule
-        other = self.match(canonical)
-        if other is rule:
-            return rule
-        return Rule(
-            canonical,
-            max(rule.access, other.access),
-            rule.scopes | other.scopes,
-        )
+        return rule if canonical == path else _stricter(rule, self.match(canonical))
+
+    def _decide_unusual(self, path: str) -> Rule:
+        # Not an origin-form path: an absolute-form target that the server passed
+        # through ("http://host/admin", which Quart routes as "/admin"), "*", "" or
+        # a server quirk. Judge every reading and keep the strictest.
+        rule = self.decide("/" + path)
+        if "://" in path:
+            rule = _stricter(rule, self.decide(urlsplit(path).path or "/"))
+        return rule
 
     @property
     def rules(self) -> tuple[Rule, ...]:
         """The compiled rules, longest first, then the default as ``Rule('/', ...)``."""
         ordered = sorted(self._rules.values(), key=lambda rule: (-len(rule.path), rule.path))
         return (*ordered, self._default)
+
+
+def _inherit_scopes(rules: dict[str, Rule]) -> dict[str, Rule]:
+    # A protected rule inside a scoped protected rule needs the outer scopes too:
+    # protected={"/v1": {"admin"}, "/v1/jobs": set()} must not open /v1/jobs to
+    # any key. Public and optional rules still carve out exceptions on purpose.
+    inherited: dict[str, Rule] = {}
+    for path, rule in rules.items():
+        scopes = rule.scopes
+        if rule.access is Access.PROTECTED:
+            for other in rules.values():
+                if other.access is Access.PROTECTED and path.startswith(
+                    other.path.rstrip("/") + "/"
+                ):
+                    scopes = scopes | other.scopes
+        inherited[path] = Rule(path, rule.access, scopes) if scopes != rule.scopes else rule
+    return inherited
+
+
+def _stricter(first: Rule, second: Rule) -> Rule:
+    if first is second:
+        return first
+    return Rule(first.path, max(first.access, second.access), first.scopes | second.scopes)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
+from types import MappingProxyType
 
 from starlette.types import Receive, Scope, Send
 
@@ -20,23 +21,45 @@ from .errors import ConfigurationError
 __all__ = [
     "DEFAULT_HSTS",
     "DEFAULT_SECURITY_HEADERS",
+    "AddedHeaders",
     "Denial",
     "Denials",
     "SecurityHeaders",
+    "merge_headers",
 ]
 
 Headers = tuple[tuple[bytes, bytes], ...]
 
 #: OWASP's current baseline for an API. ``X-XSS-Protection`` is deliberately
 #: absent: OWASP advises against ``1; mode=block``.
-DEFAULT_SECURITY_HEADERS: Mapping[str, str] = {
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-}
+DEFAULT_SECURITY_HEADERS: Mapping[str, str] = MappingProxyType(
+    {
+        "X-Content-Type-Options": "nosniff",
+        "X-Frame-Options": "DENY",
+        "Referrer-Policy": "no-referrer",
+    }
+)
 #: Sent on https responses only (RFC 6797 §7.2: ignored over plain http).
 DEFAULT_HSTS = "max-age=63072000; includeSubDomains"
 _HSTS = "strict-transport-security"
+# Headers that describe the message or the challenge, not a security policy:
+# adding them to every response would corrupt framing or contradict the app.
+_NOT_SECURITY_HEADERS = frozenset(
+    {
+        "connection",
+        "content-encoding",
+        "content-length",
+        "content-type",
+        "keep-alive",
+        "set-cookie",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "www-authenticate",
+    }
+)
+_CACHE_PRIVATE = (b"cache-control", b"private")
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 field name
 _FIELD_VALUE = re.compile(r"[\x20-\x7e]*")  # printable ASCII, no CR/LF
@@ -82,6 +105,11 @@ class SecurityHeaders:
                     f"security_headers: {name!r} is not a valid header name",
                     setting="security_headers",
                 )
+            if name.lower() in _NOT_SECURITY_HEADERS:
+                raise ConfigurationError(
+                    f"security_headers: {name!r} is not a security header; set it in the app",
+                    setting="security_headers",
+                )
             if value is not None and (
                 not isinstance(value, str) or _FIELD_VALUE.fullmatch(value) is None
             ):
@@ -108,6 +136,44 @@ class SecurityHeaders:
         return bool(self._secure)
 
 
+class AddedHeaders:
+    """The headers added to one app response, and their names, by scheme and method.
+
+    A token sent in the query string (RFC 6750 §2.3) also makes the response
+    ``Cache-Control: private``, unless the security headers set a Cache-Control.
+    """
+
+    __slots__ = ("_variants",)
+
+    def __init__(self, security: SecurityHeaders) -> None:
+        variants = {}
+        for scheme in ("http", "https"):
+            pairs = security.for_scheme(scheme)
+            with_private = pairs
+            if all(name != _CACHE_PRIVATE[0] for name, _ in pairs):
+                with_private = (*pairs, _CACHE_PRIVATE)
+            for via_query, chosen in ((False, pairs), (True, with_private)):
+                variants[scheme, via_query] = (chosen, frozenset(name for name, _ in chosen))
+        self._variants = variants
+
+    def pick(self, scheme: str, via_query: bool) -> tuple[Headers, frozenset[bytes]]:
+        https = "https" if scheme in ("https", "wss") else "http"
+        return self._variants[https, via_query]
+
+
+def merge_headers(
+    headers: Iterable[tuple[bytes, bytes]], added: Headers, names: frozenset[bytes]
+) -> list[tuple[bytes, bytes]]:
+    """The app's headers plus ``added``, except those the app set itself (any case)."""
+    if not isinstance(headers, (list, tuple)):
+        headers = list(headers)  # ASGI allows any iterable; read it once
+    for name, _ in headers:
+        if name.lower() in names:
+            present = {name.lower() for name, _ in headers}
+            return [*headers, *(pair for pair in added if pair[0] not in present)]
+    return [*headers, *added]
+
+
 class Denial:
     """A prepared refusal: status, headers, JSON body; sent as HTTP or to a websocket."""
 
@@ -129,8 +195,9 @@ class Denial:
             (b"cache-control", b"no-store"),
             (b"www-authenticate", challenge.encode("ascii")),
         )
-        self._plain = base + security.for_scheme("http")
-        self._secure = base + security.for_scheme("https")
+        own = {name for name, _ in base}
+        self._plain = base + tuple(p for p in security.for_scheme("http") if p[0] not in own)
+        self._secure = base + tuple(p for p in security.for_scheme("https") if p[0] not in own)
 
     def headers(self, scheme: str) -> Headers:
         return self._secure if scheme in ("https", "wss") else self._plain
@@ -150,7 +217,7 @@ class Denial:
         message = await receive()
         if message["type"] != "websocket.connect":
             return  # the client went away first
-        if "websocket.http.response" in scope.get("extensions", {}):
+        if "websocket.http.response" in (scope.get("extensions") or ()):
             await send(
                 {
                     "type": "websocket.http.response.start",

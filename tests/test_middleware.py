@@ -391,3 +391,99 @@ def test_websocket_that_disconnects_before_connect_gets_nothing() -> None:
     asyncio.run(main())
     assert sent == []
     assert inner.seen == []
+
+
+# --- found in review -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["http://testserver/admin", "https://h:8443/admin/x", "admin", "admin/x", "*", ""],
+)
+def test_paths_not_in_origin_form_are_never_opened_by_a_public_root(path: str) -> None:
+    # Hypercorn and uvicorn pass an absolute-form target through as scope["path"];
+    # Quart routes urlsplit(path).path. No reading of it may turn a protected route public.
+    app, inner = make(default="public", protected=["/admin"])
+    scope = http_scope("/")
+    scope["path"] = path
+    result = call(app, scope, inner)
+    if path in ("*", ""):
+        assert result.status == 200  # "/" and "/*" are public here
+    else:
+        assert result.status == 401, path
+
+
+def test_nested_protected_rule_inherits_the_outer_scopes() -> None:
+    app, inner = make(protected={"/v1": {"admin"}, "/v1/jobs": set()}, optional=["/v1/ops"])
+    reader = [bearer(OTHER_KEY)]
+    assert call(app, http_scope("/v1/jobs/7", headers=reader), inner).status == 403
+    assert call(app, http_scope("/v1/jobs/7", headers=[bearer(CANARY)]), inner).status == 200
+    # An optional (or public) rule is still a deliberate exception.
+    assert call(app, http_scope("/v1/ops", headers=reader), inner).status == 200
+
+
+@pytest.mark.parametrize(
+    "make_headers",
+    [
+        lambda: iter([(b"x-frame-options", b"SAMEORIGIN"), (b"content-type", b"text/plain")]),
+        lambda: ([b"x-frame-options", b"SAMEORIGIN"], [b"content-type", b"text/plain"]),
+    ],
+    ids=["generator", "tuple of lists"],
+)
+def test_app_headers_in_any_iterable_are_kept(make_headers: Any) -> None:
+    async def app_(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": make_headers()})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    app = APIKeyMiddleware(app_, keys=[CANARY], public=["/"])
+    result = call(app, http_scope("/"))
+    assert result.header("content-type") == "text/plain"
+    assert result.header("x-frame-options") == "SAMEORIGIN"
+    assert result.header("referrer-policy") == "no-referrer"
+
+
+def test_cors_preflight_passes_only_when_enabled_and_without_credentials() -> None:
+    preflight = [(b"origin", b"https://app.example"), (b"access-control-request-method", b"POST")]
+    closed, inner = make()
+    opened, _ = make(inner, allow_cors_preflight=True)
+    scope = http_scope("/v1/chat", method="OPTIONS", headers=preflight)
+    assert call(closed, scope, inner).status == 401
+    assert (
+        call(opened, http_scope("/v1/chat", method="OPTIONS", headers=preflight), inner).status
+        == 200
+    )
+    # A browser never sends credentials on a preflight: one that does is judged as usual.
+    with_key = http_scope(
+        "/v1/chat", method="OPTIONS", headers=[*preflight, bearer("sk-nope-0000000000000000")]
+    )
+    assert call(opened, with_key, inner).status == 401
+    not_preflight = http_scope("/v1/chat", method="OPTIONS", headers=preflight[:1])
+    assert call(opened, not_preflight, inner).status == 401
+    as_get = http_scope("/v1/chat", headers=preflight)
+    assert call(opened, as_get, inner).status == 401
+
+
+def test_websocket_scope_with_extensions_none_is_closed() -> None:
+    app, inner = make()
+    scope = http_scope("/ws", kind="websocket")
+    scope["extensions"] = None
+    result = call(app, scope, inner)
+    assert result.messages == [
+        {"type": "websocket.close", "code": 1008, "reason": result.messages[0]["reason"]}
+    ]
+
+
+@pytest.mark.parametrize("missing", ["root_path", "query_string", "scheme"])
+def test_optional_scope_keys_may_be_absent(missing: str) -> None:
+    app, inner = make(allow_query_token=True)
+    scope = http_scope("/x", headers=[bearer(OTHER_KEY)])
+    del scope[missing]
+    assert call(app, scope, inner).status == 200
+
+
+def test_missing_key_detail_names_every_enabled_method() -> None:
+    app, inner = make(header_name="X-API-Key", allow_query_token=True)
+    detail = call(app, http_scope("/x"), inner).json()["detail"]
+    assert "Authorization: Bearer <key>" in detail
+    assert "X-API-Key: <key>" in detail
+    assert "?access_token=<key>" in detail

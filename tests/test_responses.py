@@ -141,3 +141,31 @@ def test_challenges_are_valid_rfc_6750_quoted_strings() -> None:
         inner = challenge.split(b'error_description="', 1)[1][:-1]
         assert b'"' not in inner
         assert b"\\" not in inner
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["Content-Length", "content-type", "Set-Cookie", "WWW-Authenticate", "Transfer-Encoding"],
+)
+def test_framing_and_challenge_headers_are_not_security_headers(name: str) -> None:
+    with pytest.raises(ConfigurationError, match="not a security header"):
+        SecurityHeaders({name: "x"})
+
+
+def test_configured_cache_control_is_not_doubled() -> None:
+    inner = Recorder()
+    app = APIKeyMiddleware(
+        inner, keys=[CANARY], allow_query_token=True, security_headers={"Cache-Control": "no-store"}
+    )
+    denial = call(app, http_scope("/x"), inner)
+    assert [v for k, v in denial.headers if k == b"cache-control"] == [b"no-store"]
+    query = b"access_token=" + CANARY.encode()
+    accepted = call(app, http_scope("/x", query_string=query), inner)
+    assert [v for k, v in accepted.headers if k == b"cache-control"] == [b"no-store"]
+
+
+def test_default_security_headers_cannot_be_changed_at_run_time() -> None:
+    from asgi_apikey.responses import DEFAULT_SECURITY_HEADERS
+
+    with pytest.raises(TypeError):
+        DEFAULT_SECURITY_HEADERS["X-Frame-Options"] = "SAMEORIGIN"  # type: ignore[index]
