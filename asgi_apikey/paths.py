@@ -13,6 +13,7 @@ The stricter answer wins, so no spelling reaches a protected route as public.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -189,21 +190,27 @@ class RuleTable:
 
     def decide(self, path: str) -> Rule:
         """The rule for a request path: the strictest of every reading a router may make."""
-        if path[:1] != "/":
-            return self._decide_unusual(path)
-        rule = self.match(path)
-        if "//" not in path and "/." not in path:
-            return rule  # canonical already: the one lookup nearly every request makes
-        canonical = normalize_path(path)
-        return rule if canonical == path else _stricter(rule, self.match(canonical))
+        if path[:1] == "/" and "//" not in path and "/." not in path:
+            return self.match(path)  # canonical already: what nearly every request takes
+        return self._decide_unusual(path)
 
     def _decide_unusual(self, path: str) -> Rule:
-        # Not an origin-form path: an absolute-form target that the server passed
-        # through ("http://host/admin", which Quart routes as "/admin"), "*", "" or
-        # a server quirk. Judge every reading and keep the strictest.
-        rule = self.decide("/" + path)
-        if "://" in path:
-            rule = _stricter(rule, self.decide(urlsplit(path).path or "/"))
+        # Judge the path as spelled and resolved, and, when it is not in origin
+        # form, also as the path of a URL: an absolute-form target that the server
+        # passed through ("http://host/admin", which Quart routes as "/admin") or
+        # a network-path reference ("//host/admin"). The strictest reading wins.
+        readings = [path]
+        if "://" in path or path[:2] == "//":
+            # A string that is not a URL (a broken IPv6 host, say) cannot be routed as one.
+            with contextlib.suppress(ValueError):
+                readings.append(urlsplit(path).path)
+        candidates: list[str] = []
+        for reading in readings:
+            spelled = reading if reading[:1] == "/" else "/" + reading
+            candidates += (spelled, normalize_path(spelled))
+        rule = self.match(candidates[0])
+        for candidate in candidates[1:]:
+            rule = _stricter(rule, self.match(candidate))
         return rule
 
     @property

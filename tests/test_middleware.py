@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from starlette.types import Message, Receive, Scope, Send
 
 from asgi_apikey import APIKey, APIKeyAuth, APIKeyMiddleware, AuthContext, ConfigurationError
 from asgi_apikey.context import ANONYMOUS, ANONYMOUS_USER, APIKeyUser
+from asgi_apikey.paths import RuleTable, normalize_path
 from tests.asgi import CANARY, OTHER_KEY, Recorder, Result, bearer, call, http_scope
 
 READER = APIKey(OTHER_KEY, name="reader", scopes={"read"})
@@ -487,3 +491,37 @@ def test_missing_key_detail_names_every_enabled_method() -> None:
     assert "Authorization: Bearer <key>" in detail
     assert "X-API-Key: <key>" in detail
     assert "?access_token=<key>" in detail
+
+
+_SEGMENTS = st.sampled_from(["", ".", "..", "admin", "public", "x", "admin.", "%2e"])
+
+
+@given(
+    prefix=st.sampled_from(["", "http://h", "https://h:1", "//h", "h"]),
+    segments=st.lists(_SEGMENTS, max_size=6),
+)
+def test_no_reading_of_a_path_opens_the_protected_route(prefix: str, segments: list[str]) -> None:
+    # The judged rule is never more lenient than the rule of the path that a router
+    # resolving dot segments, slashes and absolute form would route to.
+    table = RuleTable(public=["/", "/public"], protected={"/admin": {"admin"}})
+    path = prefix + "/" + "/".join(segments)
+    readings = [normalize_path("/" + path.lstrip("/"))]
+    if "://" in path or path.startswith("//"):
+        readings.append(normalize_path(urlsplit(path).path))
+    judged = table.decide(path)
+    for routed in readings:
+        expected = table.decide(routed)
+        assert judged.access >= expected.access, routed
+        assert judged.scopes >= expected.scopes, routed
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["//a" * 5000 + "/admin", "http://[::1/admin", "//[/admin", "/" * 10000, "/." * 10000],
+    ids=["many network-path prefixes", "broken IPv6 host", "broken host", "slashes", "dots"],
+)
+def test_hostile_paths_get_an_answer_not_an_exception(path: str) -> None:
+    app, inner = make(default="public", protected=["/admin"])
+    scope = http_scope("/")
+    scope["path"] = path
+    assert call(app, scope, inner).status in (200, 401)

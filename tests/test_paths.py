@@ -466,6 +466,52 @@ def test_decide_takes_the_stricter_spelling(
     assert (rule.access, rule.scopes) == (access, scopes)
 
 
+ORIGIN_ROOT_PUBLIC = RuleTable(public=["/"], protected={"/admin": {"admin"}})
+
+# Targets a server may pass through as scope["path"] without a leading '/'
+# (absolute form, asterisk form, empty): every reading a router may make is judged.
+NON_ORIGIN_CASES: list[tuple[str, Access, str]] = [
+    ("http://host/admin", PROTECTED, "absolute-form"),
+    ("https://h:8443/admin/x", PROTECTED, "absolute-form-port-deep"),
+    ("http://host/public/../admin", PROTECTED, "absolute-form-dotdot"),
+    ("admin", PROTECTED, "relative"),
+    ("admin/x", PROTECTED, "relative-deep"),
+    ("http://host/public", PUBLIC, "absolute-form-public"),
+    ("*", PUBLIC, "asterisk-form"),
+    ("", PUBLIC, "empty"),
+    ("1http://x/admin", PUBLIC, "scheme-starting-with-digit"),
+    ("a b://c", PUBLIC, "scheme-with-space"),
+    ("-://x", PUBLIC, "scheme-dash"),
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "access"),
+    [(p, a) for p, a, _ in NON_ORIGIN_CASES],
+    ids=[i for *_, i in NON_ORIGIN_CASES],
+)
+def test_decide_non_origin_form(path: str, access: Access) -> None:
+    assert ORIGIN_ROOT_PUBLIC.decide(path).access is access
+
+
+_NON_ORIGIN = st.one_of(
+    st.text(max_size=30),
+    st.builds(
+        lambda scheme, rest: scheme + "://" + rest,
+        st.text(alphabet="ah1 -+.:/", max_size=6),
+        st.text(alphabet="ah/.:", max_size=12),
+    ),
+).filter(lambda path: not path.startswith("/"))
+
+
+@given(_NON_ORIGIN)
+def test_decide_is_total_on_non_origin_paths(path: str) -> None:
+    """decide answers for any text a server might put in scope["path"], never raising,
+    and never more leniently than the same text read as an origin-form path."""
+    table = RuleTable(public=["/"], protected=["/admin", "/h"], optional=["/a"])
+    assert table.decide(path).access >= table.decide("/" + path).access
+
+
 def test_decide_optional_versus_public() -> None:
     table = RuleTable(public=["/p"], optional=["/o"], default="public")
     assert table.decide("/p/../o").access is OPTIONAL
@@ -654,6 +700,14 @@ def test_cors_preflight_passes_when_allowed() -> None:
     assert result.seen is not None
 
 
+def test_cors_preflight_with_a_bad_key_is_still_refused() -> None:
+    app, recorder = guarded(allow_cors_preflight=True)
+    headers = [*PREFLIGHT, bearer("sk-not-a-configured-key-000000")]
+    result = call(app, http_scope("/admin", method="OPTIONS", headers=headers), recorder)
+    assert result.status == 401
+    assert result.seen is None
+
+
 NOT_PREFLIGHT = [
     ("OPTIONS", [], "options-without-headers"),
     ("OPTIONS", PREFLIGHT[:1], "origin-only"),
@@ -675,6 +729,16 @@ def test_non_preflight_still_refused_when_preflight_allowed(
     result = call(app, http_scope("/admin", method=method, headers=headers), recorder)
     assert result.status == 401
     assert result.seen is None
+
+
+@pytest.mark.parametrize("path", ["://", "1http://x/admin", "a b://c/admin"])
+def test_middleware_answers_any_scope_path(path: str) -> None:
+    # A server that passes the request target through may hand over any text;
+    # the middleware must answer it (here: no reading names /admin), not raise.
+    app, recorder = guarded()
+    scope = http_scope("/")
+    scope["path"] = path
+    assert call(app, scope, recorder).status == 200
 
 
 def test_rules_are_relative_to_root_path() -> None:
