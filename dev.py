@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import subprocess
 import sys
 import venv
@@ -25,7 +26,17 @@ PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
 
 
 def _run(*args: str | Path) -> int:
-    return subprocess.call([str(arg) for arg in args], cwd=ROOT)  # noqa: S603 - our own argv
+    with subprocess.Popen([str(arg) for arg in args], cwd=ROOT) as child:  # noqa: S603 - our argv
+        while True:
+            try:
+                return child.wait()
+            except KeyboardInterrupt:  # noqa: PERF203 - once per Ctrl-C
+                # Ctrl-C in a terminal reaches the child too, which then stops by
+                # itself; pass it on only if the child did not get it.
+                try:
+                    return child.wait(timeout=2)
+                except subprocess.TimeoutExpired:
+                    child.send_signal(signal.SIGINT)
 
 
 def ensure_venv() -> None:
