@@ -387,6 +387,44 @@ def test_root_rule_is_the_catch_all() -> None:
     assert optional_root.decide("/x").access is OPTIONAL
 
 
+INHERIT = RuleTable(
+    public=["/v1/docs"],
+    optional=["/v1/ops"],
+    protected={
+        "/": {"root"},
+        "/v1": {"admin"},
+        "/v1/jobs": set(),
+        "/v1/jobs/run": {"run"},
+        "/v1beta": {"beta"},
+        "/v1/ops/kill": set(),
+    },
+)
+
+# (path, access, scopes, id)
+INHERIT_CASES: list[tuple[str, Access, frozenset[str], str]] = [
+    ("/v1", PROTECTED, frozenset({"root", "admin"}), "outer"),
+    ("/v1/jobs/7", PROTECTED, frozenset({"root", "admin"}), "inner-inherits"),
+    ("/v1/jobs/run", PROTECTED, frozenset({"root", "admin", "run"}), "two-levels"),
+    ("/v1beta", PROTECTED, frozenset({"root", "beta"}), "string-prefix-inherits-nothing"),
+    ("/v1/docs", PUBLIC, frozenset(), "public-carve-out"),
+    ("/v1/ops", OPTIONAL, frozenset(), "optional-carve-out"),
+    ("/v1/ops/kill", PROTECTED, frozenset({"root", "admin"}), "protected-inside-carve-out"),
+    ("/elsewhere", PROTECTED, frozenset({"root"}), "root-rule"),
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "access", "scopes"),
+    [(p, a, s) for p, a, s, _ in INHERIT_CASES],
+    ids=[i for *_, i in INHERIT_CASES],
+)
+def test_nested_protected_rules_inherit_outer_scopes(
+    path: str, access: Access, scopes: frozenset[str]
+) -> None:
+    rule = INHERIT.decide(path)
+    assert (rule.access, rule.scopes) == (access, scopes)
+
+
 def test_rules_lists_longest_first_then_default() -> None:
     table = RuleTable(
         public=["/b", "/health"],
@@ -479,6 +517,8 @@ NON_ORIGIN_CASES: list[tuple[str, Access, str]] = [
     ("http://host/public/../admin", PROTECTED, "absolute-form-dotdot"),
     ("admin", PROTECTED, "relative"),
     ("admin/x", PROTECTED, "relative-deep"),
+    ("admin/..", PROTECTED, "relative-dotdot"),
+    ("public/../admin", PROTECTED, "relative-public-dotdot"),
     ("http://host/public", PUBLIC, "absolute-form-public"),
     ("*", PUBLIC, "asterisk-form"),
     ("", PUBLIC, "empty"),
@@ -499,6 +539,7 @@ def test_decide_non_origin_form(path: str, access: Access) -> None:
 
 _NON_ORIGIN = st.one_of(
     st.text(max_size=30),
+    spelled_paths().map(lambda path: path.lstrip("/")),
     st.builds(
         lambda scheme, rest: scheme + "://" + rest,
         st.text(alphabet="ah1 -+.:/", max_size=6),
