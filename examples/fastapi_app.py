@@ -10,7 +10,6 @@ then ``curl -H "Authorization: Bearer $API_KEY" http://127.0.0.1:8000/v1/models`
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Annotated, Any
 
@@ -25,6 +24,7 @@ from asgi_apikey import (
     verify_api_key,
     verify_api_key_with_metadata,
 )
+from examples._serve import serve
 
 
 def create_app(keys: Sequence[str | APIKey]) -> FastAPI:
@@ -66,14 +66,5 @@ def create_app(keys: Sequence[str | APIKey]) -> FastAPI:
     return app
 
 
-def main() -> None:  # pragma: no cover - manual run
-    import uvicorn
-
-    key = os.environ.get("API_KEY")
-    if not key:
-        raise SystemExit("set API_KEY to the key clients must send, e.g. API_KEY=sk-...")
-    uvicorn.run(create_app([APIKey(key, name="env", scopes={"admin"})]), host="127.0.0.1")
-
-
 if __name__ == "__main__":
-    main()
+    serve(create_app)

@@ -8,12 +8,12 @@ The app reads ``scope["auth"]`` (an ``AuthContext``) itself.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 
 from starlette.types import Receive, Scope, Send
 
 from asgi_apikey import APIKey, APIKeyMiddleware, AuthContext
+from examples._serve import serve
 
 
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -35,14 +35,5 @@ def create_app(keys: Sequence[str | APIKey]) -> APIKeyMiddleware:
     return APIKeyMiddleware(app, keys=keys, public=["/ping"])
 
 
-def main() -> None:  # pragma: no cover - manual run
-    import uvicorn
-
-    key = os.environ.get("API_KEY")
-    if not key:
-        raise SystemExit("set API_KEY to the key clients must send, e.g. API_KEY=sk-...")
-    uvicorn.run(create_app([key]), host="127.0.0.1")
-
-
 if __name__ == "__main__":
-    main()
+    serve(create_app)

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 from starlette.applications import Starlette
@@ -20,6 +19,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from asgi_apikey import APIKey, APIKeyMiddleware, require_scopes
+from examples._serve import serve
 
 
 async def health(request: Request) -> JSONResponse:
@@ -47,14 +47,5 @@ def create_app(keys: Sequence[str | APIKey]) -> Starlette:
     )
 
 
-def main() -> None:  # pragma: no cover - manual run
-    import uvicorn
-
-    key = os.environ.get("API_KEY")
-    if not key:
-        raise SystemExit("set API_KEY to the key clients must send, e.g. API_KEY=sk-...")
-    uvicorn.run(create_app([key]), host="127.0.0.1")
-
-
 if __name__ == "__main__":
-    main()
+    serve(create_app)
