@@ -77,8 +77,8 @@ class APIKeyMiddleware:
         self.rules = RuleTable(
             public=public, optional=optional, protected=protected, default=default
         )
-        self._security = SecurityHeaders(security_headers)
-        self._added = AddedHeaders(self._security)
+        security = SecurityHeaders(security_headers)
+        self._added = AddedHeaders(security)
         _check_flag(allow_query_token, "allow_query_token")
         _check_flag(allow_cors_preflight, "allow_cors_preflight")
         if (
@@ -100,7 +100,7 @@ class APIKeyMiddleware:
             how += f" or '{header_name}: <key>'"
         if allow_query_token:
             how += " or '?access_token=<key>'"
-        self._denials = Denials(realm, self._security, how=how)
+        self._denials = Denials(realm, security, how=how)
         self._preflight = allow_cors_preflight
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -132,9 +132,6 @@ class SecurityHeaders:
         """The header pairs for a request made over ``scheme``."""
         return self._secure if scheme in ("https", "wss") else self._plain
 
-    def __bool__(self) -> bool:
-        return bool(self._secure)
-
 
 class AddedHeaders:
     """The headers added to one app response, and their names, by scheme and method.

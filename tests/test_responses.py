@@ -88,8 +88,8 @@ def test_overridden_dropped_and_added() -> None:
 def test_hsts_can_be_dropped() -> None:
     security = SecurityHeaders({"Strict-Transport-Security": None})
     assert security.for_scheme("https") == security.for_scheme("http")
-    assert bool(security)
-    assert not SecurityHeaders(False)
+    assert security.for_scheme("https")
+    assert SecurityHeaders(False).for_scheme("https") == ()
 
 
 def test_none_for_an_unknown_header_is_allowed() -> None:
