@@ -30,6 +30,7 @@ __all__ = [
     "CredentialReader",
     "Malformed",
     "is_b64token",
+    "is_http_token",
     "parse_authorization",
     "parse_token",
 ]
@@ -50,6 +51,19 @@ class Malformed:
     """Credentials that are present but broken: a 400 ``invalid_request``."""
 
     description: str
+
+
+def is_http_token(value: object) -> bool:
+    """Whether ``value`` is an RFC 9110 token: the shape of a scheme or a header name.
+
+    >>> is_http_token("X-API-Key"), is_http_token("X API Key")
+    (True, False)
+    """
+    return (
+        isinstance(value, str)
+        and value.isascii()
+        and _SCHEME.fullmatch(value.encode("ascii")) is not None
+    )
 
 
 def is_b64token(value: bytes) -> bool:

@@ -16,6 +16,7 @@ from types import MappingProxyType
 
 from starlette.types import Receive, Scope, Send
 
+from .credentials import is_http_token
 from .errors import ConfigurationError
 
 __all__ = [
@@ -61,7 +62,6 @@ _NOT_SECURITY_HEADERS = frozenset(
 )
 _CACHE_PRIVATE = (b"cache-control", b"private")
 
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 field name
 _FIELD_VALUE = re.compile(r"[\x20-\x7e]*")  # printable ASCII, no CR/LF
 _QUOTABLE = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]*")  # quoted-string without " and \
 
@@ -100,7 +100,7 @@ class SecurityHeaders:
         }
         merged[_HSTS] = ("Strict-Transport-Security", DEFAULT_HSTS)
         for name, value in config.items() if isinstance(config, Mapping) else ():
-            if not isinstance(name, str) or _TOKEN.fullmatch(name) is None:
+            if not is_http_token(name):
                 raise ConfigurationError(
                     f"security_headers: {name!r} is not a valid header name",
                     setting="security_headers",
