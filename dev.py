@@ -30,7 +30,7 @@ def _run(*args: str | Path) -> int:
         while True:
             try:
                 return child.wait()
-            except KeyboardInterrupt:  # noqa: PERF203 - once per Ctrl-C
+            except KeyboardInterrupt:
                 # Ctrl-C in a terminal reaches the child too, which then stops by
                 # itself; pass it on only if the child did not get it.
                 try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .auth import APIKeyAuth, KeyChanges, get_auth_status, verify_api_key_string
 from .context import APIKeyUser, AuthContext
 from .dependencies import (
     optional_verify_api_key,
@@ -10,8 +11,9 @@ from .dependencies import (
     verify_api_key_with_metadata,
 )
 from .errors import AuthenticationError, AuthorizationError, ConfigurationError
-from .keys import APIKey, APIKeyAuth
+from .keys import APIKey, Rejected, Verifier
 from .middleware import APIKeyMiddleware
+from .settings import AuthSettings
 
 __version__ = "0.1.0"
 
@@ -21,12 +23,18 @@ __all__ = [
     "APIKeyMiddleware",
     "APIKeyUser",
     "AuthContext",
+    "AuthSettings",
     "AuthenticationError",
     "AuthorizationError",
     "ConfigurationError",
+    "KeyChanges",
+    "Rejected",
+    "Verifier",
     "__version__",
+    "get_auth_status",
     "optional_verify_api_key",
     "require_scopes",
     "verify_api_key",
+    "verify_api_key_string",
     "verify_api_key_with_metadata",
 ]

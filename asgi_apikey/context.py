@@ -18,6 +18,7 @@ from .errors import ConfigurationError
 __all__ = [
     "ANONYMOUS",
     "ANONYMOUS_USER",
+    "DEVELOPMENT_MODES",
     "APIKeyUser",
     "AuthContext",
     "FrozenMapping",
@@ -137,6 +138,9 @@ class APIKeyUser(BaseUser):
     def __hash__(self) -> int:
         return hash((APIKeyUser, self._key_id))
 
+
+#: The modes of an authenticator built without keys, where every request passes.
+DEVELOPMENT_MODES = frozenset({"development", "test"})
 
 #: The context of a request that presented no (accepted) credentials.
 ANONYMOUS = AuthContext(authenticated=False)

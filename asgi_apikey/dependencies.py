@@ -19,7 +19,7 @@ from typing import Any
 
 from starlette.requests import HTTPConnection
 
-from .context import AuthContext, check_scopes
+from .context import DEVELOPMENT_MODES, AuthContext, check_scopes
 from .errors import AuthenticationError, AuthorizationError, ConfigurationError
 
 __all__ = [
@@ -46,8 +46,9 @@ def _context(connection: HTTPConnection, helper: str) -> AuthContext:
 
 
 def _authenticated(connection: HTTPConnection, helper: str) -> AuthContext:
+    """The context of an authenticated request, or in development mode the anonymous one."""
     context = _context(connection, helper)
-    if not context.authenticated:
+    if not context.authenticated and context.mode not in DEVELOPMENT_MODES:
         raise AuthenticationError(
             "Missing API key", www_authenticate=_MISSING_CHALLENGE, context={"helper": helper}
         )
@@ -56,6 +57,9 @@ def _authenticated(connection: HTTPConnection, helper: str) -> AuthContext:
 
 def verify_api_key(connection: HTTPConnection) -> AuthContext:
     """The request's :class:`AuthContext`; 401 when it is not authenticated.
+
+    In development mode (no keys configured) every request passes, so this
+    returns the anonymous context (``mode`` ``"development"`` or ``"test"``).
 
     As a FastAPI dependency::
 
@@ -102,7 +106,7 @@ def require_scopes(*scopes: str) -> Callable[[HTTPConnection], AuthContext]:
 
     def dependency(connection: HTTPConnection) -> AuthContext:
         context = _authenticated(connection, "require_scopes")
-        if not needed <= context.scopes:
+        if not needed <= context.scopes and context.mode not in DEVELOPMENT_MODES:
             raise AuthorizationError(
                 f"This API key lacks a required scope: {listed}",
                 www_authenticate=challenge,

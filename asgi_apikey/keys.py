@@ -1,4 +1,4 @@
-"""Keys and the authenticator: digests, O(1) lookup, rotation, status.
+"""Keys and key sets: digests, validity windows, O(1) lookup, pluggable verifiers.
 
 A key is kept only as the SHA-256 digest of its UTF-8 bytes. A request hashes
 the presented token once, looks the digest up in a dict (O(1) whatever the
@@ -6,9 +6,9 @@ number of keys) and confirms the match with :func:`hmac.compare_digest`.
 Because the lookup is on a digest of the token, its timing says nothing about
 how much of a real key an attacker has guessed.
 
-The key set is an immutable snapshot; rotation builds a new one and swaps it in
-with a single attribute assignment, so a request sees the old set or the new
-one, never a mix.
+A :class:`KeySnapshot` is immutable: the authenticator (``auth.py``) builds a
+new one for every change and swaps it in with one attribute assignment, and a
+request reads it once, so it sees the old set or the new one, never a mix.
 """
 
 from __future__ import annotations
@@ -16,19 +16,30 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-import threading
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 from .context import AUTHENTICATED, APIKeyUser, AuthContext, FrozenMapping, check_scopes
 from .credentials import DEFAULT_MAX_TOKEN_LENGTH, is_b64token
 from .errors import ConfigurationError
 
-__all__ = ["APIKey", "APIKeyAuth", "KeyEntry"]
+__all__ = [
+    "MIN_PRODUCTION_KEY_LENGTH",
+    "APIKey",
+    "Accepted",
+    "KeyEntry",
+    "KeySnapshot",
+    "Rejected",
+    "Verifier",
+]
 
 _DIGEST = re.compile(r"sha256:([0-9a-fA-F]{64})")
 _MAX_NAME_LENGTH = 128
+
+#: ``ENVIRONMENT=production`` refuses plain keys shorter than this.
+MIN_PRODUCTION_KEY_LENGTH = 16
 
 
 def _fingerprint(digest: bytes) -> str:
@@ -40,11 +51,13 @@ def _fingerprint(digest: bytes) -> str:
 
 
 class APIKey:
-    """One API key: its digest, a name, scopes and metadata.
+    """One API key: its digest, a name, scopes, metadata and an optional validity window.
 
     Give exactly one of ``secret`` (the plain key; only its digest is kept) or
     ``digest`` (``"sha256:<64 hex>"`` of the UTF-8 key, so plain keys need not
-    live in configuration).
+    live in configuration). ``not_before`` (inclusive) and ``expires_at``
+    (exclusive) are timezone-aware datetimes; outside that window the key is
+    refused with ``401 invalid_token`` and a description that says why.
 
     >>> key = APIKey("sk-live-0123456789abcdef", name="billing", scopes={"read"})
     >>> key
@@ -53,13 +66,25 @@ class APIKey:
     True
     """
 
-    __slots__ = ("_digest", "key_id", "metadata", "name", "scopes")
+    __slots__ = (
+        "_digest",
+        "_short",
+        "expires_at",
+        "key_id",
+        "metadata",
+        "name",
+        "not_before",
+        "scopes",
+    )
 
     _digest: bytes
+    _short: bool
     name: str | None
     key_id: str
     scopes: frozenset[str]
     metadata: Mapping[str, Any]
+    not_before: datetime | None
+    expires_at: datetime | None
 
     def __init__(
         self,
@@ -69,27 +94,38 @@ class APIKey:
         name: str | None = None,
         scopes: Iterable[str] = (),
         metadata: Mapping[str, Any] | None = None,
+        not_before: datetime | None = None,
+        expires_at: datetime | None = None,
     ) -> None:
         if (secret is None) == (digest is None):
             raise ConfigurationError(
                 "APIKey takes exactly one of secret= (the plain key) or digest= ('sha256:<hex>')"
             )
         raw = _digest_of_secret(secret) if secret is not None else _parse_digest(digest)
-        object.__setattr__(self, "_digest", raw)
-        object.__setattr__(self, "name", _check_name(name))
-        object.__setattr__(self, "key_id", name if name is not None else _fingerprint(raw))
-        object.__setattr__(
-            self,
-            "scopes",
-            check_scopes(scopes, f"scopes of key {self.key_id!r}", key_id=self.key_id),
-        )
+        set_ = object.__setattr__
+        set_(self, "_digest", raw)
+        # Whether the plain key is too short for production; the only fact about
+        # the secret that outlives this call. A digest's length is unknown.
+        set_(self, "_short", secret is not None and len(secret) < MIN_PRODUCTION_KEY_LENGTH)
+        set_(self, "name", _check_name(name))
+        key_id = name if name is not None else _fingerprint(raw)
+        set_(self, "key_id", key_id)
+        set_(self, "scopes", check_scopes(scopes, f"scopes of key {key_id!r}", key_id=key_id))
         if metadata is not None and not isinstance(metadata, Mapping):
             raise ConfigurationError(
-                f"metadata of key {self.key_id!r} must be a mapping (a dict), "
+                f"metadata of key {key_id!r} must be a mapping (a dict), "
                 f"not {type(metadata).__name__}",
-                key_id=self.key_id,
+                key_id=key_id,
             )
-        object.__setattr__(self, "metadata", FrozenMapping(metadata or {}))
+        set_(self, "metadata", FrozenMapping(metadata or {}))
+        set_(self, "not_before", _check_instant(not_before, "not_before", key_id))
+        set_(self, "expires_at", _check_instant(expires_at, "expires_at", key_id))
+        if not_before is not None and expires_at is not None and expires_at <= not_before:
+            raise ConfigurationError(
+                f"key {key_id!r} expires_at ({expires_at.isoformat()}) is not after its "
+                f"not_before ({not_before.isoformat()}): the key would never be valid",
+                key_id=key_id,
+            )
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("APIKey is immutable; build a new one")
@@ -103,14 +139,19 @@ class APIKey:
         return "sha256:" + self._digest.hex()
 
     def __repr__(self) -> str:
-        return f"APIKey(key_id={self.key_id!r}, scopes={sorted(self.scopes)!r})"
+        window = ""
+        if self.not_before is not None:
+            window += f", not_before={self.not_before.isoformat()!r}"
+        if self.expires_at is not None:
+            window += f", expires_at={self.expires_at.isoformat()!r}"
+        return f"APIKey(key_id={self.key_id!r}, scopes={sorted(self.scopes)!r}{window})"
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, APIKey):
             return NotImplemented
         return hmac.compare_digest(self._digest, other._digest) and (
-            (self.name, self.scopes, dict(self.metadata))
-            == (other.name, other.scopes, dict(other.metadata))
+            (self.name, self.scopes, dict(self.metadata), self.not_before, self.expires_at)
+            == (other.name, other.scopes, dict(other.metadata), other.not_before, other.expires_at)
         )
 
     def __hash__(self) -> int:
@@ -148,7 +189,7 @@ def _parse_digest(digest: object) -> bytes:
     if match is None:
         raise ConfigurationError(
             "a key digest must be 'sha256:' followed by 64 hex digits, the SHA-256 of the "
-            "UTF-8 key (APIKey('<key>').digest computes it)"
+            "UTF-8 key (APIKey('<key>').digest or 'python -m asgi_apikey hash' computes it)"
         )
     return bytes.fromhex(match.group(1))
 
@@ -171,183 +212,191 @@ def _check_name(name: object) -> str | None:
     return name
 
 
-@dataclass(frozen=True, slots=True)
-class KeyEntry:
-    """What a matched key hands the middleware: built once per key."""
+def _check_instant(value: object, setting: str, key_id: str) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, datetime) or value.utcoffset() is None:
+        raise ConfigurationError(
+            f"{setting} of key {key_id!r} must be a timezone-aware datetime, such as "
+            "datetime(2027, 1, 1, tzinfo=timezone.utc) or 2027-01-01T00:00:00Z in a key file",
+            key_id=key_id,
+            setting=setting,
+        )
+    return value
 
-    key: APIKey
-    digest: bytes = field(repr=False)
+
+# -- What a lookup answers -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """An accepted token: what the middleware stores as ``scope["auth"]`` and ``scope["user"]``."""
+
     context: AuthContext
     user: APIKeyUser
 
 
-@dataclass(frozen=True, slots=True, repr=False)
-class _KeySet:
-    # Plain dicts for lookup speed; never mutated after _build returns them.
-    by_digest: dict[bytes, KeyEntry]
-    by_id: dict[str, bytes]
+@dataclass(frozen=True, slots=True)
+class KeyEntry(Accepted):
+    """A configured key, prepared once: its context, user, digest and validity window."""
+
+    key: APIKey
+    digest: bytes = field(repr=False)
+    # Seconds since the epoch; None when the key has no such bound.
+    not_before: float | None = None
+    expires_at: float | None = None
+
+    def check(self, now: float) -> KeyEntry | Rejected:
+        """This entry if the key is valid at ``now``, else why it is not."""
+        if self.expires_at is not None and now >= self.expires_at:
+            return _EXPIRED
+        if self.not_before is not None and now < self.not_before:
+            return _NOT_YET_VALID
+        return self
 
 
-def _entry(key: APIKey, mode: str) -> KeyEntry:
+# RFC 6750 §3: error_description is %x20-21 / %x23-5B / %x5D-7E.
+_DESCRIPTION = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]{1,200}")
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A refused token with the reason a client may read (401 ``invalid_token``).
+
+    Return one from a :data:`Verifier` to refuse a token it recognises (an
+    expired JWT, say) with a description. The description goes into the
+    ``WWW-Authenticate`` header and the body, so it must never quote the token.
+
+    >>> Rejected("The token has expired").description
+    'The token has expired'
+    """
+
+    description: str
+    reason: str = "invalid"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.description, str) or not _DESCRIPTION.fullmatch(self.description):
+            raise ValueError(
+                "Rejected(description=...) must be 1 to 200 printable ASCII characters "
+                'without " or \\ (RFC 6750 error_description)'
+            )
+
+
+_EXPIRED = Rejected("The API key has expired", reason="expired")
+_NOT_YET_VALID = Rejected("The API key is not valid yet", reason="not_yet_valid")
+
+#: A pluggable credential check: given a bearer token that matched no key,
+#: return an authenticated :class:`AuthContext` (with a ``key_id``) to accept
+#: it, a :class:`Rejected` to refuse it with a reason, or ``None`` when the
+#: token is not one it recognises. It runs on the event loop: keep it fast and
+#: free of I/O (a signature check, not a network call).
+Verifier = Callable[[str], "AuthContext | Rejected | None"]
+
+
+def entry_for(key: APIKey, mode: str) -> KeyEntry:
+    """The prepared entry of ``key``: its context carries metadata in advanced mode only."""
     context = AuthContext(
         authenticated=True,
         key_id=key.key_id,
         scopes=key.scopes | {AUTHENTICATED},
-        metadata=key.metadata,
+        metadata=key.metadata if mode == "advanced" else FrozenMapping(),
         mode=mode,
     )
-    return KeyEntry(key=key, digest=key._digest, context=context, user=APIKeyUser(key.key_id))
+    return KeyEntry(
+        context=context,
+        user=APIKeyUser(key.key_id),
+        key=key,
+        digest=key._digest,
+        not_before=key.not_before.timestamp() if key.not_before is not None else None,
+        expires_at=key.expires_at.timestamp() if key.expires_at is not None else None,
+    )
 
 
-def _build(entries: Iterable[KeyEntry]) -> _KeySet:
-    # Entries are immutable and reused across rotations: adding one key to
-    # 100,000 copies two dicts and builds one entry.
+# -- The immutable key set ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class KeySnapshot:
+    """One immutable state of an authenticator: read once per request.
+
+    ``development`` is true only for an authenticator built without keys or
+    verifiers; then every request passes anonymous with ``anonymous`` as its
+    context.
+    """
+
+    # Plain dicts for lookup speed; never mutated after index() returns them.
+    by_digest: dict[bytes, KeyEntry]
+    by_id: dict[str, bytes]
+    anonymous: AuthContext
+    development: bool = False
+    verifiers: tuple[Verifier, ...] = ()
+    clock: Callable[[], float] = field(default=lambda: 0.0)
+
+    def resolve(self, token: bytes) -> Accepted | Rejected | None:
+        """What ``token`` (raw bytes) is: accepted, refused with a reason, or unknown (None)."""
+        digest = hashlib.sha256(token).digest()
+        entry = self.by_digest.get(digest)
+        if entry is not None and hmac.compare_digest(entry.digest, digest):
+            if entry.not_before is None and entry.expires_at is None:
+                return entry
+            return entry.check(self.clock())
+        if self.verifiers:
+            return self._ask_verifiers(token)
+        return None
+
+    def _ask_verifiers(self, token: bytes) -> Accepted | Rejected | None:
+        try:
+            text = token.decode("ascii")
+        except UnicodeDecodeError:
+            return None  # the middleware only passes b64tokens; verify() may not
+        for verifier in self.verifiers:
+            result = verifier(text)
+            if result is None:
+                continue
+            if isinstance(result, Rejected):
+                return result
+            key_id = result.key_id if isinstance(result, AuthContext) else None
+            if isinstance(result, AuthContext) and result.authenticated and key_id:
+                if AUTHENTICATED not in result.scopes:
+                    result = replace(result, scopes=result.scopes | {AUTHENTICATED})
+                return Accepted(result, APIKeyUser(key_id))
+            name = getattr(verifier, "__qualname__", type(verifier).__qualname__)
+            raise TypeError(
+                f"verifier {name} returned {type(result).__name__}: return an authenticated "
+                "AuthContext with a key_id, a Rejected, or None"
+            )
+        return None
+
+
+def index(
+    entries: Sequence[KeyEntry], labels: Sequence[str]
+) -> tuple[dict[bytes, KeyEntry], dict[str, bytes]]:
+    """The two lookup dicts of a key set; ``labels`` name each entry's source in errors.
+
+    Entries are immutable and reused across rotations: adding one key to
+    100,000 copies two dicts and builds one entry.
+    """
     by_digest: dict[bytes, KeyEntry] = {}
     by_id: dict[str, bytes] = {}
-    for index, entry in enumerate(entries):
+    where: dict[bytes, str] = {}
+    for entry, label in zip(entries, labels, strict=True):
         if entry.digest in by_digest:
             first = by_digest[entry.digest].key.key_id
             raise ConfigurationError(
-                f"keys[{index}] is the same key as the one with key_id {first!r}: "
+                f"{label} is the same key as {where[entry.digest]} (key_id {first!r}): "
                 "give each key once",
-                index=index,
+                where=label,
                 key_id=first,
             )
         key_id = entry.key.key_id
         if key_id in by_id:
             raise ConfigurationError(
-                f"keys[{index}] reuses the key_id {key_id!r}: give each key its own name",
-                index=index,
+                f"{label} reuses the key_id {key_id!r} of {where[by_id[key_id]]}: "
+                "give each key its own name",
+                where=label,
                 key_id=key_id,
             )
         by_digest[entry.digest] = entry
         by_id[key_id] = entry.digest
-    return _KeySet(by_digest, by_id)
-
-
-def _as_key(item: object, where: str) -> APIKey:
-    if isinstance(item, APIKey):
-        return item
-    if not isinstance(item, str):
-        raise ConfigurationError(
-            f"{where}: a key must be a str or an APIKey, not {type(item).__name__}", where=where
-        )
-    try:
-        return APIKey(item)
-    except ConfigurationError as error:
-        raise ConfigurationError(f"{where}: {error}", where=where, **error.context) from None
-
-
-class APIKeyAuth:
-    """The authenticator: owns the key set, verifies tokens, rotates keys.
-
-    Hold one in your application to rotate keys at run time and pass it to the
-    middleware as ``auth=``.
-
-    >>> auth = APIKeyAuth(keys=["sk-test-0123456789abcdef"])
-    >>> auth.verify("sk-test-0123456789abcdef").authenticated
-    True
-    >>> auth.verify("sk-wrong") is None
-    True
-    """
-
-    def __init__(self, keys: Iterable[str | APIKey] = ()) -> None:
-        if isinstance(keys, (str, bytes)) or not isinstance(keys, Iterable):
-            raise ConfigurationError(
-                "keys must be a list of keys such as ['sk-...'], not a single "
-                f"{type(keys).__name__}",
-                setting="keys",
-            )
-        self._mode = "simple"
-        self._lock = threading.Lock()
-        self._keys = _build(
-            [_entry(_as_key(item, f"keys[{index}]"), self._mode) for index, item in enumerate(keys)]
-        )
-
-    def resolve(self, token: bytes) -> KeyEntry | None:
-        """The entry for a presented token (raw bytes), or ``None``. The hot path."""
-        digest = hashlib.sha256(token).digest()
-        entry = self._keys.by_digest.get(digest)
-        if entry is not None and hmac.compare_digest(entry.digest, digest):
-            return entry
-        return None
-
-    def verify(self, token: str) -> AuthContext | None:
-        """The :class:`AuthContext` for ``token``, or ``None`` when no key matches.
-
-        >>> APIKeyAuth(keys=["sk-test-0123456789abcdef"]).verify("nope") is None
-        True
-        """
-        if not isinstance(token, str) or not token.isascii():
-            return None  # keys are ASCII b64tokens: nothing else can match
-        entry = self.resolve(token.encode("ascii"))
-        return entry.context if entry is not None else None
-
-    def add_key(self, key: str | APIKey) -> str:
-        """Add a key (atomically) and return its ``key_id``.
-
-        Raises :class:`ConfigurationError` if the key or its key_id is already present.
-        """
-        new = _entry(_as_key(key, "add_key"), self._mode)
-        with self._lock:
-            keys = self._keys
-            present = keys.by_digest.get(new.digest)
-            if present is not None:
-                raise ConfigurationError(
-                    f"add_key: the same key is already present, as key_id {present.key.key_id!r}",
-                    key_id=present.key.key_id,
-                )
-            if new.key.key_id in keys.by_id:
-                raise ConfigurationError(
-                    f"add_key: the new key reuses the key_id {new.key.key_id!r}: "
-                    "give it another name",
-                    key_id=new.key.key_id,
-                )
-            self._keys = _build([*keys.by_digest.values(), new])
-        return new.key.key_id
-
-    def remove_key(self, key_or_name: str | APIKey) -> bool:
-        """Remove a key given as the plain key, an :class:`APIKey` or its name / key_id.
-
-        Returns ``False`` when nothing matched.
-        """
-        with self._lock:
-            keys = self._keys
-            digest = self._find(keys, key_or_name)
-            if digest is None:
-                return False
-            self._keys = _build(
-                entry for entry in keys.by_digest.values() if entry.digest != digest
-            )
-            return True
-
-    @staticmethod
-    def _find(keys: _KeySet, key_or_name: str | APIKey) -> bytes | None:
-        if isinstance(key_or_name, APIKey):
-            return key_or_name._digest if key_or_name._digest in keys.by_digest else None
-        if not isinstance(key_or_name, str):
-            return None
-        by_name = keys.by_id.get(key_or_name)
-        if by_name is not None:
-            return by_name
-        if not key_or_name.isascii():
-            return None
-        digest = hashlib.sha256(key_or_name.encode("ascii")).digest()
-        return digest if digest in keys.by_digest else None
-
-    @property
-    def key_ids(self) -> tuple[str, ...]:
-        """The ids of the current keys (names or fingerprints), never the keys."""
-        return tuple(self._keys.by_id)
-
-    def status(self) -> dict[str, Any]:
-        """A snapshot for health endpoints and logs; it holds no secret.
-
-        >>> APIKeyAuth(keys=[APIKey("sk-test-0123456789abcdef", name="ci")]).status()
-        {'mode': 'simple', 'key_count': 1, 'key_ids': ['ci']}
-        """
-        keys = self._keys
-        return {"mode": self._mode, "key_count": len(keys.by_id), "key_ids": sorted(keys.by_id)}
-
-    def __repr__(self) -> str:
-        return f"APIKeyAuth(mode={self._mode!r}, key_count={len(self._keys.by_id)})"
+        where[entry.digest] = label
+    return by_digest, by_id

@@ -12,10 +12,11 @@ from collections.abc import Iterable, Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .context import ANONYMOUS, ANONYMOUS_USER
+from .auth import APIKeyAuth
+from .context import ANONYMOUS_USER
 from .credentials import DEFAULT_MAX_TOKEN_LENGTH, CredentialReader, Malformed, is_http_token
 from .errors import ConfigurationError
-from .keys import APIKey, APIKeyAuth
+from .keys import Accepted, APIKey
 from .paths import Access, RuleTable, route_path
 from .responses import AddedHeaders, Denial, Denials, SecurityHeaders, merge_headers
 
@@ -38,7 +39,9 @@ class APIKeyMiddleware:
     ... )
 
     Parameters:
-        keys: plain keys (``str``) or :class:`APIKey` values.
+        keys: plain keys (``str``) or :class:`APIKey` values. With neither
+            ``keys`` nor ``auth``, the keys and settings come from the
+            environment (``API_KEY``, ...), read once, here.
         auth: an :class:`APIKeyAuth` the application also holds, to rotate
             keys at run time (instead of ``keys``).
         public, optional, protected: path rules; ``protected`` may map a
@@ -108,28 +111,36 @@ class APIKeyMiddleware:
             await self.app(scope, receive, send)  # lifespan and any other type
             return
 
-        rule = self.rules.decide(route_path(scope) if scope.get("root_path") else scope["path"])
-        access = rule.access
-        found = self._reader.read(scope["headers"], scope.get("query_string", b""))
+        keys = self.auth.snapshot  # once: the whole request sees one key set
+        accepted: Accepted | None = None
         denial: Denial | None = None
-        entry = None
         via_query = False
-        if found is None:
-            if access is _PROTECTED and not (
-                self._preflight and kind == "http" and _is_preflight(scope)
-            ):
-                denial = self._denials.missing
-        elif isinstance(found, Malformed):
-            if access is not _PUBLIC:
-                denial = self._denials.malformed(found.description)
-        else:
-            token, via_query = found
-            entry = self.auth.resolve(token)
-            if entry is None:
+        if not keys.development:
+            rule = self.rules.decide(route_path(scope) if scope.get("root_path") else scope["path"])
+            access = rule.access
+            found = self._reader.read(scope["headers"], scope.get("query_string", b""))
+            if found is None:
+                if access is _PROTECTED and not (
+                    self._preflight and kind == "http" and _is_preflight(scope)
+                ):
+                    denial = self._denials.missing
+            elif isinstance(found, Malformed):
                 if access is not _PUBLIC:
-                    denial = self._denials.invalid
-            elif access is _PROTECTED and not rule.scopes <= entry.context.scopes:
-                denial = self._denials.forbidden(rule.scopes)
+                    denial = self._denials.malformed(found.description)
+            else:
+                token, via_query = found
+                result = keys.resolve(token)
+                if isinstance(result, Accepted):
+                    if access is _PROTECTED and not rule.scopes <= result.context.scopes:
+                        denial = self._denials.forbidden(rule.scopes)
+                    else:
+                        accepted = result
+                elif access is not _PUBLIC:
+                    denial = (
+                        self._denials.invalid
+                        if result is None
+                        else self._denials.rejected(result.description)
+                    )
 
         if denial is not None:
             if kind == "http":
@@ -138,12 +149,12 @@ class APIKeyMiddleware:
                 await denial.send_websocket(scope, receive, send)
             return
 
-        if entry is None:
-            scope["auth"] = ANONYMOUS
+        if accepted is None:
+            scope["auth"] = keys.anonymous
             scope["user"] = ANONYMOUS_USER
         else:
-            scope["auth"] = entry.context
-            scope["user"] = entry.user
+            scope["auth"] = accepted.context
+            scope["user"] = accepted.user
 
         added, names = self._added.pick(scope.get("scheme", "http"), via_query)
         if kind == "websocket" or not added:
@@ -175,10 +186,7 @@ def _authenticator(keys: Iterable[str | APIKey] | None, auth: APIKeyAuth | None)
             )
         return auth
     if keys is None:
-        raise ConfigurationError(
-            "no keys configured: pass keys=['...'] or auth=APIKeyAuth(keys=[...])",
-            setting="keys",
-        )
+        return APIKeyAuth.from_env()  # read once, here, never per request
     return APIKeyAuth(keys)
 
 

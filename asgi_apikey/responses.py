@@ -238,7 +238,15 @@ class Denials:
     401
     """
 
-    __slots__ = ("_realm", "_security", "forbidden", "invalid", "malformed", "missing")
+    __slots__ = (
+        "_realm",
+        "_security",
+        "forbidden",
+        "invalid",
+        "malformed",
+        "missing",
+        "rejected",
+    )
 
     def __init__(
         self, realm: str, security: SecurityHeaders, *, how: str = "'Authorization: Bearer <key>'"
@@ -261,9 +269,10 @@ class Denials:
             self._challenge(error="invalid_token", error_description="The API key is not valid"),
             security,
         )
-        # Bounded caches: descriptions come from a fixed set in credentials.py, and
-        # scope sets from the configured rules (and their rare combinations).
+        # Bounded caches: descriptions come from a fixed set in credentials.py and
+        # keys.py (or a verifier's few), and scope sets from the configured rules.
         self.malformed = lru_cache(maxsize=64)(self._malformed)
+        self.rejected = lru_cache(maxsize=64)(self._rejected)
         self.forbidden = lru_cache(maxsize=256)(self._forbidden)
 
     def _challenge(self, **params: str) -> str:
@@ -275,6 +284,15 @@ class Denials:
             400,
             f"Malformed credentials: {description}",
             self._challenge(error="invalid_request", error_description=description),
+            self._security,
+        )
+
+    def _rejected(self, description: str) -> Denial:
+        # A known token refused for a reason (an expired key, a verifier's Rejected).
+        return Denial(
+            401,
+            f"Invalid API key: {description}",
+            self._challenge(error="invalid_token", error_description=description),
             self._security,
         )
 

@@ -17,6 +17,7 @@ from fastapi import Depends, FastAPI
 
 from asgi_apikey import (
     APIKey,
+    APIKeyAuth,
     APIKeyMiddleware,
     AuthContext,
     optional_verify_api_key,
@@ -28,10 +29,13 @@ from examples._serve import serve
 
 
 def create_app(keys: Sequence[str | APIKey]) -> FastAPI:
+    # Advanced mode carries each key's metadata into the AuthContext; the app
+    # holds the authenticator to revoke keys at run time.
+    auth = APIKeyAuth(keys, mode="advanced")
     app = FastAPI(title="LLM API")
     app.add_middleware(
         APIKeyMiddleware,
-        keys=keys,
+        auth=auth,
         public=["/health", "/docs", "/openapi.json"],
         optional=["/v1/operations"],
         protected={"/v1/admin": {"admin"}},
@@ -57,11 +61,13 @@ def create_app(keys: Sequence[str | APIKey]) -> FastAPI:
     ) -> dict[str, Any]:
         return info
 
-    @app.post("/v1/admin/reload")
-    async def reload(
-        auth: Annotated[AuthContext, Depends(require_scopes("admin"))],
+    @app.delete("/v1/admin/keys/{key_id}")
+    async def revoke(
+        key_id: str,
+        caller: Annotated[AuthContext, Depends(require_scopes("admin"))],
     ) -> dict[str, Any]:
-        return {"reloaded": True, "by": auth.key_id}
+        # Takes effect for the next request, on every worker thread and task.
+        return {"revoked": auth.remove_key(key_id), "by": caller.key_id}
 
     return app
 

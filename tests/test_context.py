@@ -200,11 +200,12 @@ def test_fastapi_can_return_the_context() -> None:
     from fastapi import Depends, FastAPI
     from fastapi.testclient import TestClient
 
-    from asgi_apikey import APIKey, APIKeyMiddleware, verify_api_key
+    from asgi_apikey import APIKey, APIKeyAuth, APIKeyMiddleware, verify_api_key
 
     app = FastAPI()
     key = "sk-context-0123456789abcdef"
-    app.add_middleware(APIKeyMiddleware, keys=[APIKey(key, name="svc", metadata={"tier": "pro"})])
+    auth = APIKeyAuth([APIKey(key, name="svc", metadata={"tier": "pro"})], mode="advanced")
+    app.add_middleware(APIKeyMiddleware, auth=auth)
 
     @app.get("/me")
     async def me(auth: AuthContext = Depends(verify_api_key)) -> AuthContext:  # noqa: B008

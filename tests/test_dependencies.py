@@ -31,7 +31,7 @@ from asgi_apikey.context import ANONYMOUS
 from tests.asgi import CANARY, http_scope
 
 KEY = APIKey(CANARY, name="svc", scopes={"read", "write"}, metadata={"tier": "pro"})
-CONTEXT = APIKeyAuth(keys=[KEY]).verify(CANARY)
+CONTEXT = APIKeyAuth(keys=[KEY], mode="advanced").verify(CANARY)
 
 
 def connection(auth: object = None, *, with_auth: bool = True) -> HTTPConnection:
@@ -114,7 +114,8 @@ def test_from_a_plain_starlette_endpoint() -> None:
         return JSONResponse({"key_id": context.key_id})
 
     app = Starlette(routes=[Route("/e", endpoint)])
-    app.add_middleware(APIKeyMiddleware, keys=[KEY, "sk-other-0123456789abcdef"], optional=["/e"])
+    auth = APIKeyAuth([KEY, "sk-other-0123456789abcdef"], mode="advanced")
+    app.add_middleware(APIKeyMiddleware, auth=auth, optional=["/e"])
     client = TestClient(app)
     assert client.get("/e", headers={"Authorization": f"Bearer {CANARY}"}).json() == {
         "key_id": "svc"

@@ -17,11 +17,15 @@ USER = {"Authorization": f"Bearer {OTHER_KEY}"}
 def keys() -> list[str | APIKey]:
     return [
         APIKey(CANARY, name="admin", scopes={"admin"}),
-        APIKey(OTHER_KEY, name="user", metadata={"tier": "free"}),
+        APIKey(OTHER_KEY, name="user"),
     ]
 
 
-def test_fastapi_example(keys: list[str | APIKey]) -> None:
+def test_fastapi_example() -> None:
+    keys: list[str | APIKey] = [
+        APIKey(CANARY, name="admin", scopes={"admin"}),
+        APIKey(OTHER_KEY, name="user", metadata={"tier": "free"}),
+    ]
     client = TestClient(fastapi_app.create_app(keys))
     assert client.get("/health").json() == {"status": "ok"}
     assert client.get("/openapi.json").status_code == 200
@@ -34,11 +38,13 @@ def test_fastapi_example(keys: list[str | APIKey]) -> None:
         "scopes": ["authenticated"],
         "metadata": {"tier": "free"},
     }
-    assert client.post("/v1/admin/reload", headers=USER).status_code == 403
-    assert client.post("/v1/admin/reload", headers=ADMIN).json() == {
-        "reloaded": True,
+    assert client.delete("/v1/admin/keys/user", headers=USER).status_code == 403
+    assert client.delete("/v1/admin/keys/user", headers=ADMIN).json() == {
+        "revoked": True,
         "by": "admin",
     }
+    assert client.get("/v1/models", headers=USER).status_code == 401
+    assert client.delete("/v1/admin/keys/user", headers=ADMIN).json()["revoked"] is False
 
 
 def test_starlette_example(keys: list[str | APIKey]) -> None:

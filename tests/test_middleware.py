@@ -286,9 +286,16 @@ def test_shared_authenticator_rotates_keys_for_the_next_request() -> None:
     assert 'error="invalid_token"' in (result.header("www-authenticate") or "")
 
 
-def test_empty_key_set_refuses_everything_protected() -> None:
-    app, inner = make(keys=[])
+def test_removing_every_key_refuses_everything_protected() -> None:
+    # Development mode is decided at construction: once keys were enforced, an
+    # empty set refuses every request instead of letting every request through.
+    auth = APIKeyAuth(keys=[CANARY])
+    inner = Recorder()
+    app = APIKeyMiddleware(inner, auth=auth)
+    assert auth.remove_key(CANARY)
+    assert not auth.is_development_mode
     assert call(app, http_scope("/x", headers=[bearer(CANARY)]), inner).status == 401
+    assert call(app, http_scope("/x"), inner).status == 401
 
 
 def test_digest_configured_key_authenticates_with_the_plain_token() -> None:
@@ -346,7 +353,6 @@ def test_body_messages_pass_through_unchanged() -> None:
 @pytest.mark.parametrize(
     ("options", "needle"),
     [
-        ({"keys": None}, "no keys configured"),
         ({"auth": APIKeyAuth(keys=[OTHER_KEY])}, "not both"),
         ({"keys": None, "auth": object()}, "auth must be an APIKeyAuth"),
         ({"default": "closed"}, "default must be"),

@@ -12,6 +12,7 @@ import pytest
 
 from asgi_apikey import APIKey, APIKeyAuth, APIKeyMiddleware, ConfigurationError
 from asgi_apikey.credentials import CredentialReader
+from asgi_apikey.keys import KeyEntry
 from tests.asgi import CANARY, OTHER_KEY, Recorder, call, http_scope
 
 RAW = CANARY.encode()
@@ -81,7 +82,7 @@ def test_no_repr_shows_the_key() -> None:
     auth = APIKeyAuth(keys=[key, APIKey(OTHER_KEY)])
     app = APIKeyMiddleware(Recorder(), auth=auth)
     entry = auth.resolve(RAW)
-    assert entry is not None
+    assert isinstance(entry, KeyEntry)
     shown = " ".join(
         repr(thing)
         for thing in (key, auth, app, entry, entry.context, entry.user, auth.status(), auth.key_ids)

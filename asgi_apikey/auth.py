@@ -1,0 +1,591 @@
+"""APIKeyAuth: the authenticator. It owns the key set, the mode and the settings.
+
+Built from explicit keys or from the environment (``settings.py``), it decides
+the mode once, at construction:
+
+- keys (or verifiers) configured: keys are enforced, under pytest too;
+- none: development mode, where every request passes anonymous
+  (``mode="development"``, ``"test"`` under pytest), with one warning; and
+  ``ENVIRONMENT=production`` refuses to start that way.
+
+Rotation (:meth:`~APIKeyAuth.add_key`, :meth:`~APIKeyAuth.remove_key`,
+:meth:`~APIKeyAuth.replace_keys`, :meth:`~APIKeyAuth.reload`) builds a whole new
+:class:`~asgi_apikey.keys.KeySnapshot` and swaps it in with one assignment.
+Once an authenticator has enforced keys it never falls back to development
+mode: removing every key refuses every request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import structlog
+
+from .context import ANONYMOUS, AuthContext
+from .errors import ConfigurationError
+from .keys import (
+    MIN_PRODUCTION_KEY_LENGTH,
+    Accepted,
+    APIKey,
+    KeyEntry,
+    KeySnapshot,
+    Rejected,
+    Verifier,
+    entry_for,
+    index,
+)
+from .settings import (
+    ENVIRONMENTS,
+    AuthSettings,
+    environment_keys,
+    load_key_file,
+    read_settings,
+    variable,
+)
+
+__all__ = ["FEATURES", "APIKeyAuth", "KeyChanges", "get_auth_status", "verify_api_key_string"]
+
+_log = structlog.get_logger("asgi_apikey")
+
+#: What :meth:`APIKeyAuth.supports` answers for (the starter template's names included).
+FEATURES = (
+    "expiry",
+    "key_file",
+    "metadata",
+    "permissions",
+    "rate_limiting",
+    "request_logging",
+    "rotation",
+    "scopes",
+    "user_context",
+    "user_tracking",
+    "verifiers",
+)
+
+
+class KeyChanges(NamedTuple):
+    """What a :meth:`~APIKeyAuth.replace_keys` or :meth:`~APIKeyAuth.reload` changed."""
+
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+
+
+def _under_test() -> bool:
+    return "pytest" in sys.modules or "PYTEST_CURRENT_TEST" in os.environ
+
+
+class APIKeyAuth:
+    """The authenticator: owns the key set, verifies tokens, rotates keys.
+
+    Hold one in your application to rotate keys and read status at run time,
+    and pass it to the middleware as ``auth=``. With ``keys=None`` (and no
+    ``keys_file``) it reads ``API_KEY``, ``ADDITIONAL_API_KEYS`` and
+    ``API_KEYS_FILE``; explicit keys replace those, they do not add to them.
+    ``mode``, ``environment``, ``user_tracking`` and ``request_logging`` win
+    over ``AUTH_MODE``, ``ENVIRONMENT`` and the ``ENABLE_*`` variables.
+
+    >>> auth = APIKeyAuth(keys=["sk-test-0123456789abcdef"])
+    >>> auth.verify("sk-test-0123456789abcdef").authenticated
+    True
+    >>> auth.verify("sk-wrong") is None
+    True
+
+    Parameters:
+        keys: plain keys or :class:`APIKey` values; ``None`` reads the environment.
+        keys_file: a TOML key file (digests only) read now and on :meth:`reload`.
+        mode: ``"simple"`` or ``"advanced"`` (per-key metadata in the context).
+        environment: ``"development"``, ``"testing"``, ``"staging"`` or ``"production"``.
+        user_tracking, request_logging: feature flags.
+        verifiers: callables tried, in order, for tokens that match no key.
+        clock: seconds since the epoch, for key validity windows (tests inject one).
+        settings: an :class:`AuthSettings` subclass (a prefix, a ``.env`` file).
+    """
+
+    def __init__(
+        self,
+        keys: Iterable[str | APIKey] | None = None,
+        *,
+        keys_file: str | Path | None = None,
+        mode: str | None = None,
+        environment: str | None = None,
+        user_tracking: bool | None = None,
+        request_logging: bool | None = None,
+        verifiers: Iterable[Verifier] = (),
+        clock: Callable[[], float] | None = None,
+        settings: type[AuthSettings] = AuthSettings,
+    ) -> None:
+        if not (isinstance(settings, type) and issubclass(settings, AuthSettings)):
+            raise ConfigurationError(
+                "settings must be AuthSettings or a subclass of it (the class, not an instance)",
+                setting="settings",
+            )
+        self._settings_class = settings
+        self._overrides = _overrides(mode, environment, user_tracking, request_logging)
+        config = read_settings(settings, **self._overrides)
+        self._mode: str = config.auth_mode
+        self._environment: str = config.environment or "development"
+        self._environment_set = config.environment is not None
+        self._user_tracking = (
+            config.enable_user_tracking
+            if config.enable_user_tracking is not None
+            else self._mode == "advanced"
+        )
+        self._request_logging = config.enable_request_logging
+        self._verifiers = _check_verifiers(verifiers)
+        if clock is not None and not callable(clock):
+            raise ConfigurationError("clock must be a callable such as time.time", setting="clock")
+        self._clock: Callable[[], float] = clock or time.time
+        self._lock = threading.Lock()
+
+        self._from_env = keys is None and keys_file is None
+        self._keys_file = Path(keys_file) if keys_file is not None else None
+        self._explicit = [] if keys is None else _explicit_keys(keys)
+        labelled = environment_keys(config) if self._from_env else self._sources()
+        self._has_file = (
+            self._keys_file is not None if not self._from_env else config.api_keys_file is not None
+        )
+        entries, labels = self._prepare(labelled)
+
+        enforcing = bool(entries) or bool(self._verifiers)
+        if not enforcing and self._environment == "production":
+            raise ConfigurationError(_no_keys_in_production(self._from_env, settings))
+        development = "test" if _under_test() or self._environment == "testing" else "development"
+        self._anonymous = {
+            False: ANONYMOUS if self._mode == "simple" else AuthContext(False, mode=self._mode),
+            True: AuthContext(authenticated=False, mode=development),
+        }
+        self._snapshot = self._snapshot_of(entries, labels, not enforcing)
+        if not enforcing:
+            _log.warning(
+                "development_mode",
+                mode=development,
+                detail="no API keys are configured, so every request passes unauthenticated; "
+                "set API_KEY (or pass keys=[...]) before you deploy. ENVIRONMENT=production "
+                "refuses to start like this.",
+            )
+        if self._from_env:
+            _set_default(self)
+
+    @classmethod
+    def from_env(
+        cls,
+        *,
+        mode: str | None = None,
+        environment: str | None = None,
+        user_tracking: bool | None = None,
+        request_logging: bool | None = None,
+        verifiers: Iterable[Verifier] = (),
+        clock: Callable[[], float] | None = None,
+        settings: type[AuthSettings] = AuthSettings,
+    ) -> APIKeyAuth:
+        """An authenticator whose keys come from the environment, read now.
+
+        The same as ``APIKeyAuth()``; the keyword arguments win over the
+        variables they name.
+        """
+        return cls(
+            None,
+            mode=mode,
+            environment=environment,
+            user_tracking=user_tracking,
+            request_logging=request_logging,
+            verifiers=verifiers,
+            clock=clock,
+            settings=settings,
+        )
+
+    # -- building snapshots -------------------------------------------------------------
+
+    def _sources(self) -> list[tuple[str, APIKey]]:
+        labelled = list(self._explicit)
+        if self._keys_file is not None:
+            labelled.extend(load_key_file(self._keys_file, "keys_file"))
+        return labelled
+
+    def _prepare(self, labelled: Sequence[tuple[str, APIKey]]) -> tuple[list[KeyEntry], list[str]]:
+        for label, key in labelled:
+            self._admit(key, label)
+        return [entry_for(key, self._mode) for _, key in labelled], [label for label, _ in labelled]
+
+    def _admit(self, key: APIKey, label: str) -> None:
+        if self._mode == "simple" and key.metadata:
+            raise ConfigurationError(
+                f"{label}: key {key.key_id!r} has metadata, which only advanced mode carries "
+                "into the AuthContext: set AUTH_MODE=advanced (or mode='advanced'), or drop "
+                "the metadata",
+                where=label,
+                key_id=key.key_id,
+            )
+        if self._environment == "production" and key._short:
+            raise ConfigurationError(
+                f"{label} is shorter than {MIN_PRODUCTION_KEY_LENGTH} characters, which "
+                "ENVIRONMENT=production refuses: use a long random key "
+                "('python -m asgi_apikey keygen' makes one)",
+                where=label,
+                key_id=key.key_id,
+            )
+
+    def _snapshot_of(
+        self, entries: Sequence[KeyEntry], labels: Sequence[str], development: bool
+    ) -> KeySnapshot:
+        by_digest, by_id = index(entries, labels)
+        return KeySnapshot(
+            by_digest=by_digest,
+            by_id=by_id,
+            anonymous=self._anonymous[development],
+            development=development,
+            verifiers=self._verifiers,
+            clock=self._clock,
+        )
+
+    def _swap(self, entries: Sequence[KeyEntry], labels: Sequence[str]) -> KeyChanges:
+        # Called with the lock held: build first (it may raise), then one assignment.
+        # Development mode only ever ends: once keys were enforced, none means
+        # every request is refused, never that every request passes.
+        old = self._snapshot
+        new = self._snapshot_of(entries, labels, old.development and not entries)
+        self._snapshot = new
+        return KeyChanges(
+            added=_ids(new.by_digest, old.by_digest), removed=_ids(old.by_digest, new.by_digest)
+        )
+
+    # -- the request path ---------------------------------------------------------------
+
+    @property
+    def snapshot(self) -> KeySnapshot:
+        """The current immutable key set. Read it once per request."""
+        return self._snapshot
+
+    def resolve(self, token: bytes) -> Accepted | Rejected | None:
+        """What a presented token (raw bytes) is: accepted, refused with a reason, or unknown."""
+        return self._snapshot.resolve(token)
+
+    def verify(self, token: str) -> AuthContext | None:
+        """The :class:`AuthContext` for ``token``, or ``None`` when it is not accepted.
+
+        >>> APIKeyAuth(keys=["sk-test-0123456789abcdef"]).verify("nope") is None
+        True
+        """
+        if not isinstance(token, str) or not token.isascii():
+            return None  # keys are ASCII b64tokens: nothing else can match
+        result = self._snapshot.resolve(token.encode("ascii"))
+        return result.context if isinstance(result, Accepted) else None
+
+    # -- rotation -----------------------------------------------------------------------
+
+    def add_key(self, key: str | APIKey) -> str:
+        """Add a key (atomically) and return its ``key_id``.
+
+        Raises :class:`ConfigurationError` if the key or its key_id is already present.
+        """
+        new = _as_key(key, "add_key")
+        self._admit(new, "add_key")
+        entry = entry_for(new, self._mode)
+        with self._lock:
+            current = self._snapshot
+            present = current.by_digest.get(entry.digest)
+            if present is not None:
+                raise ConfigurationError(
+                    f"add_key: the same key is already present, as key_id {present.key.key_id!r}",
+                    key_id=present.key.key_id,
+                )
+            if new.key_id in current.by_id:
+                raise ConfigurationError(
+                    f"add_key: the new key reuses the key_id {new.key_id!r}: give it another name",
+                    key_id=new.key_id,
+                )
+            entries = [*current.by_digest.values(), entry]
+            self._swap(entries, [e.key.key_id for e in entries])
+        return new.key_id
+
+    def remove_key(self, key_or_name: str | APIKey) -> bool:
+        """Remove a key given as the plain key, an :class:`APIKey` or its name / key_id.
+
+        Returns ``False`` when nothing matched.
+        """
+        with self._lock:
+            current = self._snapshot
+            digest = _find(current, key_or_name)
+            if digest is None:
+                return False
+            entries = [e for e in current.by_digest.values() if e.digest != digest]
+            self._swap(entries, [e.key.key_id for e in entries])
+            return True
+
+    def replace_keys(self, keys: Iterable[str | APIKey]) -> KeyChanges:
+        """Swap in a whole new key set at once; requests see the old set or the new one."""
+        labelled = _explicit_keys(keys, "replace_keys")
+        entries, labels = self._prepare(labelled)
+        with self._lock:
+            return self._swap(entries, labels)
+
+    def reload(self) -> KeyChanges:
+        """Read the key sources again and swap in what they hold now.
+
+        From the environment: ``API_KEY``, ``ADDITIONAL_API_KEYS`` and the
+        file ``API_KEYS_FILE`` names. From explicit keys: those keys and
+        ``keys_file``. Keys added with :meth:`add_key` that no source holds are
+        dropped. The mode, environment and flags stay as built. On any error
+        the current set stays in place.
+        """
+        if self._from_env:
+            config = read_settings(self._settings_class, **self._overrides)
+            labelled = environment_keys(config)
+        else:
+            labelled = self._sources()
+        entries, labels = self._prepare(labelled)
+        with self._lock:
+            return self._swap(entries, labels)
+
+    # -- status -------------------------------------------------------------------------
+
+    @property
+    def key_ids(self) -> tuple[str, ...]:
+        """The ids of the current keys (names or fingerprints), never the keys."""
+        return tuple(self._snapshot.by_id)
+
+    @property
+    def is_development_mode(self) -> bool:
+        """True when built without keys: every request passes anonymous."""
+        return self._snapshot.development
+
+    @property
+    def mode(self) -> str:
+        """``"simple"``, ``"advanced"``, or ``"development"`` / ``"test"`` in development mode."""
+        return self._snapshot.anonymous.mode
+
+    @property
+    def environment(self) -> str:
+        """The ``ENVIRONMENT`` this authenticator was built for."""
+        return self._environment
+
+    def features(self) -> dict[str, bool]:
+        """Each name of :data:`FEATURES` and whether it is on."""
+        advanced = self._mode == "advanced"
+        return {
+            "expiry": True,
+            "key_file": self._has_file,
+            "metadata": advanced,
+            "permissions": True,
+            "rate_limiting": False,
+            "request_logging": self._request_logging,
+            "rotation": True,
+            "scopes": True,
+            "user_context": advanced,
+            "user_tracking": self._user_tracking,
+            "verifiers": bool(self._verifiers),
+        }
+
+    def supports(self, feature: str) -> bool:
+        """Whether ``feature`` (one of :data:`FEATURES`) is on.
+
+        >>> APIKeyAuth(keys=["sk-test-0123456789abcdef"]).supports("scopes")
+        True
+        """
+        features = self.features()
+        if feature not in features:
+            raise ValueError(f"unknown feature {feature!r}: use one of {', '.join(FEATURES)}")
+        return features[feature]
+
+    def status(self) -> dict[str, Any]:
+        """A snapshot for health endpoints and logs; it holds no secret.
+
+        >>> status = APIKeyAuth(keys=[APIKey("sk-test-0123456789abcdef", name="ci")]).status()
+        >>> status["mode"], status["key_count"], status["key_ids"]
+        ('simple', 1, ['ci'])
+        """
+        snapshot = self._snapshot
+        now = self._clock()
+        inactive = sorted(
+            entry.key.key_id
+            for entry in snapshot.by_digest.values()
+            if isinstance(entry.check(now), Rejected)
+        )
+        return {
+            "mode": snapshot.anonymous.mode,
+            "environment": self._environment,
+            "development_mode": snapshot.development,
+            "key_count": len(snapshot.by_id),
+            "key_ids": sorted(snapshot.by_id),
+            "inactive_key_ids": inactive,
+            "features": self.features(),
+        }
+
+    def __repr__(self) -> str:
+        return f"APIKeyAuth(mode={self.mode!r}, key_count={len(self._snapshot.by_id)})"
+
+
+# -- construction helpers -----------------------------------------------------------------
+
+
+def _overrides(
+    mode: object, environment: object, user_tracking: object, request_logging: object
+) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    if mode is not None:
+        if mode not in ("simple", "advanced"):
+            raise ConfigurationError(
+                f"mode must be 'simple' or 'advanced', not {mode!r}", setting="mode"
+            )
+        overrides["auth_mode"] = mode
+    if environment is not None:
+        if environment not in ENVIRONMENTS:
+            raise ConfigurationError(
+                f"environment must be one of {', '.join(ENVIRONMENTS)}, not {environment!r}",
+                setting="environment",
+            )
+        overrides["environment"] = environment
+    for setting, field, value in (
+        ("user_tracking", "enable_user_tracking", user_tracking),
+        ("request_logging", "enable_request_logging", request_logging),
+    ):
+        if value is not None:
+            if not isinstance(value, bool):
+                raise ConfigurationError(
+                    f"{setting} must be True or False, not {value!r}", setting=setting
+                )
+            overrides[field] = value
+    return overrides
+
+
+def _as_key(item: object, where: str) -> APIKey:
+    if isinstance(item, APIKey):
+        return item
+    if not isinstance(item, str):
+        raise ConfigurationError(
+            f"{where}: a key must be a str or an APIKey, not {type(item).__name__}", where=where
+        )
+    try:
+        return APIKey(item)
+    except ConfigurationError as error:
+        raise ConfigurationError(f"{where}: {error}", where=where, **error.context) from None
+
+
+def _explicit_keys(keys: object, setting: str = "keys") -> list[tuple[str, APIKey]]:
+    if isinstance(keys, (str, bytes)) or not isinstance(keys, Iterable):
+        raise ConfigurationError(
+            f"{setting} must be a list of keys such as ['sk-...'], not a single "
+            f"{type(keys).__name__}",
+            setting=setting,
+        )
+    return [
+        (f"{setting}[{number}]", _as_key(item, f"{setting}[{number}]"))
+        for number, item in enumerate(keys)
+    ]
+
+
+def _check_verifiers(verifiers: object) -> tuple[Verifier, ...]:
+    if isinstance(verifiers, (str, bytes)) or not isinstance(verifiers, Iterable):
+        raise ConfigurationError(
+            "verifiers must be a list of callables, such as [check_jwt]", setting="verifiers"
+        )
+    checked = tuple(verifiers)
+    for number, verifier in enumerate(checked):
+        if not callable(verifier):
+            raise ConfigurationError(
+                f"verifiers[{number}] is a {type(verifier).__name__}, not a callable that takes "
+                "the token and returns an AuthContext, a Rejected or None",
+                setting="verifiers",
+            )
+    return checked
+
+
+def _ids(these: dict[bytes, KeyEntry], not_in: dict[bytes, KeyEntry]) -> tuple[str, ...]:
+    return tuple(sorted(e.key.key_id for d, e in these.items() if d not in not_in))
+
+
+def _no_keys_in_production(from_env: bool, settings: type[AuthSettings]) -> str:
+    if from_env:
+        where = (
+            f"no API key is configured ({variable(settings, 'api_key')}, "
+            f"{variable(settings, 'additional_api_keys')} and "
+            f"{variable(settings, 'api_keys_file')} are unset or empty)"
+        )
+        fix = f"set {variable(settings, 'api_key')} to a long random key"
+    else:
+        where = "keys= is empty and no keys_file holds a key"
+        fix = "pass at least one key"
+    return (
+        f"{where}, and ENVIRONMENT=production refuses development mode, which would let "
+        f"every request through: {fix} ('python -m asgi_apikey keygen' makes one)"
+    )
+
+
+def _find(snapshot: KeySnapshot, key_or_name: str | APIKey) -> bytes | None:
+    if isinstance(key_or_name, APIKey):
+        return key_or_name._digest if key_or_name._digest in snapshot.by_digest else None
+    if not isinstance(key_or_name, str):
+        return None
+    by_name = snapshot.by_id.get(key_or_name)
+    if by_name is not None:
+        return by_name
+    if not key_or_name.isascii():
+        return None
+    digest = hashlib.sha256(key_or_name.encode("ascii")).digest()
+    return digest if digest in snapshot.by_digest else None
+
+
+# -- the process default, for code migrating from module-level functions ------------------
+
+_default: APIKeyAuth | None = None
+_default_lock = threading.Lock()
+
+
+def _set_default(auth: APIKeyAuth) -> None:
+    global _default
+    with _default_lock:
+        _default = auth
+
+
+def _get_default() -> APIKeyAuth:
+    with _default_lock:
+        current = _default
+    return current if current is not None else APIKeyAuth.from_env()
+
+
+def verify_api_key_string(token: str, auth: APIKeyAuth | None = None) -> bool:
+    """Whether ``token`` is an accepted key right now.
+
+    Without ``auth`` it asks the authenticator most recently built from the
+    environment (by ``APIKeyMiddleware`` without ``keys``/``auth``, or by
+    :meth:`APIKeyAuth.from_env`), building one if there is none yet. In
+    development mode no token is a key, so this is ``False``.
+
+    >>> verify_api_key_string("sk-x", APIKeyAuth(keys=["sk-test-0123456789abcdef"]))
+    False
+    """
+    return (auth or _get_default()).verify(token) is not None
+
+
+def get_auth_status(auth: APIKeyAuth | None = None) -> dict[str, Any]:
+    """The starter template's status shape, from :meth:`APIKeyAuth.status`.
+
+    ``{"auth_config": {"mode", "features"}, "api_keys_configured", "development_mode"}``;
+    ``auth`` defaults as in :func:`verify_api_key_string`.
+    """
+    current = auth or _get_default()
+    features = current.features()
+    return {
+        "auth_config": {
+            "mode": current._mode,
+            "features": {
+                name: features[name]
+                for name in (
+                    "user_context",
+                    "permissions",
+                    "rate_limiting",
+                    "user_tracking",
+                    "request_logging",
+                )
+            },
+        },
+        "api_keys_configured": len(current.key_ids),
+        "development_mode": current.is_development_mode,
+    }
