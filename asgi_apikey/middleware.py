@@ -9,6 +9,7 @@ the credentials, verify, then run the app with ``scope["auth"]`` and
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -104,6 +105,14 @@ class APIKeyMiddleware:
             how += " or '?access_token=<key>'"
         self._denials = Denials(realm, security, how=how)
         self._preflight = allow_cors_preflight
+        self._described = {
+            "default": self.rules.rules[-1].access.name.lower(),
+            "realm": realm,
+            "header_name": header_name,
+            "allow_query_token": allow_query_token,
+            "allow_cors_preflight": allow_cors_preflight,
+            "security_headers": bool(security.for_scheme("https")),
+        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -168,6 +177,17 @@ class APIKeyMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+    def describe(self) -> dict[str, Any]:
+        """The configuration as data, for ``python -m asgi_apikey check`` and for logs.
+
+        ``rules`` lists the compiled path rules, longest first, the default last.
+        """
+        rules = [
+            {"path": rule.path, "access": rule.access.name.lower(), "scopes": sorted(rule.scopes)}
+            for rule in self.rules.rules
+        ]
+        return {"rules": rules, **self._described}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(auth={self.auth!r}, rules={len(self.rules.rules)})"

@@ -1,0 +1,321 @@
+"""The command line: ``python -m asgi_apikey demo | keygen | hash | check``.
+
+- ``keygen`` prints a new random key and its digest (``--toml`` prints a
+  ``[[keys]]`` table for a key file, with the key itself on stderr).
+- ``hash`` reads keys from stdin, one per line (a hidden prompt on a
+  terminal), and prints their digests, so keys stay out of shell history.
+- ``check`` reads the environment and key file as the middleware would and
+  prints the mode, key ids, path rules (with ``--app``) and warnings; bad
+  configuration exits 1 with the message that says what to fix.
+
+Exit codes: 0 fine, 1 bad configuration or input (or warnings with
+``--strict``), 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import importlib
+import json
+import os
+import secrets
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from structlog.testing import capture_logs
+
+from . import __version__
+from .auth import APIKeyAuth
+from .credentials import is_b64token
+from .errors import ConfigurationError
+from .keys import MIN_PRODUCTION_KEY_LENGTH, APIKey
+from .middleware import APIKeyMiddleware
+
+__all__ = ["main"]
+
+_SOON = 7 * 24 * 3600  # keys expiring within a week get a warning
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    args = _parser().parse_args(argv)
+    command: str = args.command
+    if command == "demo":
+        from .demo import serve
+
+        return serve(args.host, args.port)
+    if command == "keygen":
+        return _keygen(args, sys.stdout, sys.stderr)
+    if command == "hash":
+        return _hash(sys.stdin, sys.stdout, sys.stderr)
+    return _check(args, sys.stdout, sys.stderr)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m asgi_apikey",
+        description="API-key authentication for ASGI apps.",
+    )
+    parser.add_argument("--version", action="version", version=f"asgi_apikey {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser(
+        "demo",
+        help="serve a protected example app on 127.0.0.1 with fresh keys",
+        description="Serve a protected example app with two fresh keys and print requests "
+        "that show 200, 401, 400 and 403. Ctrl-C stops it. Needs the demo extra (uvicorn).",
+    )
+    demo.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    demo.add_argument(
+        "--port", type=int, default=8000, help="port (default 8000; a free one if taken)"
+    )
+
+    keygen = commands.add_parser(
+        "keygen",
+        help="print a new random key and its digest",
+        description="Print a new random key (256 bits from the secrets module unless --bytes "
+        "says otherwise) and its sha256 digest, the form for API_KEYS_FILE.",
+    )
+    keygen.add_argument("--prefix", default="sk-", help="text before the random part (sk-)")
+    keygen.add_argument(
+        "--bytes", type=int, default=32, dest="size", help="random bytes, 16 to 256 (32)"
+    )
+    keygen.add_argument("--name", help="the key's name (with --toml)")
+    keygen.add_argument(
+        "--scopes", default="", help="comma-separated scopes (with --toml), e.g. read,write"
+    )
+    keygen.add_argument(
+        "--toml",
+        action="store_true",
+        help="print a [[keys]] table for a key file on stdout, the key itself on stderr",
+    )
+
+    commands.add_parser(
+        "hash",
+        help="print the digest of keys read from stdin",
+        description="Read keys from standard input, one per line (or from a hidden prompt on "
+        "a terminal), and print each one's sha256 digest, so keys stay out of shell history: "
+        "python -m asgi_apikey hash < key.txt",
+    )
+
+    check = commands.add_parser(
+        "check",
+        help="check the configuration from the environment (and an app's rules)",
+        description="Read API_KEY, ADDITIONAL_API_KEYS, API_KEYS_FILE, AUTH_MODE, "
+        "ENVIRONMENT and the feature flags as the middleware would, and print the mode, "
+        "key ids, path rules and warnings. Exits 1 with a message on bad configuration.",
+    )
+    check.add_argument(
+        "--app",
+        metavar="MODULE:ATTR",
+        help="also import this ASGI app and check its APIKeyMiddleware (as uvicorn names it)",
+    )
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
+    check.add_argument("--strict", action="store_true", help="exit 1 when there are warnings")
+    return parser
+
+
+# -- keygen and hash ----------------------------------------------------------------------
+
+
+def _keygen(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    prefix: str = args.prefix
+    if prefix and (
+        not prefix.isascii() or not is_b64token(prefix.encode("ascii")) or "=" in prefix
+    ):
+        err.write("error: --prefix may hold only letters, digits and - . _ ~ + /\n")
+        return 1
+    if not 16 <= args.size <= 256:
+        err.write("error: --bytes must be from 16 to 256\n")
+        return 1
+    key = prefix + secrets.token_urlsafe(args.size)
+    scopes = [scope.strip() for scope in args.scopes.split(",") if scope.strip()]
+    try:
+        entry = APIKey(key, name=args.name, scopes=scopes)
+    except ConfigurationError as error:
+        err.write(f"error: {error}\n")
+        return 1
+    if not args.toml:
+        out.write(f"key:    {key}\ndigest: {entry.digest}\n")
+        return 0
+    lines = ["[[keys]]", f'digest = "{entry.digest}"']
+    if entry.name is not None:
+        lines.append(f"name = {json.dumps(entry.name)}")
+    if scopes:
+        lines.append(f"scopes = {json.dumps(sorted(entry.scopes))}")
+    out.write("\n".join(lines) + "\n")
+    err.write(f"key (give it to the client; the file holds only its digest): {key}\n")
+    return 0
+
+
+def _hash(stdin: TextIO, out: TextIO, err: TextIO) -> int:
+    tty = stdin.isatty()
+    lines = [getpass.getpass("key (hidden): ")] if tty else stdin.read().splitlines()
+    digests = []
+    for number, line in enumerate(lines, start=1):
+        if not line:
+            continue
+        try:
+            digests.append(APIKey(line).digest)
+        except ConfigurationError as error:
+            err.write(f"error: line {number}: {error}\n")
+            return 1
+    if not digests:
+        err.write("error: no key on standard input: python -m asgi_apikey hash < key.txt\n")
+        return 1
+    out.write("\n".join(digests) + "\n")
+    return 0
+
+
+# -- check --------------------------------------------------------------------------------
+
+
+def _check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    pairs: list[tuple[APIKeyAuth, APIKeyMiddleware | None]]
+    try:
+        with capture_logs():  # the report says what the startup warning would
+            if args.app:
+                pairs = [(m.auth, m) for m in find_middlewares(load_app(args.app))]
+                if not pairs:
+                    raise ConfigurationError(
+                        f"no APIKeyMiddleware found in {args.app}: add it with "
+                        "app.add_middleware(APIKeyMiddleware, ...)"
+                    )
+            else:
+                pairs = [(APIKeyAuth.from_env(), None)]
+    except ConfigurationError as error:
+        err.write(f"error: {error}\n")
+        return 1
+    reports = [report(auth, middleware) for auth, middleware in pairs]
+    warnings = [warning for one in reports for warning in one["warnings"]]
+    if args.json:
+        out.write(json.dumps(reports if args.app else reports[0], indent=2) + "\n")
+    else:
+        out.write("\n".join(_text(one) for one in reports))
+    return 1 if args.strict and warnings else 0
+
+
+def load_app(target: str) -> object:
+    """Import ``"module:attr"`` (``attr`` may be dotted), as uvicorn does."""
+    module_name, _, attr = target.partition(":")
+    if not module_name or not attr:
+        raise ConfigurationError(f"--app must look like module:attribute, not {target!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        found: object = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ConfigurationError(f"cannot import {module_name!r}: {error}") from None
+    for part in attr.split("."):
+        try:
+            found = getattr(found, part)
+        except AttributeError:
+            raise ConfigurationError(f"{module_name!r} has no attribute {attr!r}") from None
+    return found
+
+
+def find_middlewares(app: object) -> list[APIKeyMiddleware]:
+    """Every APIKeyMiddleware in front of ``app``: built, or declared on a Starlette app."""
+    found: list[APIKeyMiddleware] = []
+    pending, seen = [app], set[int]()
+    while pending and len(seen) < 1000:
+        node = pending.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, APIKeyMiddleware):
+            found.append(node)
+        stack = getattr(node, "middleware_stack", None)
+        if stack is None:
+            # A Starlette app not yet started: build its APIKeyMiddleware the way
+            # Starlette will, which runs the same checks.
+            for declared in getattr(node, "user_middleware", None) or ():
+                cls = getattr(declared, "cls", None)
+                if isinstance(cls, type) and issubclass(cls, APIKeyMiddleware):
+                    found.append(cls(_nothing, *declared.args, **declared.kwargs))
+        else:
+            pending.append(stack)
+        inner = getattr(node, "app", None)
+        if inner is not None:
+            pending.append(inner)
+    return found
+
+
+async def _nothing(scope: Any, receive: Any, send: Any) -> None:  # pragma: no cover
+    raise RuntimeError("asgi_apikey check builds middleware only to inspect it")
+
+
+def report(auth: APIKeyAuth, middleware: APIKeyMiddleware | None = None) -> dict[str, Any]:
+    """What ``check`` prints: the status, the rules, and warnings. Holds no secret."""
+    status = auth.status()
+    warnings: list[str] = []
+    if auth.is_development_mode:
+        warnings.append(
+            "no keys are configured: development mode lets every request through "
+            "(ENVIRONMENT=production refuses to start like this); set API_KEY"
+        )
+    if not auth._environment_set:
+        warnings.append(
+            "ENVIRONMENT is not set, so it counts as development: set it, and to production "
+            "in production, so the production rules apply"
+        )
+    now = auth._clock()
+    for entry in auth.snapshot.by_digest.values():
+        key_id = entry.key.key_id
+        if entry.key._short and auth.environment != "production":
+            warnings.append(
+                f"key {key_id!r} is shorter than {MIN_PRODUCTION_KEY_LENGTH} characters, "
+                "which ENVIRONMENT=production refuses"
+            )
+        if entry.expires_at is not None and now >= entry.expires_at:
+            warnings.append(f"key {key_id!r} has expired ({_when(entry.expires_at)})")
+        elif entry.expires_at is not None and entry.expires_at - now < _SOON:
+            warnings.append(f"key {key_id!r} expires soon ({_when(entry.expires_at)})")
+        if entry.not_before is not None and now < entry.not_before:
+            warnings.append(f"key {key_id!r} is not valid yet ({_when(entry.not_before)})")
+    result: dict[str, Any] = {"status": status, "rules": [], "warnings": warnings}
+    if middleware is not None:
+        described = middleware.describe()
+        result["rules"] = described["rules"]
+        result["middleware"] = {k: v for k, v in described.items() if k != "rules"}
+        if described["default"] != "protected":
+            warnings.append(
+                f"paths that no rule names are {described['default']}: "
+                "default='protected' denies them unless a rule opens them"
+            )
+        if described["allow_query_token"]:
+            warnings.append(
+                "allow_query_token is on: keys in URLs reach access logs and browser history"
+            )
+        if not described["security_headers"]:
+            warnings.append("security headers are switched off")
+    return result
+
+
+def _when(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
+
+
+def _text(one: dict[str, Any]) -> str:
+    status = one["status"]
+    lines = [
+        f"environment: {status['environment']}",
+        f"mode:        {status['mode']}",
+        f"keys:        {status['key_count']}"
+        + (f" ({', '.join(status['key_ids'])})" if status["key_ids"] else ""),
+        "features:    " + ", ".join(name for name, on in status["features"].items() if on),
+    ]
+    if one["rules"]:
+        lines.append("rules:")
+        for rule in one["rules"]:
+            scopes = f"  needs {' '.join(rule['scopes'])}" if rule["scopes"] else ""
+            lines.append(f"  {rule['path']:<28} {rule['access']}{scopes}")
+    if one["warnings"]:
+        lines.append("warnings:")
+        lines.extend(f"  - {warning}" for warning in one["warnings"])
+    else:
+        lines.append("no warnings")
+    return "\n".join(lines) + "\n"
