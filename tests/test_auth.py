@@ -1,0 +1,1848 @@
+"""APIKeyAuth: modes, the development-mode latch, expiry, rotation under load, verifiers.
+
+What DESIGN.md ("Configuration and modes", "Key checks", "Precise behaviours")
+and the issue ask of the authenticator: keys are enforced under pytest too,
+development mode only ever ends, validity windows are inclusive at
+``not_before`` and exclusive at ``expires_at``, and a request sees one whole
+key set even while another thread rotates keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Annotated, Any
+
+import pytest
+from fastapi import Depends, FastAPI
+from starlette.applications import Starlette
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
+from starlette.types import Message, Receive, Scope, Send
+from structlog.testing import capture_logs
+
+import asgi_apikey
+import asgi_apikey.auth
+from asgi_apikey import (
+    APIKey,
+    APIKeyAuth,
+    APIKeyMiddleware,
+    AuthContext,
+    ConfigurationError,
+    KeyChanges,
+    Rejected,
+    get_auth_status,
+    optional_verify_api_key,
+    require_scopes,
+    verify_api_key,
+    verify_api_key_string,
+    verify_api_key_with_metadata,
+)
+from asgi_apikey.auth import FEATURES
+from asgi_apikey.keys import Accepted, KeySnapshot
+from tests.asgi import CANARY, OTHER_KEY, Recorder, Result, bearer, call, http_scope
+
+THIRD_KEY = "sk-third-9z8y7x6w5v4u3t2s1r0q"
+FOURTH_KEY = "sk-fourth-1q2w3e4r5t6y7u8i9o0p"
+
+MISSING = 'Bearer realm="api"'
+INVALID = 'Bearer realm="api", error="invalid_token", error_description="The API key is not valid"'
+
+
+def rejected_challenge(description: str) -> str:
+    return f'Bearer realm="api", error="invalid_token", error_description="{description}"'
+
+
+def fingerprint(secret: str) -> str:
+    """The key_id of an unnamed key."""
+    return APIKey(secret).key_id
+
+
+def changes(added: Sequence[str] = (), removed: Sequence[str] = ()) -> KeyChanges:
+    return KeyChanges(added=tuple(sorted(added)), removed=tuple(sorted(removed)))
+
+
+def middleware(auth: APIKeyAuth, **options: Any) -> tuple[APIKeyMiddleware, Recorder]:
+    inner = Recorder()
+    options.setdefault("public", ["/health"])
+    options.setdefault("optional", ["/maybe"])
+    options.setdefault("protected", {"/admin": {"admin"}})
+    return APIKeyMiddleware(inner, auth=auth, **options), inner
+
+
+def websocket_scope(path: str, headers: Sequence[tuple[bytes, bytes]] = ()) -> Scope:
+    """A websocket scope whose server supports the denial-response extension."""
+    return http_scope(
+        path, headers=headers, kind="websocket", extensions={"websocket.http.response": {}}
+    )
+
+
+def seen_auth(result: Result) -> AuthContext:
+    assert result.seen is not None, "the app did not run"
+    context = result.seen["auth"]
+    assert isinstance(context, AuthContext)
+    return context
+
+
+def assert_refused(result: Result, status: int, challenge: str) -> None:
+    assert result.status == status
+    assert result.header("www-authenticate") == challenge
+    assert result.seen is None, "the app must not run on a denial"
+
+
+@dataclass
+class Clock:
+    """An injected clock: a mutable number of seconds since the epoch."""
+
+    now: float
+    calls: int = 0
+
+    def __call__(self) -> float:
+        self.calls += 1
+        return self.now
+
+
+@dataclass
+class CountingVerifier:
+    """A verifier that records the tokens it is given and answers ``answer``."""
+
+    answer: object = None
+    tokens: list[str] = field(default_factory=list)
+
+    def __call__(self, token: str) -> AuthContext | Rejected | None:
+        self.tokens.append(token)
+        return self.answer  # type: ignore[return-value]
+
+
+def write_key_file(path: Path, keys: Sequence[Mapping[str, Any]]) -> Path:
+    """A TOML key file: each key as a [[keys]] table of digest, name, scopes, metadata."""
+    lines: list[str] = []
+    for key in keys:
+        lines.append("[[keys]]")
+        lines.append(f'digest = "{APIKey(key["secret"]).digest}"')
+        if "name" in key:
+            lines.append(f'name = "{key["name"]}"')
+        if "scopes" in key:
+            lines.append(f"scopes = {json.dumps(sorted(key['scopes']))}")
+        if "metadata" in key:
+            pairs = ", ".join(f"{k} = {json.dumps(v)}" for k, v in key["metadata"].items())
+            lines.append(f"metadata = {{ {pairs} }}")
+        lines.append("")
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def no_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Start without a process default authenticator, and leave none behind."""
+    monkeypatch.setattr(asgi_apikey.auth, "_default", None)
+
+
+# ======================================================================== modes
+
+
+DEV_REQUESTS = [
+    pytest.param("/v1/chat", [], "http", id="protected-no-credentials"),
+    pytest.param("/admin/jobs", [], "http", id="scoped-path-no-credentials"),
+    pytest.param("/v1/chat", [bearer("sk-unknown-key-1234567")], "http", id="unknown-key"),
+    pytest.param("/admin", [bearer(CANARY)], "http", id="unconfigured-key-on-scoped-path"),
+    pytest.param("/v1/chat", [bearer("ab=cd")], "http", id="malformed-equals"),
+    pytest.param("/v1/chat", [bearer(CANARY), bearer(CANARY)], "http", id="two-headers"),
+    pytest.param("/v1/chat", [bearer("café".encode())], "http", id="non-ascii"),
+    pytest.param("/v1/chat", [(b"authorization", b"Bearer ")], "http", id="empty-token"),
+    pytest.param("/v1/chat", [(b"authorization", b"Basic dXNlcjpwdw==")], "http", id="basic"),
+    pytest.param("/maybe", [bearer("sk-unknown-key-1234567")], "http", id="optional-unknown"),
+    pytest.param("/health", [], "http", id="public"),
+    pytest.param("/v1/chat", [], "websocket", id="websocket-no-credentials"),
+    pytest.param("/v1/chat", [bearer("ab=cd")], "websocket", id="websocket-malformed"),
+]
+
+
+@pytest.mark.parametrize(("path", "headers", "kind"), DEV_REQUESTS)
+def test_without_keys_every_request_passes_anonymous_in_test_mode(
+    path: str, headers: list[tuple[bytes, bytes]], kind: str
+) -> None:
+    auth = APIKeyAuth(keys=[])
+    assert auth.is_development_mode is True
+    assert auth.mode == "test"
+    app, inner = middleware(auth)
+    result = call(app, http_scope(path, headers=headers, kind=kind), inner)
+    if kind == "http":
+        assert result.status == 200
+    else:
+        assert result.messages[0]["type"] == "websocket.accept"
+    context = seen_auth(result)
+    assert context.authenticated is False
+    assert context.mode == "test"
+    assert context.key_id is None
+    assert context.scopes == frozenset()
+    assert result.seen is not None
+    assert result.seen["user"].is_authenticated is False
+
+
+def test_development_mode_warns_once_at_construction_and_never_per_request() -> None:
+    with capture_logs() as logs:
+        auth = APIKeyAuth(keys=[])
+        app, inner = middleware(auth)
+    warnings = [entry for entry in logs if entry["event"] == "development_mode"]
+    assert len(warnings) == 1
+    assert warnings[0]["log_level"] == "warning"
+    assert warnings[0]["mode"] == "test"
+    assert "API_KEY" in warnings[0]["detail"]
+    with capture_logs() as per_request:
+        for headers in ([], [bearer("sk-unknown-key-1234567")], [bearer("ab=cd")]):
+            for _ in range(5):
+                assert call(app, http_scope("/v1/chat", headers=headers), inner).status == 200
+    assert [entry for entry in per_request if entry["event"] == "development_mode"] == []
+
+
+def test_a_starlette_app_without_keys_warns_once_however_many_requests(
+    no_default: None,
+) -> None:
+    async def endpoint(request: Request) -> JSONResponse:
+        return JSONResponse({"mode": request.auth.mode})
+
+    app = Starlette(routes=[Route("/v1/chat", endpoint)])
+    app.add_middleware(APIKeyMiddleware)  # keys from the (empty) environment
+    with capture_logs() as logs:
+        client = TestClient(app)
+        for _ in range(5):
+            assert client.get("/v1/chat").json() == {"mode": "test"}
+    assert [entry["event"] for entry in logs].count("development_mode") == 1
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        pytest.param(lambda: APIKeyAuth(keys=[CANARY]), id="explicit-keys"),
+        pytest.param(lambda: APIKeyAuth(keys=[], verifiers=[lambda token: None]), id="verifier"),
+    ],
+)
+def test_enforcing_authenticators_do_not_warn(build: Callable[[], APIKeyAuth]) -> None:
+    with capture_logs() as logs:
+        build()
+    assert [entry for entry in logs if entry["event"] == "development_mode"] == []
+
+
+@pytest.mark.parametrize(
+    "environment",
+    [
+        pytest.param(None, id="unset"),
+        pytest.param("testing", id="testing"),
+        pytest.param("development", id="development"),
+        pytest.param("staging", id="staging"),
+    ],
+)
+def test_under_pytest_development_mode_is_named_test(
+    environment: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if environment is not None:
+        monkeypatch.setenv("ENVIRONMENT", environment)
+    auth = APIKeyAuth(keys=[])
+    assert auth.is_development_mode is True
+    assert auth.mode == "test"
+    assert auth.status()["mode"] == "test"
+    assert auth.environment == (environment or "development")
+
+
+# Run without pytest imported: what development mode is called outside a test run.
+_OUTSIDE_PYTEST = """
+import json, os, sys
+from structlog.testing import capture_logs
+from asgi_apikey import APIKeyAuth
+
+out = {"pytest_imported": "pytest" in sys.modules}
+with capture_logs() as logs:
+    out["unset"] = APIKeyAuth(keys=[]).mode
+    out["staging"] = APIKeyAuth(keys=[], environment="staging").mode
+    out["testing_argument"] = APIKeyAuth(keys=[], environment="testing").mode
+    os.environ["ENVIRONMENT"] = "testing"
+    out["testing_variable"] = APIKeyAuth(keys=[]).mode
+    del os.environ["ENVIRONMENT"]
+    os.environ["PYTEST_CURRENT_TEST"] = "tests/x.py::test (call)"
+    out["pytest_variable"] = APIKeyAuth(keys=[]).mode
+    del os.environ["PYTEST_CURRENT_TEST"]
+    out["development"] = APIKeyAuth(keys=[]).is_development_mode
+    out["with_keys"] = APIKeyAuth(keys=["sk-live-0123456789abcdef"]).mode
+    import pytest  # imported but no test running, as while pytest collects test modules
+    out["pytest_collecting"] = APIKeyAuth(keys=[]).mode
+out["warned"] = [entry["mode"] for entry in logs if entry["event"] == "development_mode"]
+print(json.dumps(out))
+"""
+
+
+def test_outside_pytest_development_mode_is_named_development() -> None:
+    environment = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+    package_root = str(Path(asgi_apikey.__file__).resolve().parent.parent)
+    environment["PYTHONPATH"] = package_root
+    completed = subprocess.run(
+        [sys.executable, "-c", _OUTSIDE_PYTEST],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=package_root,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    out = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert out == {
+        "pytest_imported": False,
+        "unset": "development",
+        "staging": "development",
+        "testing_argument": "test",
+        "testing_variable": "test",
+        "pytest_variable": "test",
+        "development": True,
+        "with_keys": "simple",
+        "pytest_collecting": "test",
+        "warned": ["development", "development", "test", "test", "test", "development", "test"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("variables", "keys"),
+    [
+        pytest.param({}, [CANARY], id="explicit-keys"),
+        pytest.param({"API_KEY": CANARY}, None, id="API_KEY"),
+        pytest.param({"ADDITIONAL_API_KEYS": f"{OTHER_KEY},{CANARY}"}, None, id="ADDITIONAL"),
+        pytest.param({"API_KEY": CANARY, "ENVIRONMENT": "testing"}, None, id="ENVIRONMENT=testing"),
+        pytest.param({"ENVIRONMENT": "development"}, [CANARY], id="explicit-in-development"),
+    ],
+)
+def test_keys_are_enforced_under_pytest(
+    variables: dict[str, str],
+    keys: list[str] | None,
+    monkeypatch: pytest.MonkeyPatch,
+    no_default: None,
+) -> None:
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    auth = APIKeyAuth(keys=keys)
+    assert auth.is_development_mode is False
+    assert auth.mode == "simple"
+    app, inner = middleware(auth)
+    assert_refused(call(app, http_scope("/v1/chat"), inner), 401, MISSING)
+    assert_refused(call(app, websocket_scope("/v1/chat"), inner), 401, MISSING)
+    ok = call(app, http_scope("/v1/chat", headers=[bearer(CANARY)]), inner)
+    assert ok.status == 200
+    assert seen_auth(ok).key_id == fingerprint(CANARY)
+    anonymous = seen_auth(call(app, http_scope("/maybe"), inner))
+    assert (anonymous.authenticated, anonymous.mode) == (False, "simple")
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "test-api-key-12345",
+        "test",
+        "test-key",
+        "dev",
+        "development",
+        "bypass",
+        "sk-test",
+        "changeme",
+        "secret",
+    ],
+)
+@pytest.mark.parametrize("environment", [None, "testing", "development"])
+def test_there_is_no_built_in_test_key_and_no_bypass(
+    token: str, environment: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if environment is not None:
+        monkeypatch.setenv("ENVIRONMENT", environment)
+    auth = APIKeyAuth(keys=[CANARY])
+    assert auth.verify(token) is None
+    assert verify_api_key_string(token, auth) is False
+    app, inner = middleware(auth)
+    assert_refused(call(app, http_scope("/v1/chat", headers=[bearer(token)]), inner), 401, INVALID)
+    assert_refused(call(app, http_scope("/maybe", headers=[bearer(token)]), inner), 401, INVALID)
+
+
+# ============================================================ the development latch
+
+
+def test_adding_a_key_ends_development_mode_for_good() -> None:
+    auth = APIKeyAuth(keys=[])
+    app, inner = middleware(auth)
+    assert seen_auth(call(app, http_scope("/v1/chat"), inner)).mode == "test"
+
+    assert auth.add_key(CANARY) == fingerprint(CANARY)
+    assert auth.is_development_mode is False
+    assert auth.mode == "simple"
+    assert_refused(call(app, http_scope("/v1/chat"), inner), 401, MISSING)
+    assert call(app, http_scope("/v1/chat", headers=[bearer(CANARY)]), inner).status == 200
+
+    assert auth.remove_key(CANARY) is True
+    assert auth.key_ids == ()
+    assert auth.is_development_mode is False
+    assert auth.mode == "simple"
+    assert auth.status()["development_mode"] is False
+    assert_refused(call(app, http_scope("/v1/chat"), inner), 401, MISSING)
+    assert_refused(call(app, http_scope("/v1/chat", headers=[bearer(CANARY)]), inner), 401, INVALID)
+    assert_refused(call(app, websocket_scope("/v1/chat"), inner), 401, MISSING)
+    # Where the app still runs anonymous, it is the enforcing anonymous, not "test".
+    anonymous = seen_auth(call(app, http_scope("/maybe"), inner))
+    assert (anonymous.authenticated, anonymous.mode) == (False, "simple")
+
+    for _ in range(3):  # however often it is emptied again
+        auth.add_key(OTHER_KEY)
+        assert auth.replace_keys([]) == changes(removed=[fingerprint(OTHER_KEY)])
+        assert auth.is_development_mode is False
+        assert_refused(call(app, http_scope("/v1/chat"), inner), 401, MISSING)
+
+
+def test_emptying_by_reload_refuses_everything(
+    monkeypatch: pytest.MonkeyPatch, no_default: None
+) -> None:
+    monkeypatch.setenv("API_KEY", CANARY)
+    auth = APIKeyAuth.from_env()
+    app, inner = middleware(auth)
+    monkeypatch.delenv("API_KEY")
+    assert auth.reload() == changes(removed=[fingerprint(CANARY)])
+    assert auth.is_development_mode is False
+    assert auth.mode == "simple"
+    assert_refused(call(app, http_scope("/v1/chat"), inner), 401, MISSING)
+    assert_refused(call(app, http_scope("/v1/chat", headers=[bearer(CANARY)]), inner), 401, INVALID)
+
+
+def test_reload_of_a_development_authenticator_may_end_development_mode(
+    monkeypatch: pytest.MonkeyPatch, no_default: None
+) -> None:
+    auth = APIKeyAuth.from_env()
+    assert auth.reload() == changes()
+    assert auth.is_development_mode is True
+    monkeypatch.setenv("API_KEY", CANARY)
+    assert auth.reload() == changes(added=[fingerprint(CANARY)])
+    assert auth.is_development_mode is False
+    monkeypatch.delenv("API_KEY")
+    auth.reload()
+    assert auth.is_development_mode is False
+    app, inner = middleware(auth)
+    assert_refused(call(app, http_scope("/v1/chat"), inner), 401, MISSING)
+
+
+def test_replace_keys_with_nothing_keeps_development_mode() -> None:
+    auth = APIKeyAuth(keys=[])
+    before = auth.snapshot
+    assert auth.replace_keys([]) == changes()
+    assert auth.is_development_mode is True
+    assert auth.mode == "test"
+    assert auth.snapshot.anonymous is before.anonymous
+    app, inner = middleware(auth)
+    result = call(app, http_scope("/v1/chat"), inner)
+    assert result.status == 200
+    assert seen_auth(result).mode == "test"
+
+
+def test_replace_keys_with_nothing_on_an_enforcing_authenticator_refuses_everything() -> None:
+    auth = APIKeyAuth(keys=[CANARY, OTHER_KEY])
+    app, inner = middleware(auth)
+    assert auth.replace_keys([]) == changes(removed=[fingerprint(CANARY), fingerprint(OTHER_KEY)])
+    assert auth.is_development_mode is False
+    for headers in ([], [bearer(CANARY)], [bearer(OTHER_KEY)]):
+        result = call(app, http_scope("/v1/chat", headers=headers), inner)
+        assert result.status == 401
+        assert result.seen is None
+
+
+def test_verifiers_alone_are_not_development_mode() -> None:
+    verifier = CountingVerifier()
+    auth = APIKeyAuth(keys=[], verifiers=[verifier])
+    assert auth.is_development_mode is False
+    assert auth.mode == "simple"
+    assert auth.status()["development_mode"] is False
+    app, inner = middleware(auth)
+    assert_refused(call(app, http_scope("/v1/chat"), inner), 401, MISSING)
+    assert_refused(
+        call(app, http_scope("/v1/chat", headers=[bearer(THIRD_KEY)]), inner), 401, INVALID
+    )
+    assert verifier.tokens == [THIRD_KEY]
+    # So ENVIRONMENT=production accepts them; without them it refuses to start.
+    assert APIKeyAuth(keys=[], verifiers=[verifier], environment="production").mode == "simple"
+    with pytest.raises(ConfigurationError, match="production"):
+        APIKeyAuth(keys=[], environment="production")
+
+
+# ========================================================== simple and advanced modes
+
+
+@pytest.mark.parametrize(
+    ("variables", "argument", "mode"),
+    [
+        pytest.param({}, None, "simple", id="default"),
+        pytest.param({"AUTH_MODE": "simple"}, None, "simple", id="AUTH_MODE=simple"),
+        pytest.param({}, "advanced", "advanced", id="argument"),
+        pytest.param({"AUTH_MODE": "advanced"}, None, "advanced", id="AUTH_MODE=advanced"),
+        pytest.param({"AUTH_MODE": "ADVANCED"}, None, "advanced", id="AUTH_MODE=ADVANCED"),
+        pytest.param({"AUTH_MODE": "advanced"}, "simple", "simple", id="argument-wins"),
+    ],
+)
+def test_contexts_carry_the_mode(
+    variables: dict[str, str],
+    argument: str | None,
+    mode: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    metadata = {"tier": "pro", "limits": {"rpm": 60}}
+    keys: list[str | APIKey] = [APIKey(OTHER_KEY, name="plain", scopes={"read"})]
+    if mode == "advanced":
+        keys.append(APIKey(CANARY, name="rich", metadata=metadata))
+    auth = APIKeyAuth(keys=keys, mode=argument)
+    assert auth.mode == mode
+    assert auth.status()["mode"] == mode
+    plain = auth.verify(OTHER_KEY)
+    assert plain is not None
+    assert (plain.mode, dict(plain.metadata)) == (mode, {})
+    if mode == "advanced":
+        rich = auth.verify(CANARY)
+        assert rich is not None
+        assert (rich.mode, rich.metadata) == ("advanced", metadata)
+    app, inner = middleware(auth)
+    through = seen_auth(call(app, http_scope("/v1/chat", headers=[bearer(OTHER_KEY)]), inner))
+    assert through.mode == mode
+    anonymous = seen_auth(call(app, http_scope("/maybe"), inner))
+    assert (anonymous.authenticated, anonymous.mode) == (False, mode)
+    # Development mode names itself, whatever the AUTH_MODE.
+    assert APIKeyAuth(keys=[], mode=argument).mode == "test"
+
+
+def _metadata_key() -> APIKey:
+    return APIKey(CANARY, name="rich", metadata={"tier": "pro"})
+
+
+@pytest.mark.parametrize(
+    "configure",
+    [
+        pytest.param(lambda tmp: APIKeyAuth(keys=[_metadata_key()]), id="keys"),
+        pytest.param(lambda tmp: APIKeyAuth(keys=[OTHER_KEY]).add_key(_metadata_key()), id="add"),
+        pytest.param(
+            lambda tmp: APIKeyAuth(keys=[OTHER_KEY]).replace_keys([_metadata_key()]),
+            id="replace_keys",
+        ),
+        pytest.param(
+            lambda tmp: APIKeyAuth(
+                keys_file=write_key_file(
+                    tmp / "keys.toml", [{"secret": CANARY, "metadata": {"tier": "pro"}}]
+                )
+            ),
+            id="keys_file",
+        ),
+    ],
+)
+def test_metadata_in_simple_mode_is_a_configuration_error(
+    configure: Callable[[Path], object], tmp_path: Path
+) -> None:
+    with pytest.raises(ConfigurationError, match="AUTH_MODE=advanced"):
+        configure(tmp_path)
+
+
+def test_metadata_in_simple_mode_from_the_environment_key_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_default: None
+) -> None:
+    path = write_key_file(tmp_path / "keys.toml", [{"secret": CANARY, "metadata": {"t": "x"}}])
+    monkeypatch.setenv("API_KEYS_FILE", str(path))
+    with pytest.raises(ConfigurationError, match="AUTH_MODE=advanced"):
+        APIKeyAuth.from_env()
+    monkeypatch.setenv("AUTH_MODE", "advanced")
+    context = APIKeyAuth.from_env().verify(CANARY)
+    assert context is not None
+    assert (context.mode, context.metadata) == ("advanced", {"t": "x"})
+
+
+# ========================================================================== expiry
+
+NOT_BEFORE = datetime(2030, 1, 1, tzinfo=UTC)
+EXPIRES_AT = datetime(2031, 6, 15, 12, 30, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
+
+
+def at(moment: datetime) -> float:
+    return moment.timestamp()
+
+
+WINDOW_CASES = [
+    pytest.param(NOT_BEFORE - MICROSECOND, "The API key is not valid yet", id="before-1us"),
+    pytest.param(NOT_BEFORE, None, id="not_before-exactly"),
+    pytest.param(NOT_BEFORE + MICROSECOND, None, id="not_before+1us"),
+    pytest.param(EXPIRES_AT - MICROSECOND, None, id="expires_at-1us"),
+    pytest.param(EXPIRES_AT, "The API key has expired", id="expires_at-exactly"),
+    pytest.param(EXPIRES_AT + MICROSECOND, "The API key has expired", id="expires_at+1us"),
+    pytest.param(
+        NOT_BEFORE - timedelta(days=400), "The API key is not valid yet", id="long-before"
+    ),
+    pytest.param(EXPIRES_AT + timedelta(days=400), "The API key has expired", id="long-after"),
+]
+
+
+@pytest.mark.parametrize(("moment", "refusal"), WINDOW_CASES)
+def test_validity_window_boundaries(moment: datetime, refusal: str | None) -> None:
+    clock = Clock(at(moment))
+    key = APIKey(CANARY, name="windowed", not_before=NOT_BEFORE, expires_at=EXPIRES_AT)
+    auth = APIKeyAuth(keys=[key, OTHER_KEY], clock=clock)
+    result = auth.resolve(CANARY.encode())
+    context = auth.verify(CANARY)
+    status = auth.status()
+    if refusal is None:
+        assert isinstance(result, Accepted)
+        assert context is not None
+        assert context.key_id == "windowed"
+        assert status["inactive_key_ids"] == []
+    else:
+        assert isinstance(result, Rejected)
+        assert result.description == refusal
+        assert context is None
+        assert verify_api_key_string(CANARY, auth) is False
+        assert status["inactive_key_ids"] == ["windowed"]
+    assert auth.verify(OTHER_KEY) is not None  # keys without a window are always valid
+    assert clock.calls > 0
+
+
+@pytest.mark.parametrize(
+    "offset",
+    [
+        pytest.param(timezone(timedelta(hours=2)), id="utc+2"),
+        pytest.param(timezone(timedelta(hours=-7, minutes=-30)), id="utc-7:30"),
+    ],
+)
+def test_window_bounds_are_instants_whatever_their_offset(offset: timezone) -> None:
+    expires = EXPIRES_AT.astimezone(offset)
+    clock = Clock(at(EXPIRES_AT - MICROSECOND))
+    auth = APIKeyAuth(keys=[APIKey(CANARY, expires_at=expires)], clock=clock)
+    assert auth.verify(CANARY) is not None
+    clock.now = at(EXPIRES_AT)
+    assert auth.verify(CANARY) is None
+
+
+PATH_KINDS = [
+    pytest.param("/v1/chat", True, id="protected"),
+    pytest.param("/maybe", True, id="optional"),
+    pytest.param("/health", False, id="public"),
+]
+
+
+@pytest.mark.parametrize(("path", "refused"), PATH_KINDS)
+@pytest.mark.parametrize(
+    ("moment", "description"),
+    [
+        pytest.param(EXPIRES_AT, "The API key has expired", id="expired"),
+        pytest.param(NOT_BEFORE - MICROSECOND, "The API key is not valid yet", id="not-yet"),
+    ],
+)
+def test_inactive_keys_through_the_middleware(
+    path: str, refused: bool, moment: datetime, description: str
+) -> None:
+    clock = Clock(at(moment))
+    key = APIKey(CANARY, name="windowed", not_before=NOT_BEFORE, expires_at=EXPIRES_AT)
+    auth = APIKeyAuth(keys=[key], clock=clock)
+    app, inner = middleware(auth)
+    result = call(app, http_scope(path, headers=[bearer(CANARY)]), inner)
+    if refused:
+        assert_refused(result, 401, rejected_challenge(description))
+        assert result.json() == {"detail": f"Invalid API key: {description}"}
+        assert CANARY.encode() not in result.everything()
+    else:
+        assert result.status == 200
+        context = seen_auth(result)
+        assert (context.authenticated, context.key_id) == (False, None)
+    # The clock is read per request: back inside the window, the same key works.
+    clock.now = at(NOT_BEFORE)
+    again = call(app, http_scope(path, headers=[bearer(CANARY)]), inner)
+    assert again.status == 200
+    assert seen_auth(again).key_id == "windowed"
+
+
+def test_status_lists_inactive_keys_as_the_clock_moves() -> None:
+    clock = Clock(at(NOT_BEFORE - timedelta(days=1)))
+    auth = APIKeyAuth(
+        keys=[
+            APIKey(CANARY, name="always"),
+            APIKey(OTHER_KEY, name="future", not_before=NOT_BEFORE),
+            APIKey(THIRD_KEY, name="ending", expires_at=EXPIRES_AT),
+            APIKey(FOURTH_KEY, name="window", not_before=NOT_BEFORE, expires_at=EXPIRES_AT),
+        ],
+        clock=clock,
+    )
+    assert auth.status()["inactive_key_ids"] == ["future", "window"]
+    clock.now = at(NOT_BEFORE)
+    assert auth.status()["inactive_key_ids"] == []
+    clock.now = at(EXPIRES_AT)
+    assert auth.status()["inactive_key_ids"] == ["ending", "window"]
+    status = auth.status()
+    assert status["key_count"] == 4  # inactive keys are still configured
+    assert status["key_ids"] == ["always", "ending", "future", "window"]
+
+
+@pytest.mark.parametrize(
+    "window",
+    [
+        pytest.param({"not_before": datetime(2030, 1, 1)}, id="naive-not_before"),
+        pytest.param({"expires_at": datetime(2030, 1, 1)}, id="naive-expires_at"),
+        pytest.param({"expires_at": "2030-01-01T00:00:00Z"}, id="string"),
+        pytest.param({"expires_at": 1893456000.0}, id="timestamp"),
+        pytest.param({"not_before": EXPIRES_AT, "expires_at": NOT_BEFORE}, id="reversed"),
+        pytest.param({"not_before": EXPIRES_AT, "expires_at": EXPIRES_AT}, id="empty-window"),
+    ],
+)
+def test_bad_windows_are_configuration_errors(window: dict[str, Any]) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        APIKey(CANARY, name="w", **window)
+    assert CANARY not in str(info.value)
+
+
+def test_a_bad_clock_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="clock"):
+        APIKeyAuth(keys=[CANARY], clock=1893456000.0)  # type: ignore[arg-type]
+
+
+# ==================================================================== replace and reload
+
+
+def test_replace_keys_reports_changes_by_key_id() -> None:
+    auth = APIKeyAuth(keys=[APIKey(CANARY, name="a"), APIKey(OTHER_KEY, name="b"), THIRD_KEY])
+    result = auth.replace_keys(
+        [APIKey(OTHER_KEY, name="b"), APIKey(FOURTH_KEY, name="d"), "sk-new-0123456789abcdefgh"]
+    )
+    assert isinstance(result, KeyChanges)
+    assert result == changes(
+        added=["d", fingerprint("sk-new-0123456789abcdefgh")],
+        removed=["a", fingerprint(THIRD_KEY)],
+    )
+    assert result.added == tuple(sorted(result.added))
+    assert auth.verify(CANARY) is None
+    assert auth.verify(THIRD_KEY) is None
+    for kept in (OTHER_KEY, FOURTH_KEY, "sk-new-0123456789abcdefgh"):
+        assert auth.verify(kept) is not None
+    assert sorted(auth.key_ids) == sorted(["b", "d", fingerprint("sk-new-0123456789abcdefgh")])
+    # The same set again changes nothing; given as digests it is still the same set.
+    same: list[str | APIKey] = [
+        APIKey(digest=APIKey(OTHER_KEY).digest, name="b"),
+        APIKey(FOURTH_KEY, name="d"),
+        "sk-new-0123456789abcdefgh",
+    ]
+    assert auth.replace_keys(same) == changes()
+    assert auth.verify(OTHER_KEY) is not None
+    assert auth.replace_keys(iter([CANARY])) == changes(
+        added=[fingerprint(CANARY)],
+        removed=["b", "d", fingerprint("sk-new-0123456789abcdefgh")],
+    )
+
+
+def test_a_key_rotated_under_the_same_name_is_both_added_and_removed() -> None:
+    auth = APIKeyAuth(keys=[APIKey(CANARY, name="svc"), APIKey(OTHER_KEY, name="other")])
+    result = auth.replace_keys([APIKey(THIRD_KEY, name="svc"), APIKey(OTHER_KEY, name="other")])
+    assert result == changes(added=["svc"], removed=["svc"])
+    assert auth.verify(CANARY) is None
+    context = auth.verify(THIRD_KEY)
+    assert context is not None
+    assert context.key_id == "svc"
+
+
+BAD_REPLACEMENTS = [
+    pytest.param(lambda: [THIRD_KEY, THIRD_KEY], "same key", id="duplicate-plain"),
+    pytest.param(
+        lambda: [THIRD_KEY, APIKey(digest=APIKey(THIRD_KEY).digest)], "same key", id="plain+digest"
+    ),
+    pytest.param(
+        lambda: [APIKey(THIRD_KEY, name="x"), APIKey(FOURTH_KEY, name="x")],
+        "reuses the key_id",
+        id="duplicate-name",
+    ),
+    pytest.param(lambda: [THIRD_KEY, "has space inside-0123"], "characters", id="bad-key"),
+    pytest.param(lambda: [THIRD_KEY, ""], "empty", id="empty-key"),
+    pytest.param(lambda: [THIRD_KEY, 42], "str or an APIKey", id="not-a-key"),
+    pytest.param(lambda: THIRD_KEY, "list of keys", id="a-single-string"),
+    pytest.param(
+        lambda: [THIRD_KEY, APIKey(FOURTH_KEY, metadata={"a": 1})],
+        "AUTH_MODE=advanced",
+        id="metadata-in-simple-mode",
+    ),
+]
+
+
+@pytest.mark.parametrize(("bad", "message"), BAD_REPLACEMENTS)
+def test_a_failed_replace_keeps_the_old_set(bad: Callable[[], Any], message: str) -> None:
+    auth = APIKeyAuth(keys=[APIKey(CANARY, name="a"), OTHER_KEY])
+    before = auth.snapshot
+    with pytest.raises(ConfigurationError, match=message) as info:
+        auth.replace_keys(bad())
+    assert "replace_keys" in str(info.value)
+    assert auth.snapshot is before
+    assert auth.verify(CANARY) is not None
+    assert auth.verify(OTHER_KEY) is not None
+    assert auth.verify(THIRD_KEY) is None
+    assert auth.key_ids == ("a", fingerprint(OTHER_KEY))
+
+
+def test_a_failed_replace_keeps_development_mode_too() -> None:
+    auth = APIKeyAuth(keys=[])
+    with pytest.raises(ConfigurationError):
+        auth.replace_keys([THIRD_KEY, THIRD_KEY])
+    assert auth.is_development_mode is True
+
+
+def test_short_keys_are_refused_by_replace_in_production() -> None:
+    auth = APIKeyAuth(keys=[CANARY], environment="production")
+    before = auth.snapshot
+    with pytest.raises(ConfigurationError, match="shorter than 16"):
+        auth.replace_keys(["sk-short"])
+    assert auth.snapshot is before
+
+
+def test_reload_from_the_environment(monkeypatch: pytest.MonkeyPatch, no_default: None) -> None:
+    monkeypatch.setenv("API_KEY", CANARY)
+    monkeypatch.setenv("ADDITIONAL_API_KEYS", f"{OTHER_KEY}, {THIRD_KEY}")
+    auth = APIKeyAuth.from_env()
+    assert sorted(auth.key_ids) == sorted(fingerprint(k) for k in (CANARY, OTHER_KEY, THIRD_KEY))
+    assert auth.reload() == changes()
+
+    monkeypatch.setenv("API_KEY", FOURTH_KEY)
+    monkeypatch.setenv("ADDITIONAL_API_KEYS", OTHER_KEY)
+    added = auth.add_key(APIKey("sk-added-at-run-time-0123", name="runtime"))
+    assert auth.reload() == changes(
+        added=[fingerprint(FOURTH_KEY)],
+        removed=[fingerprint(CANARY), fingerprint(THIRD_KEY), added],
+    )
+    assert auth.verify(FOURTH_KEY) is not None
+    assert auth.verify(OTHER_KEY) is not None
+    for gone in (CANARY, THIRD_KEY, "sk-added-at-run-time-0123"):
+        assert auth.verify(gone) is None
+
+
+def test_reload_from_explicit_keys_and_a_key_file(tmp_path: Path) -> None:
+    path = write_key_file(
+        tmp_path / "keys.toml",
+        [{"secret": OTHER_KEY, "name": "filed", "scopes": ["read"]}, {"secret": THIRD_KEY}],
+    )
+    auth = APIKeyAuth(keys=[APIKey(CANARY, name="explicit")], keys_file=path)
+    assert auth.supports("key_file") is True
+    filed = auth.verify(OTHER_KEY)
+    assert filed is not None
+    assert (filed.key_id, filed.scopes) == ("filed", frozenset({"read", "authenticated"}))
+    auth.add_key(APIKey("sk-added-at-run-time-0123", name="runtime"))
+
+    write_key_file(path, [{"secret": FOURTH_KEY, "name": "rotated"}, {"secret": THIRD_KEY}])
+    assert auth.reload() == changes(added=["rotated"], removed=["filed", "runtime"])
+    assert sorted(auth.key_ids) == sorted(["explicit", "rotated", fingerprint(THIRD_KEY)])
+    assert auth.verify(CANARY) is not None  # explicit keys stay
+    assert auth.verify(OTHER_KEY) is None
+    assert auth.verify("sk-added-at-run-time-0123") is None
+
+    path.write_text("", encoding="utf-8")  # an empty file: only the explicit keys
+    assert auth.reload() == changes(removed=["rotated", fingerprint(THIRD_KEY)])
+    assert auth.key_ids == ("explicit",)
+
+
+def test_reload_of_explicit_keys_alone_undoes_run_time_changes() -> None:
+    auth = APIKeyAuth(keys=[CANARY, APIKey(OTHER_KEY, name="o")])
+    auth.add_key(THIRD_KEY)
+    assert auth.remove_key("o") is True
+    assert auth.reload() == changes(added=["o"], removed=[fingerprint(THIRD_KEY)])
+    assert sorted(auth.key_ids) == sorted([fingerprint(CANARY), "o"])
+
+
+BAD_RELOADS: list[Any] = [
+    pytest.param("API_KEY", "has space-0123456789", id="bad-env-key"),
+    pytest.param("ADDITIONAL_API_KEYS", f"{CANARY},{CANARY}", id="duplicate-env-key"),
+    pytest.param("file", "[[keys]]\ndigest = 'sha256:nothex'\n", id="bad-digest"),
+    pytest.param("file", "[[keys\n", id="bad-toml"),
+    pytest.param("file", f"[[keys]]\nsecret = '{OTHER_KEY}'\n", id="plain-key-in-file"),
+    pytest.param("file", None, id="file-deleted"),
+]
+
+
+@pytest.mark.parametrize(("what", "value"), BAD_RELOADS)
+def test_a_failed_reload_keeps_the_old_set(
+    what: str,
+    value: str | None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    no_default: None,
+) -> None:
+    path = write_key_file(tmp_path / "keys.toml", [{"secret": THIRD_KEY, "name": "filed"}])
+    monkeypatch.setenv("API_KEY", CANARY)
+    monkeypatch.setenv("API_KEYS_FILE", str(path))
+    auth = APIKeyAuth.from_env()
+    before = auth.snapshot
+    if what == "file":
+        if value is None:
+            path.unlink()
+        else:
+            path.write_text(value, encoding="utf-8")
+    else:
+        monkeypatch.setenv(what, value or "")
+    with pytest.raises(ConfigurationError) as info:
+        auth.reload()
+    assert auth.snapshot is before
+    assert auth.verify(CANARY) is not None
+    assert auth.verify(THIRD_KEY) is not None
+    assert CANARY not in str(info.value)
+    assert OTHER_KEY not in str(info.value)
+
+
+def test_reload_keeps_mode_environment_and_flags(
+    monkeypatch: pytest.MonkeyPatch, no_default: None
+) -> None:
+    monkeypatch.setenv("API_KEY", CANARY)
+    monkeypatch.setenv("AUTH_MODE", "advanced")
+    monkeypatch.setenv("ENVIRONMENT", "staging")
+    monkeypatch.setenv("ENABLE_REQUEST_LOGGING", "true")
+    auth = APIKeyAuth.from_env()
+    features = auth.features()
+    monkeypatch.setenv("AUTH_MODE", "simple")
+    monkeypatch.setenv("ENVIRONMENT", "production")
+    monkeypatch.setenv("ENABLE_REQUEST_LOGGING", "false")
+    monkeypatch.setenv("API_KEY", "sk-short")  # too short for production, fine for staging
+    assert auth.reload() == changes(added=[fingerprint("sk-short")], removed=[fingerprint(CANARY)])
+    assert (auth.mode, auth.environment) == ("advanced", "staging")
+    assert auth.features() == features
+    context = auth.verify("sk-short")
+    assert context is not None
+    assert context.mode == "advanced"
+
+
+# ======================================================================= concurrency
+
+# Two disjoint sets, large enough that rebuilding one takes a while.
+SET_A = {f"a{i}": f"sk-rotate-a{i}-0123456789abcdef" for i in range(80)}
+SET_B = {f"b{i}": f"sk-rotate-b{i}-0123456789abcdef" for i in range(80)}
+EXTRA = ("extra", "sk-rotate-extra-0123456789abcdef")
+# In every set: never refused however the sets rotate, unless a set is torn.
+ALWAYS = ("always", "sk-rotate-always-0123456789abcdef")
+OWNER = {secret: name for name, secret in [*SET_A.items(), *SET_B.items(), EXTRA, ALWAYS]}
+WHOLE_SETS = {
+    frozenset(SET_A) | {ALWAYS[0]},
+    frozenset(SET_B) | {ALWAYS[0]},
+    frozenset(SET_A) | {ALWAYS[0], EXTRA[0]},
+    frozenset(SET_B) | {ALWAYS[0], EXTRA[0]},
+}
+
+
+def keys_of(named: Mapping[str, str]) -> list[str | APIKey]:
+    return [APIKey(secret, name=name) for name, secret in named.items()]
+
+
+@pytest.fixture
+def fine_switching() -> Iterator[None]:
+    """Switch threads often, so that a torn update has every chance to be seen."""
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    yield
+    sys.setswitchinterval(old)
+
+
+@dataclass
+class Outcome:
+    secret: str | None
+    status: int
+    challenge: str | None
+    context: AuthContext | None
+    body: bytes
+
+
+async def drive(app: APIKeyMiddleware, scope: Scope) -> list[Message]:
+    messages: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        messages.append(message)
+
+    await app(scope, receive, send)
+    return messages
+
+
+def outcome_of(secret: str | None, messages: list[Message], seen: Scope | None) -> Outcome:
+    start = messages[0]
+    assert start["type"] == "http.response.start"
+    challenge = None
+    for name, value in start.get("headers", []):
+        if name == b"www-authenticate":
+            challenge = value.decode("latin-1")
+    body = b"".join(m.get("body", b"") for m in messages[1:])
+    context = seen["auth"] if seen is not None else None
+    return Outcome(secret, int(start["status"]), challenge, context, body)
+
+
+class KeyIdApp:
+    """A raw ASGI app that answers with the key_id it was given, and keeps each scope."""
+
+    def __init__(self) -> None:
+        self.scopes: dict[int, Scope] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.scopes[id(scope)] = scope
+        context = scope["auth"]
+        body = json.dumps({"key_id": context.key_id, "user": scope["user"].display_name})
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await asyncio.sleep(0)
+        await send({"type": "http.response.body", "body": body.encode()})
+
+
+def run_load(
+    app: APIKeyMiddleware,
+    inner: KeyIdApp,
+    secrets: Sequence[str | None],
+    *,
+    tasks: int,
+    calls: int,
+    path: str = "/v1/chat",
+    started: threading.Event | None = None,
+) -> list[list[Outcome]]:
+    """``tasks`` concurrent clients, each making ``calls`` requests in turn."""
+
+    async def client(number: int) -> list[Outcome]:
+        secret = secrets[number % len(secrets)]
+        outcomes = []
+        for _ in range(calls):
+            if started is not None:
+                started.set()
+            headers = [bearer(secret)] if secret is not None else []
+            scope = http_scope(path, headers=headers)
+            messages = await drive(app, scope)
+            outcomes.append(outcome_of(secret, messages, inner.scopes.pop(id(scope), None)))
+            await asyncio.sleep(0)
+        return outcomes
+
+    async def main() -> list[list[Outcome]]:
+        return list(await asyncio.gather(*(client(n) for n in range(tasks))))
+
+    return asyncio.run(main())
+
+
+def test_concurrent_requests_during_rotation_each_see_one_key_set(
+    fine_switching: None,
+) -> None:
+    always = APIKey(ALWAYS[1], name=ALWAYS[0])
+    set_a, set_b = [*keys_of(SET_A), always], [*keys_of(SET_B), always]
+    auth = APIKeyAuth(keys=set_a)
+    inner = KeyIdApp()
+    app = APIKeyMiddleware(inner, auth=auth)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    failures: list[str] = []
+    # Every snapshot the writer made, kept alive so that context ids stay unique.
+    snapshots: list[KeySnapshot] = [auth.snapshot]
+
+    def rotate() -> None:
+        try:
+            while not stop.is_set():
+                got = auth.replace_keys(set_b)
+                if got != changes(added=list(SET_B), removed=list(SET_A)):
+                    failures.append(f"replace_keys(B) reported {got}")
+                snapshots.append(auth.snapshot)
+                auth.add_key(APIKey(EXTRA[1], name=EXTRA[0]))
+                snapshots.append(auth.snapshot)
+                if not auth.remove_key(EXTRA[0]):
+                    failures.append("remove_key('extra') found nothing")
+                snapshots.append(auth.snapshot)
+                got = auth.replace_keys(set_a)
+                if got != changes(added=list(SET_A), removed=list(SET_B)):
+                    failures.append(f"replace_keys(A) reported {got}")
+                snapshots.append(auth.snapshot)
+        except BaseException as error:
+            errors.append(error)
+
+    writer = threading.Thread(target=rotate)
+    # Half the clients present the key every set holds; the others one of A, B or extra.
+    secrets = [*list(SET_A.values())[:4], *list(SET_B.values())[:4], EXTRA[1]]
+    secrets = [x for secret in secrets for x in (secret, ALWAYS[1])]
+    writer.start()
+    try:
+        results = run_load(app, inner, secrets, tasks=2000, calls=4)
+    finally:
+        stop.set()
+        writer.join(timeout=30)
+    assert not writer.is_alive()
+    assert errors == []
+    assert failures[:5] == []
+    assert len(snapshots) > 8, "the writer barely ran: the load did not overlap rotation"
+
+    # The sets each context can have come from: every one a whole set, never a mix.
+    origin: dict[int, set[frozenset[str]]] = {}
+    for snapshot in snapshots:
+        ids = frozenset(snapshot.by_id)
+        assert ids in WHOLE_SETS
+        for entry in snapshot.by_digest.values():
+            origin.setdefault(id(entry.context), set()).add(ids)
+
+    outcomes = [outcome for client in results for outcome in client]
+    assert len(outcomes) == 2000 * 4
+    by_status: dict[tuple[str, int], int] = {}
+    for outcome in outcomes:
+        assert outcome.secret is not None
+        name = OWNER[outcome.secret]
+        kind = "a" if name in SET_A else "b" if name in SET_B else name
+        by_status[kind, outcome.status] = by_status.get((kind, outcome.status), 0) + 1
+        if outcome.status == 200:
+            context = outcome.context
+            assert context is not None
+            assert (context.authenticated, context.key_id) == (True, name)
+            assert json.loads(outcome.body) == {"key_id": name, "user": name}
+            sets = origin.get(id(context))
+            assert sets, "a context that no snapshot of the writer held"
+            assert all(name in ids for ids in sets)
+        else:
+            assert (outcome.status, outcome.challenge) == (401, INVALID), outcome
+            assert outcome.context is None
+    # Both key sets were seen accepted and refused: the rotation overlapped the load.
+    for kind in ("a", "b"):
+        assert by_status.get((kind, 200), 0) > 0, by_status
+        assert by_status.get((kind, 401), 0) > 0, by_status
+    # The key that every set holds was never refused: no request saw a part of a set.
+    assert by_status.get(("always", 401), 0) == 0, by_status
+    assert by_status.get(("always", 200), 0) > 0, by_status
+
+
+def test_snapshots_read_from_threads_are_whole_key_sets(fine_switching: None) -> None:
+    # Large sets make each rebuild slow enough for a torn swap to show.
+    big_a = {f"a{i}": f"sk-bulk-a{i:04d}-0123456789abcdef" for i in range(300)}
+    big_b = {f"b{i}": f"sk-bulk-b{i:04d}-0123456789abcdef" for i in range(300)}
+    keys_a, keys_b = keys_of(big_a), keys_of(big_b)
+    extra = APIKey(EXTRA[1], name=EXTRA[0])
+    # Each whole set, with a key inside it (and its name) and a key outside it.
+    in_a = ((big_a["a299"], "a299"), big_b["b299"])
+    in_b = ((big_b["b299"], "b299"), big_a["a299"])
+    allowed = {
+        frozenset(big_a): in_a,
+        frozenset(big_b): in_b,
+        frozenset(big_a) | {EXTRA[0]}: in_a,
+        frozenset(big_b) | {EXTRA[0]}: in_b,
+    }
+    auth = APIKeyAuth(keys=keys_a)
+    done = threading.Event()
+    errors: list[BaseException] = []
+    failures: list[str] = []
+    seen: list[set[frozenset[str]]] = [set() for _ in range(3)]
+
+    def writer() -> None:
+        try:
+            for _ in range(60):
+                auth.replace_keys(keys_b)
+                auth.add_key(extra)
+                auth.replace_keys(keys_a)
+                auth.add_key(extra)
+                auth.remove_key(EXTRA[1])
+        except BaseException as error:
+            errors.append(error)
+        finally:
+            done.set()
+
+    def reader(number: int) -> None:
+        try:
+            while not done.is_set():
+                snapshot = auth.snapshot
+                ids = frozenset(snapshot.by_id)
+                if ids not in allowed:
+                    failures.append(f"a snapshot of {len(ids)} ids is no whole set")
+                    continue
+                seen[number].add(ids)
+                if set(snapshot.by_id.values()) != set(snapshot.by_digest):
+                    failures.append("by_id and by_digest disagree")
+                (inside, name), outside = allowed[ids]
+                accepted = snapshot.resolve(inside.encode())
+                if not isinstance(accepted, Accepted) or accepted.context.key_id != name:
+                    failures.append(f"a key of the snapshot was not accepted: {accepted!r}")
+                if snapshot.resolve(outside.encode()) is not None:
+                    failures.append("a key of the other set was accepted")
+                if snapshot.development:
+                    failures.append("development mode came back")
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=reader, args=(n,)) for n in range(3)]
+    threads.append(threading.Thread(target=writer))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not any(thread.is_alive() for thread in threads)
+    assert errors == []
+    assert failures[:5] == []
+    assert set().union(*seen) >= {frozenset(big_a), frozenset(big_b)}
+    assert frozenset(auth.key_ids) == frozenset(big_a)
+
+
+def development_round() -> tuple[APIKeyAuth, list[list[Outcome]]]:
+    """Requests in flight while a thread adds a key, removes it, adds it, and so on."""
+    with capture_logs():
+        auth = APIKeyAuth(keys=[])
+    inner = KeyIdApp()
+    app = APIKeyMiddleware(inner, auth=auth)
+    started, stop = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def flip() -> None:
+        try:
+            started.wait(10)
+            while not stop.is_set():
+                auth.add_key(APIKey(CANARY, name="canary"))
+                auth.remove_key("canary")
+            auth.add_key(APIKey(CANARY, name="canary"))
+        except BaseException as error:
+            errors.append(error)
+
+    thread = threading.Thread(target=flip)
+    thread.start()
+    try:
+        results = run_load(app, inner, [None, CANARY], tasks=100, calls=4, started=started)
+    finally:
+        started.set()
+        stop.set()
+        thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert errors == []
+    return auth, results
+
+
+def test_the_end_of_development_mode_is_seen_whole_by_concurrent_requests(
+    fine_switching: None,
+) -> None:
+    # A request passes as development (anonymous, mode "test") or is checked
+    # against the keys, never half of each; and once a client was checked, it is
+    # never waved through again.
+    tally = {"development": 0, "checked": 0}
+    for _ in range(25):
+        auth, results = development_round()
+        for client in results:
+            checked = False
+            for outcome in client:
+                context = outcome.context
+                development = (
+                    outcome.status == 200
+                    and context is not None
+                    and (context.authenticated, context.mode) == (False, "test")
+                )
+                if development:
+                    assert not checked, "development mode came back after keys were enforced"
+                    tally["development"] += 1
+                    continue
+                checked = True
+                tally["checked"] += 1
+                if outcome.secret is None:
+                    assert (outcome.status, outcome.challenge) == (401, MISSING), outcome
+                elif outcome.status == 200:
+                    assert context is not None
+                    assert (context.authenticated, context.key_id) == (True, "canary"), outcome
+                else:
+                    assert (outcome.status, outcome.challenge) == (401, INVALID), outcome
+        assert auth.is_development_mode is False
+    assert tally["development"] > 0, tally
+    assert tally["checked"] > 0, tally
+
+
+class RotatedAfterRead(APIKeyAuth):
+    """An authenticator whose key set another thread changes right after a request reads it.
+
+    Each public read (``snapshot``, ``is_development_mode``, ``resolve``) runs
+    the next pending rotation just after it has read the current key set: the
+    worst moment for a request that would read the set a second time.
+    """
+
+    def __init__(self, keys: Sequence[str | APIKey]) -> None:
+        super().__init__(keys=keys)
+        self.pending: list[Callable[[APIKeyAuth], object]] = []
+
+    def _rotate(self) -> None:
+        if self.pending:
+            self.pending.pop(0)(self)
+
+    @property
+    def snapshot(self) -> KeySnapshot:
+        current = super().snapshot
+        self._rotate()
+        return current
+
+    @property
+    def is_development_mode(self) -> bool:
+        current = super().is_development_mode
+        self._rotate()
+        return current
+
+    def resolve(self, token: bytes) -> Accepted | Rejected | None:
+        current = super().resolve(token)
+        self._rotate()
+        return current
+
+
+def _add_canary(auth: APIKeyAuth) -> object:
+    return auth.add_key(APIKey(CANARY, name="canary"))
+
+
+def _to_set_b(auth: APIKeyAuth) -> object:
+    return auth.replace_keys(keys_of(SET_B))
+
+
+def _drop_a0(auth: APIKeyAuth) -> object:
+    return auth.remove_key("a0")
+
+
+def _empty(auth: APIKeyAuth) -> object:
+    return auth.replace_keys([])
+
+
+MID_REQUEST = [
+    # keys before, rotation, presented key, (status, key_id or mode) of that request,
+    # then (status, key_id or mode) of the next request with the same key.
+    pytest.param([], _add_canary, None, (200, "test"), (401, None), id="dev-then-key:none"),
+    pytest.param([], _add_canary, CANARY, (200, "test"), (200, "canary"), id="dev-then-key:key"),
+    pytest.param(keys_of(SET_A), _to_set_b, SET_A["a0"], (200, "a0"), (401, None), id="A-to-B:a0"),
+    pytest.param(keys_of(SET_A), _to_set_b, SET_B["b0"], (401, None), (200, "b0"), id="A-to-B:b0"),
+    pytest.param(keys_of(SET_A), _drop_a0, SET_A["a0"], (200, "a0"), (401, None), id="remove"),
+    pytest.param(keys_of(SET_A), _empty, SET_A["a1"], (200, "a1"), (401, None), id="emptied"),
+]
+
+
+@pytest.mark.parametrize(("keys", "rotation", "secret", "first", "then"), MID_REQUEST)
+def test_a_rotation_landing_mid_request_leaves_that_request_its_key_set(
+    keys: list[str | APIKey],
+    rotation: Callable[[APIKeyAuth], object],
+    secret: str | None,
+    first: tuple[int, str | None],
+    then: tuple[int, str | None],
+) -> None:
+    with capture_logs():
+        auth = RotatedAfterRead(keys)
+    app, inner = middleware(auth)
+    headers = [bearer(secret)] if secret is not None else []
+    for expected, pending in ((first, [rotation]), (then, [])):
+        auth.pending = pending
+        result = call(app, http_scope("/v1/chat", headers=headers), inner)
+        assert result.status == expected[0]
+        if expected[0] == 200:
+            context = seen_auth(result)
+            seen = context.mode if not context.authenticated else context.key_id
+            assert seen == expected[1]
+        else:
+            assert result.seen is None
+        assert auth.pending == [], "the request never read the key set"
+
+
+# ========================================================================= verifiers
+
+
+@pytest.mark.parametrize(
+    ("headers", "calls"),
+    [
+        pytest.param([bearer(CANARY)], [], id="valid-key"),
+        pytest.param([], [], id="no-credentials"),
+        pytest.param([bearer("ab=cd")], [], id="malformed"),
+        pytest.param([bearer(CANARY), bearer(CANARY)], [], id="two-headers"),
+        pytest.param([(b"authorization", b"Basic " + CANARY.encode())], [], id="basic"),
+        pytest.param([bearer(THIRD_KEY)], [THIRD_KEY], id="unknown-token"),
+        pytest.param(
+            [(b"authorization", b"bearer   " + THIRD_KEY.encode())], [THIRD_KEY], id="spaces"
+        ),
+    ],
+)
+def test_verifiers_run_only_for_tokens_that_match_no_key(
+    headers: list[tuple[bytes, bytes]], calls: list[str]
+) -> None:
+    verifier = CountingVerifier()
+    auth = APIKeyAuth(keys=[APIKey(CANARY, name="key")], verifiers=[verifier])
+    app, inner = middleware(auth)
+    call(app, http_scope("/v1/chat", headers=headers), inner)
+    assert verifier.tokens == calls
+
+
+def test_verify_asks_verifiers_only_for_unknown_ascii_tokens() -> None:
+    verifier = CountingVerifier()
+    auth = APIKeyAuth(keys=[APIKey(CANARY, name="key")], verifiers=[verifier])
+    context = auth.verify(CANARY)
+    assert context is not None
+    assert context.key_id == "key"
+    assert auth.verify("caf\u00e9") is None
+    assert verifier.tokens == []
+    assert auth.verify(THIRD_KEY) is None
+    assert verifier.tokens == [THIRD_KEY]
+
+
+ACCEPT = AuthContext(True, key_id="jwt:alice", scopes=frozenset({"read"}), mode="jwt")
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "status", "asked", "key_id"),
+    [
+        pytest.param(None, None, 401, 2, None, id="none-none"),
+        pytest.param(None, ACCEPT, 200, 2, "jwt:alice", id="none-accept"),
+        pytest.param(ACCEPT, None, 200, 1, "jwt:alice", id="accept-first"),
+        pytest.param(Rejected("Go away"), ACCEPT, 401, 1, None, id="rejected-stops"),
+        pytest.param(None, Rejected("Go away"), 401, 2, None, id="none-rejected"),
+    ],
+)
+def test_verifiers_are_asked_in_order_until_one_answers(
+    first: object, second: object, status: int, asked: int, key_id: str | None
+) -> None:
+    one, two = CountingVerifier(first), CountingVerifier(second)
+    auth = APIKeyAuth(keys=[CANARY], verifiers=[one, two])
+    app, inner = middleware(auth)
+    result = call(app, http_scope("/v1/chat", headers=[bearer(THIRD_KEY)]), inner)
+    assert result.status == status
+    assert len(one.tokens) + len(two.tokens) == asked
+    assert one.tokens == [THIRD_KEY]
+    if status == 200:
+        context = seen_auth(result)
+        assert context.key_id == key_id
+        assert result.seen is not None
+        assert result.seen["user"].identity == key_id
+    elif isinstance(first, Rejected) or isinstance(second, Rejected):
+        assert_refused(result, 401, rejected_challenge("Go away"))
+    else:
+        assert_refused(result, 401, INVALID)
+
+
+@pytest.mark.parametrize(("path", "refused"), PATH_KINDS)
+def test_a_verifiers_rejection_reaches_the_client(path: str, refused: bool) -> None:
+    description = "The token has expired (exp 2030-01-01T00:00:00Z)"
+    verifier = CountingVerifier(Rejected(description))
+    auth = APIKeyAuth(keys=[CANARY], verifiers=[verifier])
+    app, inner = middleware(auth)
+    result = call(app, http_scope(path, headers=[bearer(THIRD_KEY)]), inner)
+    if refused:
+        assert_refused(result, 401, rejected_challenge(description))
+        assert result.json() == {"detail": f"Invalid API key: {description}"}
+        assert THIRD_KEY.encode() not in result.everything()
+    else:
+        assert result.status == 200
+        assert seen_auth(result).authenticated is False
+
+
+@pytest.mark.parametrize(
+    "scopes",
+    [
+        pytest.param(frozenset(), id="no-scopes"),
+        pytest.param(frozenset({"read"}), id="read"),
+        pytest.param(frozenset({"read", "authenticated"}), id="already-there"),
+    ],
+)
+def test_a_verifier_context_gets_the_authenticated_scope(scopes: frozenset[str]) -> None:
+    given = AuthContext(True, key_id="jwt:bob", scopes=scopes, metadata={"sub": "bob"}, mode="jwt")
+    auth = APIKeyAuth(keys=[CANARY], verifiers=[CountingVerifier(given)])
+    context = auth.verify(THIRD_KEY)
+    assert context is not None
+    assert context.scopes == scopes | {"authenticated"}
+    assert (context.key_id, context.mode, dict(context.metadata)) == (
+        "jwt:bob",
+        "jwt",
+        {"sub": "bob"},
+    )
+    app, inner = middleware(auth)
+    result = call(app, http_scope("/v1/chat", headers=[bearer(THIRD_KEY)]), inner)
+    assert "authenticated" in seen_auth(result).scopes
+
+
+def named_junk_verifier(token: str) -> Any:
+    return "a string"
+
+
+@pytest.mark.parametrize(
+    "junk",
+    [
+        pytest.param("a string", id="str"),
+        pytest.param(42, id="int"),
+        pytest.param(True, id="bool"),
+        pytest.param({"key_id": "x"}, id="dict"),
+        pytest.param(AuthContext(False, key_id="x"), id="unauthenticated"),
+        pytest.param(AuthContext(True, key_id=None), id="no-key_id"),
+        pytest.param(AuthContext(True, key_id=""), id="empty-key_id"),
+    ],
+)
+def test_a_verifier_returning_junk_is_a_type_error_naming_it(junk: object) -> None:
+    verifier = CountingVerifier(junk)
+    auth = APIKeyAuth(keys=[CANARY], verifiers=[verifier])
+    with pytest.raises(TypeError, match="CountingVerifier") as info:
+        auth.verify(THIRD_KEY)
+    assert THIRD_KEY not in str(info.value)
+    named = APIKeyAuth(keys=[CANARY], verifiers=[named_junk_verifier])
+    with pytest.raises(TypeError, match="named_junk_verifier"):
+        named.verify(THIRD_KEY)
+
+
+@pytest.mark.parametrize(
+    "description",
+    [
+        pytest.param('say "please"', id="quote"),
+        pytest.param("caf\u00e9", id="non-ascii"),
+        pytest.param("back\\slash", id="backslash"),
+        pytest.param("", id="empty"),
+        pytest.param("line\nbreak", id="newline"),
+        pytest.param("tab\there", id="tab"),
+        pytest.param("x" * 201, id="too-long"),
+    ],
+)
+def test_a_rejection_description_must_fit_in_the_header(description: str) -> None:
+    with pytest.raises(ValueError, match="RFC 6750"):
+        Rejected(description)
+
+
+def test_a_rejection_description_may_be_any_printable_ascii_without_quotes() -> None:
+    text = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) not in '"\\')
+    assert Rejected(text[:200]).description == text[:200]
+    assert Rejected("x" * 200).description == "x" * 200
+
+
+@pytest.mark.parametrize(
+    "verifiers",
+    [
+        pytest.param(["not callable"], id="a-string-in-a-list"),
+        pytest.param("check_jwt", id="a-string"),
+        pytest.param([len, 3], id="an-int-in-a-list"),
+        pytest.param(42, id="an-int"),
+        pytest.param([None], id="none"),
+    ],
+)
+def test_verifiers_must_be_callables(verifiers: Any) -> None:
+    with pytest.raises(ConfigurationError, match="verifiers"):
+        APIKeyAuth(keys=[CANARY], verifiers=verifiers)
+
+
+@pytest.mark.parametrize(
+    ("scopes", "status"),
+    [
+        pytest.param(frozenset({"read"}), 403, id="lacks-admin"),
+        pytest.param(frozenset({"admin"}), 200, id="has-admin"),
+    ],
+)
+def test_scope_rules_apply_to_verifier_contexts(scopes: frozenset[str], status: int) -> None:
+    verifier = CountingVerifier(AuthContext(True, key_id="jwt:carol", scopes=scopes, mode="jwt"))
+    auth = APIKeyAuth(keys=[CANARY], verifiers=[verifier])
+    app, inner = middleware(auth)
+    result = call(app, http_scope("/admin/jobs", headers=[bearer(THIRD_KEY)]), inner)
+    if status == 403:
+        assert_refused(
+            result,
+            403,
+            'Bearer realm="api", error="insufficient_scope", '
+            'error_description="The API key lacks a scope this path requires", scope="admin"',
+        )
+    else:
+        assert result.status == 200
+        assert seen_auth(result).key_id == "jwt:carol"
+    # Elsewhere the same context passes.
+    assert call(app, http_scope("/v1/chat", headers=[bearer(THIRD_KEY)]), inner).status == 200
+
+
+# ======================================================== status, features, supports
+
+
+def test_status_reports_keys_and_holds_no_secret(tmp_path: Path) -> None:
+    path = write_key_file(tmp_path / "keys.toml", [{"secret": THIRD_KEY, "name": "filed"}])
+    auth = APIKeyAuth(
+        keys=[CANARY, APIKey(OTHER_KEY, name="ci", metadata={"team": "x"})],
+        keys_file=path,
+        mode="advanced",
+        environment="staging",
+        clock=Clock(at(NOT_BEFORE)),
+    )
+    status = auth.status()
+    assert status == {
+        "mode": "advanced",
+        "environment": "staging",
+        "development_mode": False,
+        "key_count": 3,
+        "key_ids": sorted(["ci", "filed", fingerprint(CANARY)]),
+        "inactive_key_ids": [],
+        "features": auth.features(),
+    }
+    digest_hex = hashlib.sha256(CANARY.encode()).hexdigest()
+    for text in (json.dumps(status), repr(auth), str(auth), json.dumps(get_auth_status(auth))):
+        assert CANARY not in text
+        assert OTHER_KEY not in text
+        assert digest_hex not in text
+        assert digest_hex[:16] not in text
+    assert repr(auth) == "APIKeyAuth(mode='advanced', key_count=3)"
+
+
+FEATURE_CASES = [
+    pytest.param(
+        {},
+        {"user_context": False, "metadata": False, "user_tracking": False},
+        id="simple",
+    ),
+    pytest.param(
+        {"mode": "advanced"},
+        {"user_context": True, "metadata": True, "user_tracking": True},
+        id="advanced",
+    ),
+    pytest.param(
+        {"mode": "advanced", "user_tracking": False},
+        {"user_context": True, "metadata": True, "user_tracking": False},
+        id="advanced-untracked",
+    ),
+    pytest.param(
+        {"user_tracking": True}, {"user_context": False, "user_tracking": True}, id="tracked"
+    ),
+    pytest.param({"request_logging": True}, {"request_logging": True}, id="logging"),
+    pytest.param({"verifiers": [lambda token: None]}, {"verifiers": True}, id="verifiers"),
+    pytest.param({"keys_file": "FILE"}, {"key_file": True}, id="key-file"),
+]
+BASE_FEATURES = {
+    "expiry": True,
+    "key_file": False,
+    "metadata": False,
+    "permissions": True,
+    "rate_limiting": False,
+    "request_logging": False,
+    "rotation": True,
+    "scopes": True,
+    "user_context": False,
+    "user_tracking": False,
+    "verifiers": False,
+}
+
+
+@pytest.mark.parametrize(("options", "expected"), FEATURE_CASES)
+def test_features_and_supports(
+    options: dict[str, Any], expected: dict[str, bool], tmp_path: Path
+) -> None:
+    if options.get("keys_file") == "FILE":
+        options = {**options, "keys_file": write_key_file(tmp_path / "k.toml", [])}
+    auth = APIKeyAuth(keys=[CANARY], **options)
+    features = auth.features()
+    assert list(features) == list(FEATURES)
+    assert features == {**BASE_FEATURES, **expected}
+    for name in FEATURES:
+        assert auth.supports(name) is features[name]
+    assert auth.status()["features"] == features
+
+
+@pytest.mark.parametrize(
+    ("variables", "user_context", "tracking", "logging"),
+    [
+        pytest.param({"AUTH_MODE": "advanced"}, True, True, False, id="advanced"),
+        pytest.param(
+            {"AUTH_MODE": "advanced", "ENABLE_USER_TRACKING": "false"},
+            True,
+            False,
+            False,
+            id="advanced-untracked",
+        ),
+        pytest.param({"ENABLE_REQUEST_LOGGING": "1"}, False, False, True, id="logging"),
+        pytest.param({"ENABLE_USER_TRACKING": "yes"}, False, True, False, id="tracked"),
+    ],
+)
+def test_features_from_the_environment(
+    variables: dict[str, str],
+    user_context: bool,
+    tracking: bool,
+    logging: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    auth = APIKeyAuth(keys=[CANARY])
+    assert auth.supports("user_context") is user_context
+    assert auth.supports("user_tracking") is tracking
+    assert auth.supports("request_logging") is logging
+
+
+@pytest.mark.parametrize("feature", ["unknown", "", "USER_CONTEXT", "user-context", "jwt"])
+def test_supports_an_unknown_feature_raises_listing_the_names(feature: str) -> None:
+    auth = APIKeyAuth(keys=[CANARY])
+    with pytest.raises(ValueError, match="unknown feature") as info:
+        auth.supports(feature)
+    for name in FEATURES:
+        assert name in str(info.value)
+
+
+# ================================================ verify_api_key_string, get_auth_status
+
+
+def starter_status(
+    mode: str, *, keys: int, development: bool, advanced: bool = False
+) -> dict[str, Any]:
+    return {
+        "auth_config": {
+            "mode": mode,
+            "features": {
+                "user_context": advanced,
+                "permissions": True,
+                "rate_limiting": False,
+                "user_tracking": advanced,
+                "request_logging": False,
+            },
+        },
+        "api_keys_configured": keys,
+        "development_mode": development,
+    }
+
+
+def test_module_functions_with_an_authenticator() -> None:
+    auth = APIKeyAuth(keys=[CANARY, OTHER_KEY])
+    assert verify_api_key_string(CANARY, auth) is True
+    assert verify_api_key_string(OTHER_KEY, auth=auth) is True
+    assert verify_api_key_string(THIRD_KEY, auth) is False
+    assert verify_api_key_string("", auth) is False
+    assert verify_api_key_string("caf\u00e9", auth) is False
+    assert get_auth_status(auth) == starter_status("simple", keys=2, development=False)
+    advanced = APIKeyAuth(keys=[CANARY], mode="advanced")
+    assert get_auth_status(advanced) == starter_status(
+        "advanced", keys=1, development=False, advanced=True
+    )
+    development = APIKeyAuth(keys=[])
+    assert verify_api_key_string(CANARY, development) is False  # no token is a key
+    assert get_auth_status(development) == starter_status("simple", keys=0, development=True)
+
+
+def test_module_functions_follow_the_latest_authenticator_built_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, no_default: None
+) -> None:
+    monkeypatch.setenv("API_KEY", CANARY)
+    first = APIKeyAuth.from_env()
+    assert asgi_apikey.auth._default is first
+    assert verify_api_key_string(CANARY) is True
+    assert verify_api_key_string(OTHER_KEY) is False
+
+    # Explicit keys or a key file never become the process default.
+    APIKeyAuth(keys=[OTHER_KEY])
+    assert verify_api_key_string(OTHER_KEY) is False
+    assert asgi_apikey.auth._default is first
+
+    # The middleware built from the environment does.
+    monkeypatch.setenv("API_KEY", OTHER_KEY)
+    monkeypatch.setenv("ADDITIONAL_API_KEYS", THIRD_KEY)
+    monkeypatch.setenv("AUTH_MODE", "advanced")
+    app = APIKeyMiddleware(Recorder())
+    assert asgi_apikey.auth._default is app.auth
+    assert verify_api_key_string(OTHER_KEY) is True
+    assert verify_api_key_string(CANARY) is False
+    assert get_auth_status() == starter_status("advanced", keys=2, development=False, advanced=True)
+
+    # A middleware given keys= or auth= leaves the default alone.
+    APIKeyMiddleware(Recorder(), keys=[FOURTH_KEY])
+    APIKeyMiddleware(Recorder(), auth=APIKeyAuth(keys=[FOURTH_KEY]))
+    assert asgi_apikey.auth._default is app.auth
+    # Rotating the default shows at once.
+    app.auth.add_key(FOURTH_KEY)
+    assert verify_api_key_string(FOURTH_KEY) is True
+    assert get_auth_status()["api_keys_configured"] == 3
+
+
+def test_module_functions_build_one_from_the_environment_when_there_is_none(
+    monkeypatch: pytest.MonkeyPatch, no_default: None
+) -> None:
+    monkeypatch.setenv("API_KEY", CANARY)
+    assert verify_api_key_string(CANARY) is True
+    built = asgi_apikey.auth._default
+    assert built is not None
+    # Read once: later changes to the environment need a new authenticator or reload().
+    monkeypatch.setenv("API_KEY", OTHER_KEY)
+    assert verify_api_key_string(OTHER_KEY) is False
+    assert get_auth_status() == starter_status("simple", keys=1, development=False)
+    assert asgi_apikey.auth._default is built
+    built.reload()
+    assert verify_api_key_string(OTHER_KEY) is True
+
+
+def test_get_auth_status_without_keys_reports_development_mode(no_default: None) -> None:
+    with capture_logs():
+        status = get_auth_status()
+    assert status == starter_status("simple", keys=0, development=True)
+    assert verify_api_key_string(CANARY) is False
+
+
+# ========================================================= helpers in development mode
+
+
+def fastapi_app(auth: APIKeyAuth) -> FastAPI:
+    app = FastAPI()
+    app.add_middleware(APIKeyMiddleware, auth=auth)
+
+    def described(context: AuthContext) -> dict[str, Any]:
+        return {
+            "authenticated": context.authenticated,
+            "mode": context.mode,
+            "key_id": context.key_id,
+        }
+
+    @app.get("/verify")
+    async def verify(context: Annotated[AuthContext, Depends(verify_api_key)]) -> dict[str, Any]:
+        return described(context)
+
+    @app.get("/admin")
+    async def admin(
+        context: Annotated[AuthContext, Depends(require_scopes("admin"))],
+    ) -> dict[str, Any]:
+        return described(context)
+
+    @app.get("/optional")
+    async def optional(
+        context: Annotated[AuthContext | None, Depends(optional_verify_api_key)],
+    ) -> dict[str, Any]:
+        return {"context": None if context is None else described(context)}
+
+    @app.get("/metadata")
+    async def metadata(
+        found: Annotated[dict[str, Any], Depends(verify_api_key_with_metadata)],
+    ) -> dict[str, Any]:
+        return found
+
+    return app
+
+
+DEV_CONTEXT = {"authenticated": False, "mode": "test", "key_id": None}
+
+
+def test_fastapi_dependencies_pass_in_development_mode() -> None:
+    client = TestClient(fastapi_app(APIKeyAuth(keys=[])))
+    for headers in ({}, {"Authorization": "Bearer sk-unknown-key-1234567"}):
+        assert client.get("/verify", headers=headers).json() == DEV_CONTEXT
+        assert client.get("/admin", headers=headers).json() == DEV_CONTEXT
+        assert client.get("/optional", headers=headers).json() == {"context": None}
+        assert client.get("/metadata", headers=headers).json() == {
+            "key_id": None,
+            "scopes": [],
+            "metadata": {},
+        }
+
+
+def test_fastapi_dependencies_refuse_once_a_key_is_configured() -> None:
+    auth = APIKeyAuth(keys=[])
+    client = TestClient(fastapi_app(auth))
+    assert client.get("/admin").status_code == 200
+    auth.add_key(APIKey(CANARY, name="reader", scopes={"read"}))
+    for path in ("/verify", "/admin", "/optional", "/metadata"):
+        assert client.get(path).status_code == 401
+    reader = {"Authorization": f"Bearer {CANARY}"}
+    assert client.get("/verify", headers=reader).json()["key_id"] == "reader"
+    assert client.get("/admin", headers=reader).status_code == 403
+
+
+HELPER_CASES: list[Any] = [
+    pytest.param(verify_api_key, DEV_CONTEXT, id="verify_api_key"),
+    pytest.param(require_scopes("admin", "write"), DEV_CONTEXT, id="require_scopes"),
+    pytest.param(optional_verify_api_key, None, id="optional_verify_api_key"),
+]
+
+
+@pytest.mark.parametrize(("helper", "expected"), HELPER_CASES)
+def test_starlette_helpers_pass_in_development_mode(
+    helper: Callable[[HTTPConnection], AuthContext | None], expected: dict[str, Any] | None
+) -> None:
+    async def endpoint(request: Request) -> JSONResponse:
+        context = helper(request)
+        if context is None:
+            return JSONResponse(None)
+        return JSONResponse(
+            {"authenticated": context.authenticated, "mode": context.mode, "key_id": context.key_id}
+        )
+
+    app = Starlette(routes=[Route("/e", endpoint)])
+    app.add_middleware(APIKeyMiddleware, auth=APIKeyAuth(keys=[]))
+    response = TestClient(app).get("/e")
+    assert response.status_code == 200
+    assert response.json() == expected
