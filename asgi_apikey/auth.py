@@ -18,6 +18,7 @@ mode: removing every key refuses every request.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
 import sys
 import threading
@@ -29,6 +30,7 @@ from typing import Any, NamedTuple
 import structlog
 
 from .context import ANONYMOUS, AuthContext
+from .credentials import is_b64token
 from .errors import ConfigurationError
 from .keys import (
     MIN_PRODUCTION_KEY_LENGTH,
@@ -139,10 +141,12 @@ class APIKeyAuth:
         )
         self._request_logging = config.enable_request_logging
         self._verifiers = _check_verifiers(verifiers)
-        if clock is not None and not callable(clock):
-            raise ConfigurationError("clock must be a callable such as time.time", setting="clock")
-        self._clock: Callable[[], float] = clock or time.time
+        self._clock: Callable[[], float] = _check_clock(clock)
+        # One lock for writers: a rotation reads its sources, builds and swaps while
+        # holding it, so two reloads cannot land in the opposite order. Requests
+        # never take it; they read the current snapshot.
         self._lock = threading.Lock()
+        self._vars = {field: variable(settings, field) for field in AuthSettings.model_fields}
 
         self._from_env = keys is None and keys_file is None
         self._keys_file = Path(keys_file) if keys_file is not None else None
@@ -153,25 +157,33 @@ class APIKeyAuth:
         )
         entries, labels = self._prepare(labelled)
 
-        enforcing = bool(entries) or bool(self._verifiers)
-        if not enforcing and self._environment == "production":
-            raise ConfigurationError(_no_keys_in_production(self._from_env, settings))
-        development = "test" if _under_test() or self._environment == "testing" else "development"
+        # Development mode only when no key source is configured at all. A source
+        # that yields no key (keys=[], an empty file) refuses every request instead.
+        development = not self._verifiers and self._from_env and not _names_a_key_source(config)
+        if self._environment == "production" and not entries and not self._verifiers:
+            raise ConfigurationError(self._no_keys_in_production())
+        label = "test" if _under_test() or self._environment == "testing" else "development"
         self._anonymous = {
             False: ANONYMOUS if self._mode == "simple" else AuthContext(False, mode=self._mode),
-            True: AuthContext(authenticated=False, mode=development),
+            True: AuthContext(authenticated=False, mode=label),
         }
-        self._snapshot = self._snapshot_of(entries, labels, not enforcing)
-        if not enforcing:
+        self._snapshot = self._snapshot_of(entries, labels, development)
+        if development:
             _log.warning(
                 "development_mode",
-                mode=development,
+                mode=label,
                 detail="no API keys are configured, so every request passes unauthenticated; "
-                "set API_KEY (or pass keys=[...]) before you deploy. ENVIRONMENT=production "
-                "refuses to start like this.",
+                f"set {self._vars['api_key']} (or pass keys=[...]) before you deploy. "
+                f"{self._vars['environment']}=production refuses to start like this.",
+            )
+        elif not entries and not self._verifiers:
+            _log.warning(
+                "no_keys",
+                detail="the configured key sources hold no key, so every protected request "
+                "is refused; add keys, or leave every key source unset for development mode",
             )
         if self._from_env:
-            _set_default(self)
+            set_default(self)
 
     @classmethod
     def from_env(
@@ -218,15 +230,15 @@ class APIKeyAuth:
         if self._mode == "simple" and key.metadata:
             raise ConfigurationError(
                 f"{label}: key {key.key_id!r} has metadata, which only advanced mode carries "
-                "into the AuthContext: set AUTH_MODE=advanced (or mode='advanced'), or drop "
-                "the metadata",
+                f"into the AuthContext: set {self._vars['auth_mode']}=advanced (or "
+                "mode='advanced'), or drop the metadata",
                 where=label,
                 key_id=key.key_id,
             )
         if self._environment == "production" and key._short:
             raise ConfigurationError(
                 f"{label} is shorter than {MIN_PRODUCTION_KEY_LENGTH} characters, which "
-                "ENVIRONMENT=production refuses: use a long random key "
+                f"{self._vars['environment']}=production refuses: use a long random key "
                 "('python -m asgi_apikey keygen' makes one)",
                 where=label,
                 key_id=key.key_id,
@@ -245,12 +257,15 @@ class APIKeyAuth:
             clock=self._clock,
         )
 
-    def _swap(self, entries: Sequence[KeyEntry], labels: Sequence[str]) -> KeyChanges:
+    def _swap(
+        self, entries: Sequence[KeyEntry], labels: Sequence[str], *, unconfigured: bool = False
+    ) -> KeyChanges:
         # Called with the lock held: build first (it may raise), then one assignment.
         # Development mode only ever ends: once keys were enforced, none means
         # every request is refused, never that every request passes.
         old = self._snapshot
-        new = self._snapshot_of(entries, labels, old.development and not entries)
+        development = old.development and not entries and unconfigured
+        new = self._snapshot_of(entries, labels, development)
         self._snapshot = new
         return KeyChanges(
             added=_ids(new.by_digest, old.by_digest), removed=_ids(old.by_digest, new.by_digest)
@@ -275,6 +290,8 @@ class APIKeyAuth:
         """
         if not isinstance(token, str) or not token.isascii():
             return None  # keys are ASCII b64tokens: nothing else can match
+        if not is_b64token(token.encode("ascii")):
+            return None  # nor reaches a verifier, as through the middleware
         result = self._snapshot.resolve(token.encode("ascii"))
         return result.context if isinstance(result, Accepted) else None
 
@@ -322,8 +339,8 @@ class APIKeyAuth:
     def replace_keys(self, keys: Iterable[str | APIKey]) -> KeyChanges:
         """Swap in a whole new key set at once; requests see the old set or the new one."""
         labelled = _explicit_keys(keys, "replace_keys")
-        entries, labels = self._prepare(labelled)
         with self._lock:
+            entries, labels = self._prepare(labelled)
             return self._swap(entries, labels)
 
     def reload(self) -> KeyChanges:
@@ -335,14 +352,16 @@ class APIKeyAuth:
         dropped. The mode, environment and flags stay as built. On any error
         the current set stays in place.
         """
-        if self._from_env:
-            config = read_settings(self._settings_class, **self._overrides)
-            labelled = environment_keys(config)
-        else:
-            labelled = self._sources()
-        entries, labels = self._prepare(labelled)
         with self._lock:
-            return self._swap(entries, labels)
+            unconfigured = False
+            if self._from_env:
+                config = read_settings(self._settings_class, **self._overrides)
+                labelled = environment_keys(config)
+                unconfigured = not _names_a_key_source(config)
+            else:
+                labelled = self._sources()
+            entries, labels = self._prepare(labelled)
+            return self._swap(entries, labels, unconfigured=unconfigured)
 
     # -- status -------------------------------------------------------------------------
 
@@ -418,8 +437,29 @@ class APIKeyAuth:
             "features": self.features(),
         }
 
+    def _no_keys_in_production(self) -> str:
+        names = self._vars
+        if self._from_env:
+            where = (
+                f"no API key is configured ({names['api_key']}, {names['additional_api_keys']} "
+                f"and {names['api_keys_file']} hold none)"
+            )
+            fix = f"set {names['api_key']} to a long random key"
+        else:
+            where = "keys= and keys_file hold no key"
+            fix = "pass at least one key"
+        return (
+            f"{where}, and {names['environment']}=production refuses to start that way "
+            f"(without keys it would run in development mode or refuse everything): {fix} "
+            "('python -m asgi_apikey keygen' makes one)"
+        )
+
     def __repr__(self) -> str:
-        return f"APIKeyAuth(mode={self.mode!r}, key_count={len(self._snapshot.by_id)})"
+        # getattr: a reporter may repr a half-built instance whose __init__ raised.
+        snapshot = getattr(self, "_snapshot", None)
+        if snapshot is None:
+            return "APIKeyAuth(<not built>)"
+        return f"APIKeyAuth(mode={snapshot.anonymous.mode!r}, key_count={len(snapshot.by_id)})"
 
 
 # -- construction helpers -----------------------------------------------------------------
@@ -435,6 +475,8 @@ def _overrides(
                 f"mode must be 'simple' or 'advanced', not {mode!r}", setting="mode"
             )
         overrides["auth_mode"] = mode
+    if isinstance(environment, str):
+        environment = environment.strip().lower()
     if environment is not None:
         if environment not in ENVIRONMENTS:
             raise ConfigurationError(
@@ -465,7 +507,10 @@ def _as_key(item: object, where: str) -> APIKey:
     try:
         return APIKey(item)
     except ConfigurationError as error:
-        raise ConfigurationError(f"{where}: {error}", where=where, **error.context) from None
+        message, context = f"{where}: {error}", error.context
+    # Raised outside the except block: its __context__ would keep the frames
+    # that hold the plain key alive, for error reporters that record locals.
+    raise ConfigurationError(message, where=where, **context)
 
 
 def _explicit_keys(keys: object, setting: str = "keys") -> list[tuple[str, APIKey]]:
@@ -494,6 +539,13 @@ def _check_verifiers(verifiers: object) -> tuple[Verifier, ...]:
                 "the token and returns an AuthContext, a Rejected or None",
                 setting="verifiers",
             )
+        call = getattr(verifier, "__call__", None)  # noqa: B004 - an async __call__ too
+        if inspect.iscoroutinefunction(verifier) or inspect.iscoroutinefunction(call):
+            raise ConfigurationError(
+                f"verifiers[{number}] is async: verifiers run inline on the event loop and "
+                "must be plain functions (a signature check, not a network call)",
+                setting="verifiers",
+            )
     return checked
 
 
@@ -501,21 +553,25 @@ def _ids(these: dict[bytes, KeyEntry], not_in: dict[bytes, KeyEntry]) -> tuple[s
     return tuple(sorted(e.key.key_id for d, e in these.items() if d not in not_in))
 
 
-def _no_keys_in_production(from_env: bool, settings: type[AuthSettings]) -> str:
-    if from_env:
-        where = (
-            f"no API key is configured ({variable(settings, 'api_key')}, "
-            f"{variable(settings, 'additional_api_keys')} and "
-            f"{variable(settings, 'api_keys_file')} are unset or empty)"
-        )
-        fix = f"set {variable(settings, 'api_key')} to a long random key"
-    else:
-        where = "keys= is empty and no keys_file holds a key"
-        fix = "pass at least one key"
+def _names_a_key_source(config: AuthSettings) -> bool:
     return (
-        f"{where}, and ENVIRONMENT=production refuses development mode, which would let "
-        f"every request through: {fix} ('python -m asgi_apikey keygen' makes one)"
+        config.api_key is not None
+        or config.additional_api_keys is not None
+        or config.api_keys_file is not None
     )
+
+
+def _check_clock(clock: object) -> Callable[[], float]:
+    if clock is None:
+        return time.time
+    now = clock() if callable(clock) else None
+    if isinstance(now, bool) or not isinstance(now, (int, float)) or not now > 1e9:
+        raise ConfigurationError(
+            "clock must be a callable returning seconds since the epoch, like time.time "
+            "(time.monotonic is not one)",
+            setting="clock",
+        )
+    return clock  # type: ignore[return-value]
 
 
 def _find(snapshot: KeySnapshot, key_or_name: str | APIKey) -> bytes | None:
@@ -538,7 +594,8 @@ _default: APIKeyAuth | None = None
 _default_lock = threading.Lock()
 
 
-def _set_default(auth: APIKeyAuth) -> None:
+def set_default(auth: APIKeyAuth) -> None:
+    """Make ``auth`` the one :func:`verify_api_key_string` and :func:`get_auth_status` ask."""
     global _default
     with _default_lock:
         _default = auth
@@ -553,10 +610,11 @@ def _get_default() -> APIKeyAuth:
 def verify_api_key_string(token: str, auth: APIKeyAuth | None = None) -> bool:
     """Whether ``token`` is an accepted key right now.
 
-    Without ``auth`` it asks the authenticator most recently built from the
-    environment (by ``APIKeyMiddleware`` without ``keys``/``auth``, or by
-    :meth:`APIKeyAuth.from_env`), building one if there is none yet. In
-    development mode no token is a key, so this is ``False``.
+    Without ``auth`` it asks the authenticator of the ``APIKeyMiddleware``
+    built most recently (however it was configured), or the one
+    :meth:`APIKeyAuth.from_env` built most recently, whichever came last; with
+    neither, it builds one from the environment. In development mode no token
+    is a key, so this is ``False``.
 
     >>> verify_api_key_string("sk-x", APIKeyAuth(keys=["sk-test-0123456789abcdef"]))
     False

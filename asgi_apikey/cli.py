@@ -22,7 +22,7 @@ import os
 import secrets
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TextIO
 
 from structlog.testing import capture_logs
@@ -143,12 +143,18 @@ def _keygen(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return 0
     lines = ["[[keys]]", f'digest = "{entry.digest}"']
     if entry.name is not None:
-        lines.append(f"name = {json.dumps(entry.name)}")
+        lines.append(f"name = {_toml_string(entry.name)}")
     if scopes:
-        lines.append(f"scopes = {json.dumps(sorted(entry.scopes))}")
+        lines.append(f"scopes = [{', '.join(_toml_string(s) for s in sorted(entry.scopes))}]")
     out.write("\n".join(lines) + "\n")
     err.write(f"key (give it to the client; the file holds only its digest): {key}\n")
     return 0
+
+
+def _toml_string(text: str) -> str:
+    # JSON's escapes are TOML's, except that JSON writes characters outside the
+    # Basic Multilingual Plane as surrogate pairs, which TOML forbids: keep them.
+    return json.dumps(text, ensure_ascii=False)
 
 
 def _hash(stdin: TextIO, out: TextIO, err: TextIO) -> int:
@@ -241,6 +247,11 @@ def find_middlewares(app: object) -> list[APIKeyMiddleware]:
         inner = getattr(node, "app", None)
         if inner is not None:
             pending.append(inner)
+        # Mounted sub-applications: Starlette's Mount and Host routes hold an app.
+        for route in getattr(node, "routes", None) or ():
+            mounted = getattr(route, "app", None)
+            if mounted is not None:
+                pending.append(mounted)
     return found
 
 
@@ -271,11 +282,11 @@ def report(auth: APIKeyAuth, middleware: APIKeyMiddleware | None = None) -> dict
                 "which ENVIRONMENT=production refuses"
             )
         if entry.expires_at is not None and now >= entry.expires_at:
-            warnings.append(f"key {key_id!r} has expired ({_when(entry.expires_at)})")
+            warnings.append(f"key {key_id!r} has expired ({_when(entry.key.expires_at)})")
         elif entry.expires_at is not None and entry.expires_at - now < _SOON:
-            warnings.append(f"key {key_id!r} expires soon ({_when(entry.expires_at)})")
+            warnings.append(f"key {key_id!r} expires soon ({_when(entry.key.expires_at)})")
         if entry.not_before is not None and now < entry.not_before:
-            warnings.append(f"key {key_id!r} is not valid yet ({_when(entry.not_before)})")
+            warnings.append(f"key {key_id!r} is not valid yet ({_when(entry.key.not_before)})")
     result: dict[str, Any] = {"status": status, "rules": [], "warnings": warnings}
     if middleware is not None:
         described = middleware.describe()
@@ -295,8 +306,9 @@ def report(auth: APIKeyAuth, middleware: APIKeyMiddleware | None = None) -> dict
     return result
 
 
-def _when(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
+def _when(moment: datetime | None) -> str:
+    # As configured: converting year 1 or 9999 to UTC could leave the calendar.
+    return moment.isoformat().replace("+00:00", "Z") if moment is not None else "?"
 
 
 def _text(one: dict[str, Any]) -> str:

@@ -23,6 +23,7 @@ __all__ = [
     "AuthContext",
     "FrozenMapping",
     "check_scopes",
+    "freeze",
 ]
 
 
@@ -54,6 +55,24 @@ class FrozenMapping(dict[str, Any]):
 
 _EMPTY: Mapping[str, Any] = FrozenMapping()
 
+
+def freeze(value: Any) -> Any:
+    """A read-only deep copy of metadata: mappings become FrozenMapping, lists tuples.
+
+    Every request of a key shares its metadata, so no level of it may change.
+
+    >>> freeze({"limits": {"rpm": 60}, "teams": ["a"]})
+    FrozenMapping({'limits': FrozenMapping({'rpm': 60}), 'teams': ('a',)})
+    """
+    if isinstance(value, Mapping):
+        return FrozenMapping({key: freeze(item) for key, item in value.items()})
+    if isinstance(value, (list, tuple)):
+        return tuple(freeze(item) for item in value)
+    if isinstance(value, (set, frozenset)):
+        return frozenset(freeze(item) for item in value)
+    return value
+
+
 # RFC 6749 §3.3 scope-token, so that a scope fits in a WWW-Authenticate header.
 _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 
@@ -64,7 +83,8 @@ def check_scopes(scopes: object, where: str, **context: object) -> frozenset[str
     >>> sorted(check_scopes(["read", "write"], "scopes"))
     ['read', 'write']
     """
-    if isinstance(scopes, (str, bytes)) or not isinstance(scopes, Iterable):
+    # A mapping would grant its keys whatever their values say ({"admin": False}).
+    if isinstance(scopes, (str, bytes, Mapping)) or not isinstance(scopes, Iterable):
         raise ConfigurationError(
             f"{where} must be a collection of strings such as {{'admin'}}, "
             f"not {type(scopes).__name__}",
@@ -73,8 +93,10 @@ def check_scopes(scopes: object, where: str, **context: object) -> frozenset[str
     items = list(scopes)
     for scope in items:
         if not isinstance(scope, str) or _SCOPE_TOKEN.fullmatch(scope) is None:
+            # Quoted only when short: a long one may be a key pasted in the wrong place.
+            shown = repr(scope) if len(repr(scope)) <= 22 else "a scope"
             raise ConfigurationError(
-                f"{where}: {scope!r} is not an RFC 6749 scope token: use printable ASCII "
+                f"{where}: {shown} is not an RFC 6749 scope token: use printable ASCII "
                 "without spaces, quotes or backslashes",
                 **context,
             )

@@ -48,6 +48,8 @@ def _context(connection: HTTPConnection, helper: str) -> AuthContext:
 def _authenticated(connection: HTTPConnection, helper: str) -> AuthContext:
     """The context of an authenticated request, or in development mode the anonymous one."""
     context = _context(connection, helper)
+    # Only development mode's own anonymous context passes unauthenticated;
+    # verifiers may not return authenticated contexts with those modes.
     if not context.authenticated and context.mode not in DEVELOPMENT_MODES:
         raise AuthenticationError(
             "Missing API key", www_authenticate=_MISSING_CHALLENGE, context={"helper": helper}
@@ -106,7 +108,8 @@ def require_scopes(*scopes: str) -> Callable[[HTTPConnection], AuthContext]:
 
     def dependency(connection: HTTPConnection) -> AuthContext:
         context = _authenticated(connection, "require_scopes")
-        if not needed <= context.scopes and context.mode not in DEVELOPMENT_MODES:
+        # Unauthenticated here means development mode, where every request passes.
+        if context.authenticated and not needed <= context.scopes:
             raise AuthorizationError(
                 f"This API key lacks a required scope: {listed}",
                 www_authenticate=challenge,

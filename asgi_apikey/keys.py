@@ -15,13 +15,24 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import inspect
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from .context import AUTHENTICATED, APIKeyUser, AuthContext, FrozenMapping, check_scopes
+import structlog
+
+from .context import (
+    AUTHENTICATED,
+    DEVELOPMENT_MODES,
+    APIKeyUser,
+    AuthContext,
+    FrozenMapping,
+    check_scopes,
+    freeze,
+)
 from .credentials import DEFAULT_MAX_TOKEN_LENGTH, is_b64token
 from .errors import ConfigurationError
 
@@ -34,6 +45,8 @@ __all__ = [
     "Rejected",
     "Verifier",
 ]
+
+_log = structlog.get_logger("asgi_apikey")
 
 _DIGEST = re.compile(r"sha256:([0-9a-fA-F]{64})")
 _MAX_NAME_LENGTH = 128
@@ -117,7 +130,7 @@ class APIKey:
                 f"not {type(metadata).__name__}",
                 key_id=key_id,
             )
-        set_(self, "metadata", FrozenMapping(metadata or {}))
+        set_(self, "metadata", freeze(metadata or {}))
         set_(self, "not_before", _check_instant(not_before, "not_before", key_id))
         set_(self, "expires_at", _check_instant(expires_at, "expires_at", key_id))
         if not_before is not None and expires_at is not None and expires_at <= not_before:
@@ -348,24 +361,50 @@ class KeySnapshot:
         try:
             text = token.decode("ascii")
         except UnicodeDecodeError:
-            return None  # the middleware only passes b64tokens; verify() may not
+            return None  # the middleware only passes b64tokens; verify() checks too
         for verifier in self.verifiers:
-            result = verifier(text)
+            try:
+                result = verifier(text)
+            except Exception as error:  # a verifier's bug must not become a 500
+                _verifier_failed(verifier, f"raised {type(error).__name__}")
+                return None
             if result is None:
                 continue
             if isinstance(result, Rejected):
                 return result
-            key_id = result.key_id if isinstance(result, AuthContext) else None
-            if isinstance(result, AuthContext) and result.authenticated and key_id:
-                if AUTHENTICATED not in result.scopes:
-                    result = replace(result, scopes=result.scopes | {AUTHENTICATED})
-                return Accepted(result, APIKeyUser(key_id))
-            name = getattr(verifier, "__qualname__", type(verifier).__qualname__)
-            raise TypeError(
-                f"verifier {name} returned {type(result).__name__}: return an authenticated "
-                "AuthContext with a key_id, a Rejected, or None"
-            )
+            if not isinstance(result, AuthContext):
+                if inspect.iscoroutine(result):
+                    result.close()  # an async verifier slipped through: never awaited
+                _verifier_failed(verifier, f"returned {type(result).__name__}")
+                return None
+            key_id = result.key_id
+            problem = self._misfit(result)
+            if problem is not None or not key_id:
+                _verifier_failed(verifier, problem or "returned a context without a key_id")
+                return None
+            if AUTHENTICATED not in result.scopes:
+                result = replace(result, scopes=result.scopes | {AUTHENTICATED})
+            return Accepted(result, APIKeyUser(key_id))
         return None
+
+    def _misfit(self, context: AuthContext) -> str | None:
+        """Why a verifier's context cannot be accepted, or None when it can."""
+        if not context.authenticated:
+            return "returned a context with authenticated=False (return None instead)"
+        if context.key_id is not None and not isinstance(context.key_id, str):
+            return f"returned a key_id that is not a str but {type(context.key_id).__name__}"
+        if context.mode in DEVELOPMENT_MODES:
+            return f"returned a context with mode {context.mode!r}, kept for development mode"
+        if context.key_id in self.by_id:
+            return "returned the key_id of a configured key"
+        return None
+
+
+def _verifier_failed(verifier: Verifier, problem: str) -> None:
+    # The token then counts as invalid (401). The event names the verifier and
+    # the problem only: an exception's message could quote the token.
+    name = getattr(verifier, "__qualname__", type(verifier).__qualname__)
+    _log.error("verifier_failed", verifier=name, problem=problem)
 
 
 def index(

@@ -13,7 +13,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .auth import APIKeyAuth
+from .auth import APIKeyAuth, set_default
 from .context import ANONYMOUS_USER
 from .credentials import DEFAULT_MAX_TOKEN_LENGTH, CredentialReader, Malformed, is_http_token
 from .errors import ConfigurationError
@@ -113,6 +113,7 @@ class APIKeyMiddleware:
             "allow_cors_preflight": allow_cors_preflight,
             "security_headers": bool(security.for_scheme("https")),
         }
+        set_default(self.auth)  # what verify_api_key_string() and get_auth_status() ask
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -190,7 +191,11 @@ class APIKeyMiddleware:
         return {"rules": rules, **self._described}
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(auth={self.auth!r}, rules={len(self.rules.rules)})"
+        # getattr: error reporters may repr a half-built instance whose __init__ raised.
+        auth, rules = getattr(self, "auth", None), getattr(self, "rules", None)
+        if auth is None or rules is None:
+            return f"{type(self).__name__}(<not built>)"
+        return f"{type(self).__name__}(auth={auth!r}, rules={len(rules.rules)})"
 
 
 def _authenticator(keys: Iterable[str | APIKey] | None, auth: APIKeyAuth | None) -> APIKeyAuth:

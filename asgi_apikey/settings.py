@@ -20,6 +20,9 @@ A key file holds digests only, never plain keys::
 
 from __future__ import annotations
 
+import os
+import re
+import stat
 import tomllib
 from datetime import datetime
 from pathlib import Path
@@ -44,6 +47,7 @@ ENVIRONMENTS = ("development", "testing", "staging", "production")
 _MAX_KEY_FILE_BYTES = 64 * 1024 * 1024
 _FILE_FIELDS = frozenset({"digest", "name", "scopes", "metadata", "not_before", "expires_at"})
 _SECRET_FIELDS = frozenset({"api_key", "additional_api_keys"})
+_SHOWN = 20  # longest value of a bad variable that an error quotes
 
 
 class AuthSettings(BaseSettings):
@@ -87,129 +91,201 @@ def variable(settings: type[AuthSettings], field: str) -> str:
 
 def read_settings(settings: type[AuthSettings] = AuthSettings, **overrides: Any) -> AuthSettings:
     """Read the environment once (``overrides`` win); bad values raise ConfigurationError."""
+    _refuse_double_spellings(settings)
     try:
         return settings(**overrides)
     except ValidationError as error:
-        raise ConfigurationError(_explain(settings, error), setting="environment") from None
+        message, names = _explain(settings, error)
+    # Raised outside the except block, so the error carries no ValidationError
+    # (whose text quotes the values) as its __context__.
+    raise ConfigurationError(message, setting=names[0], variables=names)
 
 
-def _explain(settings: type[AuthSettings], error: ValidationError) -> str:
-    lines = []
+def _refuse_double_spellings(settings: type[AuthSettings]) -> None:
+    # Names are case-insensitive, so ENVIRONMENT and environment are one variable;
+    # with both set, the one that happened to come last would silently win.
+    for field in AuthSettings.model_fields:
+        name = variable(settings, field)
+        spellings = sorted(key for key in os.environ if key.upper() == name)
+        if len(spellings) > 1:
+            raise ConfigurationError(
+                f"{name} is set more than once, as {', '.join(spellings)}: keep one",
+                setting=name,
+            )
+
+
+def _explain(settings: type[AuthSettings], error: ValidationError) -> tuple[str, list[str]]:
+    lines, names = [], []
     for problem in error.errors(include_url=False):
         field = str(problem["loc"][0]) if problem["loc"] else ""
         name = variable(settings, field)
-        # Only the values of non-secret variables are shown, and only briefly.
-        shown = "" if field in _SECRET_FIELDS else f", not {str(problem.get('input'))[:60]!r}"
+        names.append(name)
+        # Only short values of non-secret variables are shown: a long one may be
+        # a key pasted into the wrong variable.
+        value = str(problem.get("input"))
+        shown = f", not {value!r}" if len(value) <= _SHOWN and field not in _SECRET_FIELDS else ""
         if field == "auth_mode":
             lines.append(f"{name} must be 'simple' or 'advanced'{shown}")
         elif field == "environment":
             lines.append(f"{name} must be one of {', '.join(ENVIRONMENTS)}{shown}")
         elif field in ("enable_user_tracking", "enable_request_logging"):
             lines.append(f"{name} must be true or false (or 1/0, yes/no, on/off){shown}")
-        elif field == "api_keys_file":
-            lines.append(f"{name} must be the path of a TOML key file{shown}")
-        else:
+        else:  # a field a subclass added
             lines.append(f"{name}: {problem['msg']}")
-    return "; ".join(lines)
+    return "; ".join(lines), names or ["environment"]
 
 
 def environment_keys(settings: AuthSettings) -> list[tuple[str, APIKey]]:
     """The keys of ``API_KEY``, ``ADDITIONAL_API_KEYS`` and ``API_KEYS_FILE``, labelled."""
     cls = type(settings)
     found: list[tuple[str, APIKey]] = []
+    additional = variable(cls, "additional_api_keys")
+    # The helpers return a message instead of raising, so that no frame of the
+    # traceback holds a plain key in its locals (error reporters record them).
+    problem = None
     if settings.api_key is not None:
-        name = variable(cls, "api_key")
-        found.append((name, _plain_key(settings.api_key.get_secret_value(), name)))
-    if settings.additional_api_keys is not None:
-        name = variable(cls, "additional_api_keys")
-        items = [
-            item.strip() for item in settings.additional_api_keys.get_secret_value().split(",")
-        ]
-        for number, item in enumerate(filter(None, items), start=1):
-            label = f"{name} (key {number})"
-            found.append((label, _plain_key(item, label)))
+        problem = _add_keys(found, settings.api_key, variable(cls, "api_key"), additional)
+    if problem is None and settings.additional_api_keys is not None:
+        problem = _add_keys(found, settings.additional_api_keys, additional, additional)
+    if problem is not None:
+        raise ConfigurationError(problem[0], setting=problem[1])
     if settings.api_keys_file is not None:
         found.extend(load_key_file(settings.api_keys_file, variable(cls, "api_keys_file")))
     return found
 
 
-def _plain_key(secret: str, label: str) -> APIKey:
-    try:
-        return APIKey(secret)
-    except ConfigurationError as error:
-        hint = ""
-        if "," in secret:
-            hint = " (several keys? list the others, comma-separated, in ADDITIONAL_API_KEYS)"
-        raise ConfigurationError(f"{label}: {error}{hint}", setting=label) from None
+def _add_keys(
+    found: list[tuple[str, APIKey]], value: SecretStr, name: str, additional: str
+) -> tuple[str, str] | None:
+    several = name == additional
+    items = [item.strip() for item in value.get_secret_value().split(",")] if several else None
+    for number, secret in enumerate(
+        filter(None, items) if items is not None else [value.get_secret_value()], start=1
+    ):
+        label = f"{name} (key {number})" if several else name
+        try:
+            found.append((label, APIKey(secret)))
+        except ConfigurationError as error:
+            hint = ""
+            if "," in secret:
+                hint = f" (several keys? list the others, comma-separated, in {additional})"
+            return f"{label}: {error}{hint}", label
+    return None
 
 
 def load_key_file(path: str | Path, setting: str = "API_KEYS_FILE") -> list[tuple[str, APIKey]]:
     """The keys of a TOML key file, labelled ``"<file> keys[i]"``; errors name the fix."""
-    path = Path(path)
+    keys, problem = _load(Path(path), setting)
+    # Raised here, in a frame that holds none of the file and outside any except
+    # block: error reporters record locals and __context__ (a UnicodeDecodeError
+    # or TOMLDecodeError holds the text, which may hold a pasted plain key).
+    if problem is not None:
+        raise ConfigurationError(problem, setting=setting)
+    return keys
+
+
+def _load(path: Path, setting: str) -> tuple[list[tuple[str, APIKey]], str | None]:
     where = f"{setting} ({path})"
-    try:
-        if path.stat().st_size > _MAX_KEY_FILE_BYTES:
-            raise ConfigurationError(
-                f"{where} is larger than 64 MiB: is it the right file?", setting=setting
-            )
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigurationError(
-            f"{where} does not exist: fix the path or unset {setting}", setting=setting
-        ) from None
-    except IsADirectoryError:
-        raise ConfigurationError(
-            f"{where} is a directory: point {setting} at the TOML key file", setting=setting
-        ) from None
-    except PermissionError:
-        raise ConfigurationError(
-            f"{where} is not readable by this process: fix its permissions", setting=setting
-        ) from None
-    except UnicodeDecodeError:
-        raise ConfigurationError(f"{where} is not UTF-8 text", setting=setting) from None
-    try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        # tomllib's messages give a line and column, never the text itself.
-        raise ConfigurationError(f"{where} is not valid TOML: {error}", setting=setting) from None
-    unknown = sorted(set(document) - {"keys"})
+    data, problem = _read_file(path, setting)
+    if problem is None:
+        text, problem = _decode(data)
+    if problem is None:
+        document, problem = _parse(text)
+    if problem is not None:
+        return [], f"{where} {problem}"
+    unknown = set(document) - {"keys"}
     if unknown:
-        raise ConfigurationError(
-            f"{where} has unknown top-level entries {unknown}: list keys as [[keys]] tables",
-            setting=setting,
-        )
+        entries = _names(unknown, "top-level entry", "top-level entries")
+        return [], f"{where} has {entries}: list keys as [[keys]] tables"
     tables = document.get("keys", [])
     if not isinstance(tables, list) or not all(isinstance(table, dict) for table in tables):
-        raise ConfigurationError(
-            f"{where}: 'keys' must be an array of tables, written [[keys]]", setting=setting
-        )
-    return [
-        (f"{where} keys[{index}]", _file_key(table, f"{where} keys[{index}]", setting))
-        for index, table in enumerate(tables)
-    ]
+        return [], f"{where}: 'keys' must be an array of tables, written [[keys]]"
+    keys = []
+    for index, table in enumerate(tables):
+        label = f"{where} keys[{index}]"
+        key = _file_key(table, label)
+        if isinstance(key, str):
+            return [], key
+        keys.append((label, key))
+    return keys, None
 
 
-def _file_key(table: dict[str, Any], label: str, setting: str) -> APIKey:
+def _read_file(path: Path, setting: str) -> tuple[bytes, str | None]:
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer.
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return b"", f"does not exist: fix the path or unset {setting}"
+    except PermissionError:
+        return b"", "is not readable by this process: fix its permissions"
+    except OSError as error:
+        return b"", f"cannot be opened ({error.strerror}): point {setting} at the TOML key file"
+    mode = os.fstat(descriptor).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(descriptor)
+        if stat.S_ISDIR(mode):
+            return b"", f"is a directory: point {setting} at the TOML key file"
+        return b"", f"is not a regular file: point {setting} at the TOML key file"
+    with os.fdopen(descriptor, "rb") as handle:
+        data = handle.read(_MAX_KEY_FILE_BYTES + 1)
+    if len(data) > _MAX_KEY_FILE_BYTES:
+        return b"", "is larger than 64 MiB: is it the right file?"
+    return data, None
+
+
+def _decode(data: bytes) -> tuple[str, str | None]:
+    try:
+        return data.decode("utf-8"), None
+    except UnicodeDecodeError as error:
+        position = error.start
+    return "", f"is not UTF-8 text (byte {position}): save it as UTF-8"
+
+
+_POSITION = re.compile(r"\(at (line \d+, column \d+|end of document)\)")
+
+
+def _parse(text: str) -> tuple[dict[str, Any], str | None]:
+    try:
+        return tomllib.loads(text), None
+    except tomllib.TOMLDecodeError as error:
+        # Only the position: tomllib's messages may quote names from the file,
+        # and a plain key pasted as a name would then reach the logs.
+        found = _POSITION.search(str(error))
+    where = found.group(1) if found else "somewhere"
+    return {}, f"is not valid TOML (at {where}): fix the syntax there"
+
+
+_FIELD_NAME = re.compile(r"[a-z_]{1,24}")
+
+
+def _names(names: set[str], one: str, many: str) -> str:
+    # Typos such as 'expire_at' are shown; anything else (a pasted key?) is counted.
+    shown = sorted(name for name in names if _FIELD_NAME.fullmatch(name))
+    hidden = len(names) - len(shown)
+    parts = [repr(name) for name in shown]
+    if hidden:
+        parts.append(f"{hidden} other{'s' if hidden > 1 else ''} not shown")
+    return f"unknown {one if len(names) == 1 else many} {', '.join(parts)}"
+
+
+def _file_key(table: dict[str, Any], label: str) -> APIKey | str:
+    """The key of one [[keys]] table, or what is wrong with it."""
     if "secret" in table or "key" in table:
-        raise ConfigurationError(
+        return (
             f"{label} holds a plain key: a key file holds digests only. Replace it with "
             "digest = \"sha256:...\" ('python -m asgi_apikey hash' computes it) and take the "
-            "plain key out of the file",
-            setting=setting,
+            "plain key out of the file"
         )
-    unknown = sorted(set(table) - _FILE_FIELDS)
+    unknown = set(table) - _FILE_FIELDS
     if unknown:
-        raise ConfigurationError(
-            f"{label} has unknown fields {unknown}: use {sorted(_FILE_FIELDS)}", setting=setting
-        )
+        return f"{label} has {_names(unknown, 'field', 'fields')}: use {sorted(_FILE_FIELDS)}"
     if "digest" not in table:
-        raise ConfigurationError(f'{label} has no digest = "sha256:..."', setting=setting)
+        return f'{label} has no digest = "sha256:..."'
     for when in ("not_before", "expires_at"):
         if when in table and not isinstance(table[when], datetime):
-            raise ConfigurationError(
+            return (
                 f"{label} {when} must be an unquoted TOML date-time with an offset, "
-                "such as 2027-01-01T00:00:00Z",
-                setting=setting,
+                "such as 2027-01-01T00:00:00Z"
             )
     try:
         return APIKey(
@@ -221,4 +297,4 @@ def _file_key(table: dict[str, Any], label: str, setting: str) -> APIKey:
             expires_at=table.get("expires_at"),
         )
     except ConfigurationError as error:
-        raise ConfigurationError(f"{label}: {error}", setting=setting) from None
+        return f"{label}: {error}"

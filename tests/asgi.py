@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +15,35 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 CANARY = "sk-canary-5f3c9a1e7b2d4c6f8a0e"
 #: A second valid key for tests that need two.
 OTHER_KEY = "sk-other-0a1b2c3d4e5f6a7b8c9d"
+
+#: Every variable asgi_apikey reads; tests/conftest.py clears them before each test.
+AUTH_VARIABLES = (
+    "API_KEY",
+    "ADDITIONAL_API_KEYS",
+    "API_KEYS_FILE",
+    "AUTH_MODE",
+    "ENABLE_USER_TRACKING",
+    "ENABLE_REQUEST_LOGGING",
+    "ENVIRONMENT",
+)
+
+
+def plain_digest(secret: str) -> str:
+    """The ``sha256:`` digest of a key, computed independently of the package."""
+    return "sha256:" + hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def chain(error: BaseException) -> Iterator[BaseException]:
+    """The error and every exception chained to it (cause or context, suppressed or not)."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [error]
+    while todo:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        todo.extend(e for e in (current.__cause__, current.__context__) if e is not None)
 
 
 @dataclass

@@ -5,6 +5,8 @@ import os
 import pytest
 from hypothesis import HealthCheck, settings
 
+from tests.asgi import AUTH_VARIABLES
+
 # A fixed budget for CI (selected by HYPOTHESIS_PROFILE=ci in .ci/run) and a
 # larger one for hunting locally (HYPOTHESIS_PROFILE=thorough).
 settings.register_profile("ci", max_examples=300, deadline=None, derandomize=True, print_blob=True)
@@ -15,20 +17,8 @@ settings.register_profile(
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
-# Every variable asgi_apikey reads. Tests start from an empty configuration so
-# the machine's environment cannot change their outcome; tests that need one
-# set it with monkeypatch.
-AUTH_VARIABLES = (
-    "API_KEY",
-    "ADDITIONAL_API_KEYS",
-    "API_KEYS_FILE",
-    "AUTH_MODE",
-    "ENABLE_USER_TRACKING",
-    "ENABLE_REQUEST_LOGGING",
-    "ENVIRONMENT",
-)
-
-
+# Tests start from an empty configuration so the machine's environment cannot
+# change their outcome; tests that need one set it with monkeypatch.
 @pytest.fixture(autouse=True)
 def _clean_auth_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in AUTH_VARIABLES:

@@ -10,12 +10,15 @@ key set even while another thread rotates keys.
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
@@ -39,6 +42,8 @@ from asgi_apikey import (
     APIKeyAuth,
     APIKeyMiddleware,
     AuthContext,
+    AuthenticationError,
+    AuthorizationError,
     ConfigurationError,
     KeyChanges,
     Rejected,
@@ -50,8 +55,9 @@ from asgi_apikey import (
     verify_api_key_with_metadata,
 )
 from asgi_apikey.auth import FEATURES
+from asgi_apikey.context import FrozenMapping
 from asgi_apikey.keys import Accepted, KeySnapshot
-from tests.asgi import CANARY, OTHER_KEY, Recorder, Result, bearer, call, http_scope
+from tests.asgi import AUTH_VARIABLES, CANARY, OTHER_KEY, Recorder, Result, bearer, call, http_scope
 
 THIRD_KEY = "sk-third-9z8y7x6w5v4u3t2s1r0q"
 FOURTH_KEY = "sk-fourth-1q2w3e4r5t6y7u8i9o0p"
@@ -171,9 +177,9 @@ DEV_REQUESTS = [
 
 @pytest.mark.parametrize(("path", "headers", "kind"), DEV_REQUESTS)
 def test_without_keys_every_request_passes_anonymous_in_test_mode(
-    path: str, headers: list[tuple[bytes, bytes]], kind: str
+    path: str, headers: list[tuple[bytes, bytes]], kind: str, no_default: None
 ) -> None:
-    auth = APIKeyAuth(keys=[])
+    auth = APIKeyAuth()  # no key source at all: the (empty) environment
     assert auth.is_development_mode is True
     assert auth.mode == "test"
     app, inner = middleware(auth)
@@ -191,12 +197,15 @@ def test_without_keys_every_request_passes_anonymous_in_test_mode(
     assert result.seen["user"].is_authenticated is False
 
 
-def test_development_mode_warns_once_at_construction_and_never_per_request() -> None:
+def test_development_mode_warns_once_at_construction_and_never_per_request(
+    no_default: None,
+) -> None:
     with capture_logs() as logs:
-        auth = APIKeyAuth(keys=[])
+        auth = APIKeyAuth()
         app, inner = middleware(auth)
     warnings = [entry for entry in logs if entry["event"] == "development_mode"]
     assert len(warnings) == 1
+    assert [entry for entry in logs if entry["event"] == "no_keys"] == []
     assert warnings[0]["log_level"] == "warning"
     assert warnings[0]["mode"] == "test"
     assert "API_KEY" in warnings[0]["detail"]
@@ -226,13 +235,91 @@ def test_a_starlette_app_without_keys_warns_once_however_many_requests(
     "build",
     [
         pytest.param(lambda: APIKeyAuth(keys=[CANARY]), id="explicit-keys"),
-        pytest.param(lambda: APIKeyAuth(keys=[], verifiers=[lambda token: None]), id="verifier"),
+        pytest.param(lambda: APIKeyAuth(verifiers=[lambda token: None]), id="verifier"),
+        pytest.param(
+            lambda: APIKeyAuth(keys=[], verifiers=[lambda token: None]), id="verifier-no-keys"
+        ),
     ],
 )
-def test_enforcing_authenticators_do_not_warn(build: Callable[[], APIKeyAuth]) -> None:
+def test_enforcing_authenticators_do_not_warn(
+    build: Callable[[], APIKeyAuth], no_default: None
+) -> None:
     with capture_logs() as logs:
-        build()
+        auth = build()
+    assert auth.is_development_mode is False
     assert [entry for entry in logs if entry["event"] == "development_mode"] == []
+    assert [entry for entry in logs if entry["event"] == "no_keys"] == []  # keys or verifiers
+
+
+def _empty_file(tmp: Path) -> Path:
+    path = tmp / "empty.toml"
+    path.write_text("", encoding="utf-8")
+    return path
+
+
+ZERO_KEY_SOURCES: list[Any] = [
+    pytest.param({}, lambda tmp: {"keys": []}, id="keys=[]"),
+    pytest.param({}, lambda tmp: {"keys": iter(())}, id="keys=empty-iterator"),
+    pytest.param({}, lambda tmp: {"keys_file": _empty_file(tmp)}, id="empty-keys_file"),
+    pytest.param({}, lambda tmp: {"keys": [], "keys_file": _empty_file(tmp)}, id="keys+file"),
+    pytest.param({"ADDITIONAL_API_KEYS": ", ,"}, lambda tmp: {}, id="ADDITIONAL_API_KEYS=', ,'"),
+    pytest.param({"API_KEYS_FILE": "EMPTY"}, lambda tmp: {}, id="API_KEYS_FILE-empty"),
+    pytest.param({}, lambda tmp: {"keys": [], "middleware": True}, id="APIKeyMiddleware(keys=[])"),
+]
+
+
+@pytest.mark.parametrize(("variables", "options"), ZERO_KEY_SOURCES)
+def test_a_key_source_without_keys_refuses_every_protected_request(
+    variables: dict[str, str],
+    options: Callable[[Path], dict[str, Any]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    no_default: None,
+) -> None:
+    for name, value in variables.items():
+        monkeypatch.setenv(name, str(_empty_file(tmp_path)) if value == "EMPTY" else value)
+    given = options(tmp_path)
+    with capture_logs() as logs:
+        if given.pop("middleware", False):
+            inner = Recorder()
+            app = APIKeyMiddleware(
+                inner, **given, public=["/health"], optional=["/maybe"], protected=["/admin"]
+            )
+            auth = app.auth
+        else:
+            auth = APIKeyAuth(**given)
+            app, inner = middleware(auth)
+    assert [entry["event"] for entry in logs] == ["no_keys"]
+    assert logs[0]["log_level"] == "warning"
+    assert auth.is_development_mode is False
+    assert auth.mode == "simple"
+    status = auth.status()
+    assert (status["development_mode"], status["key_count"]) == (False, 0)
+    with capture_logs() as per_request:
+        for path in ("/v1/chat", "/admin/jobs"):
+            assert_refused(call(app, http_scope(path), inner), 401, MISSING)
+            for token in (CANARY, "sk-unknown-key-1234567", "test"):
+                result = call(app, http_scope(path, headers=[bearer(token)]), inner)
+                assert_refused(result, 401, INVALID)
+        assert_refused(call(app, websocket_scope("/v1/chat"), inner), 401, MISSING)
+        # Where the app runs anonymous, it is the enforcing anonymous, not development's.
+        for path in ("/health", "/maybe"):
+            anonymous = seen_auth(call(app, http_scope(path), inner))
+            assert (anonymous.authenticated, anonymous.mode) == (False, "simple")
+    assert per_request == []
+    assert auth.verify(CANARY) is None
+
+
+@pytest.mark.parametrize("name", ["API_KEY", "ADDITIONAL_API_KEYS", "API_KEYS_FILE"])
+def test_an_empty_key_variable_counts_as_unset(
+    name: str, monkeypatch: pytest.MonkeyPatch, no_default: None
+) -> None:
+    monkeypatch.setenv(name, "")
+    with capture_logs() as logs:
+        auth = APIKeyAuth.from_env()
+    assert auth.is_development_mode is True
+    assert auth.mode == "test"
+    assert [entry["event"] for entry in logs] == ["development_mode"]
 
 
 @pytest.mark.parametrize(
@@ -245,11 +332,11 @@ def test_enforcing_authenticators_do_not_warn(build: Callable[[], APIKeyAuth]) -
     ],
 )
 def test_under_pytest_development_mode_is_named_test(
-    environment: str | None, monkeypatch: pytest.MonkeyPatch
+    environment: str | None, monkeypatch: pytest.MonkeyPatch, no_default: None
 ) -> None:
     if environment is not None:
         monkeypatch.setenv("ENVIRONMENT", environment)
-    auth = APIKeyAuth(keys=[])
+    auth = APIKeyAuth()
     assert auth.is_development_mode is True
     assert auth.mode == "test"
     assert auth.status()["mode"] == "test"
@@ -264,26 +351,29 @@ from asgi_apikey import APIKeyAuth
 
 out = {"pytest_imported": "pytest" in sys.modules}
 with capture_logs() as logs:
-    out["unset"] = APIKeyAuth(keys=[]).mode
-    out["staging"] = APIKeyAuth(keys=[], environment="staging").mode
-    out["testing_argument"] = APIKeyAuth(keys=[], environment="testing").mode
+    out["unset"] = APIKeyAuth().mode
+    out["staging"] = APIKeyAuth(environment="staging").mode
+    out["testing_argument"] = APIKeyAuth(environment="testing").mode
     os.environ["ENVIRONMENT"] = "testing"
-    out["testing_variable"] = APIKeyAuth(keys=[]).mode
+    out["testing_variable"] = APIKeyAuth().mode
     del os.environ["ENVIRONMENT"]
     os.environ["PYTEST_CURRENT_TEST"] = "tests/x.py::test (call)"
-    out["pytest_variable"] = APIKeyAuth(keys=[]).mode
+    out["pytest_variable"] = APIKeyAuth().mode
     del os.environ["PYTEST_CURRENT_TEST"]
-    out["development"] = APIKeyAuth(keys=[]).is_development_mode
+    out["development"] = APIKeyAuth().is_development_mode
     out["with_keys"] = APIKeyAuth(keys=["sk-live-0123456789abcdef"]).mode
+    out["no_keys"] = APIKeyAuth(keys=[]).mode
     import pytest  # imported but no test running, as while pytest collects test modules
-    out["pytest_collecting"] = APIKeyAuth(keys=[]).mode
+    out["pytest_collecting"] = APIKeyAuth().mode
 out["warned"] = [entry["mode"] for entry in logs if entry["event"] == "development_mode"]
 print(json.dumps(out))
 """
 
 
 def test_outside_pytest_development_mode_is_named_development() -> None:
-    environment = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+    # The child starts with no key source: development mode is APIKeyAuth() there.
+    removed = {"PYTEST_CURRENT_TEST", *AUTH_VARIABLES}
+    environment = {k: v for k, v in os.environ.items() if k.upper() not in removed}
     package_root = str(Path(asgi_apikey.__file__).resolve().parent.parent)
     environment["PYTHONPATH"] = package_root
     completed = subprocess.run(
@@ -306,6 +396,7 @@ def test_outside_pytest_development_mode_is_named_development() -> None:
         "pytest_variable": "test",
         "development": True,
         "with_keys": "simple",
+        "no_keys": "simple",  # keys=[] enforces zero keys, outside pytest too
         "pytest_collecting": "test",
         "warned": ["development", "development", "test", "test", "test", "development", "test"],
     }
@@ -373,8 +464,8 @@ def test_there_is_no_built_in_test_key_and_no_bypass(
 # ============================================================ the development latch
 
 
-def test_adding_a_key_ends_development_mode_for_good() -> None:
-    auth = APIKeyAuth(keys=[])
+def test_adding_a_key_ends_development_mode_for_good(no_default: None) -> None:
+    auth = APIKeyAuth()
     app, inner = middleware(auth)
     assert seen_auth(call(app, http_scope("/v1/chat"), inner)).mode == "test"
 
@@ -433,17 +524,53 @@ def test_reload_of_a_development_authenticator_may_end_development_mode(
     assert_refused(call(app, http_scope("/v1/chat"), inner), 401, MISSING)
 
 
-def test_replace_keys_with_nothing_keeps_development_mode() -> None:
-    auth = APIKeyAuth(keys=[])
-    before = auth.snapshot
-    assert auth.replace_keys([]) == changes()
-    assert auth.is_development_mode is True
-    assert auth.mode == "test"
-    assert auth.snapshot.anonymous is before.anonymous
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        pytest.param("ADDITIONAL_API_KEYS", ", ,", id="ADDITIONAL_API_KEYS=', ,'"),
+        pytest.param("API_KEYS_FILE", "EMPTY", id="API_KEYS_FILE-empty"),
+    ],
+)
+def test_reload_keeps_development_mode_only_while_no_key_variable_is_set(
+    name: str, value: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_default: None
+) -> None:
+    auth = APIKeyAuth.from_env()
     app, inner = middleware(auth)
-    result = call(app, http_scope("/v1/chat"), inner)
-    assert result.status == 200
-    assert seen_auth(result).mode == "test"
+    monkeypatch.setenv("API_KEY", "")  # empty counts as unset
+    assert auth.reload() == changes()
+    assert auth.is_development_mode is True
+    assert seen_auth(call(app, http_scope("/v1/chat"), inner)).mode == "test"
+    # A variable set to something that holds no key is a configuration: no keys, enforced.
+    monkeypatch.setenv(name, str(_empty_file(tmp_path)) if value == "EMPTY" else value)
+    assert auth.reload() == changes()
+    assert auth.is_development_mode is False
+    assert auth.mode == "simple"
+    assert_refused(call(app, http_scope("/v1/chat"), inner), 401, MISSING)
+    # Unset again: still enforcing, never back to development mode.
+    monkeypatch.delenv(name)
+    monkeypatch.delenv("API_KEY")
+    assert auth.reload() == changes()
+    assert auth.is_development_mode is False
+    assert_refused(call(app, http_scope("/v1/chat"), inner), 401, MISSING)
+
+
+def test_replace_keys_with_nothing_ends_development_mode(no_default: None) -> None:
+    # An explicit (empty) key set is a configuration: every protected request is refused.
+    auth = APIKeyAuth()
+    app, inner = middleware(auth)
+    assert seen_auth(call(app, http_scope("/v1/chat"), inner)).mode == "test"
+    assert auth.replace_keys([]) == changes()
+    assert auth.is_development_mode is False
+    assert auth.mode == "simple"
+    assert auth.status()["development_mode"] is False
+    assert auth.key_ids == ()
+    assert_refused(call(app, http_scope("/v1/chat"), inner), 401, MISSING)
+    assert_refused(call(app, http_scope("/v1/chat", headers=[bearer(CANARY)]), inner), 401, INVALID)
+    assert_refused(call(app, websocket_scope("/v1/chat"), inner), 401, MISSING)
+    anonymous = seen_auth(call(app, http_scope("/maybe"), inner))
+    assert (anonymous.authenticated, anonymous.mode) == (False, "simple")
+    auth.reload()  # nor does a reload bring it back
+    assert auth.is_development_mode is False
 
 
 def test_replace_keys_with_nothing_on_an_enforcing_authenticator_refuses_everything() -> None:
@@ -457,9 +584,9 @@ def test_replace_keys_with_nothing_on_an_enforcing_authenticator_refuses_everyth
         assert result.seen is None
 
 
-def test_verifiers_alone_are_not_development_mode() -> None:
+def test_verifiers_alone_are_not_development_mode(no_default: None) -> None:
     verifier = CountingVerifier()
-    auth = APIKeyAuth(keys=[], verifiers=[verifier])
+    auth = APIKeyAuth(verifiers=[verifier])  # no key source, but a verifier
     assert auth.is_development_mode is False
     assert auth.mode == "simple"
     assert auth.status()["development_mode"] is False
@@ -470,7 +597,10 @@ def test_verifiers_alone_are_not_development_mode() -> None:
     )
     assert verifier.tokens == [THIRD_KEY]
     # So ENVIRONMENT=production accepts them; without them it refuses to start.
+    assert APIKeyAuth(verifiers=[verifier], environment="production").mode == "simple"
     assert APIKeyAuth(keys=[], verifiers=[verifier], environment="production").mode == "simple"
+    with pytest.raises(ConfigurationError, match="production"):
+        APIKeyAuth(environment="production")
     with pytest.raises(ConfigurationError, match="production"):
         APIKeyAuth(keys=[], environment="production")
 
@@ -494,6 +624,7 @@ def test_contexts_carry_the_mode(
     argument: str | None,
     mode: str,
     monkeypatch: pytest.MonkeyPatch,
+    no_default: None,
 ) -> None:
     for name, value in variables.items():
         monkeypatch.setenv(name, value)
@@ -517,7 +648,7 @@ def test_contexts_carry_the_mode(
     anonymous = seen_auth(call(app, http_scope("/maybe"), inner))
     assert (anonymous.authenticated, anonymous.mode) == (False, mode)
     # Development mode names itself, whatever the AUTH_MODE.
-    assert APIKeyAuth(keys=[], mode=argument).mode == "test"
+    assert APIKeyAuth(mode=argument).mode == "test"
 
 
 def _metadata_key() -> APIKey:
@@ -561,6 +692,123 @@ def test_metadata_in_simple_mode_from_the_environment_key_file(
     context = APIKeyAuth.from_env().verify(CANARY)
     assert context is not None
     assert (context.mode, context.metadata) == ("advanced", {"t": "x"})
+
+
+NESTED: dict[str, Any] = {
+    "tier": "pro",
+    "limits": {"rpm": 60, "windows": [{"per": "minute", "max": 60}]},
+    "teams": ["a", "b"],
+    "tags": {"x"},
+}
+FROZEN_NESTED: dict[str, Any] = {
+    "tier": "pro",
+    "limits": {"rpm": 60, "windows": ({"per": "minute", "max": 60},)},
+    "teams": ("a", "b"),
+    "tags": frozenset({"x"}),
+}
+
+
+def assert_deeply_frozen(metadata: Any) -> None:
+    assert metadata == FROZEN_NESTED
+    assert isinstance(metadata, FrozenMapping)
+    assert isinstance(metadata["limits"], FrozenMapping)
+    assert isinstance(metadata["limits"]["windows"], tuple)
+    assert isinstance(metadata["limits"]["windows"][0], FrozenMapping)
+    assert isinstance(metadata["teams"], tuple)
+    assert isinstance(metadata["tags"], frozenset)
+    writes: list[Callable[[], object]] = [
+        lambda: metadata.__setitem__("tier", "free"),
+        lambda: metadata["limits"].__setitem__("rpm", 10_000),
+        lambda: metadata["limits"].__delitem__("rpm"),
+        lambda: metadata["limits"].update(rpm=10_000),
+        lambda: metadata["limits"].setdefault("burst", 1),
+        lambda: metadata["limits"].pop("rpm"),
+        lambda: metadata["limits"].clear(),
+        lambda: metadata["limits"]["windows"][0].__setitem__("max", 10_000),
+    ]
+    for write in writes:
+        with pytest.raises(TypeError, match="read-only"):
+            write()
+    teams: Any = metadata["teams"]
+    with pytest.raises(AttributeError):
+        teams.append("c")
+    assert metadata == FROZEN_NESTED
+
+
+def test_key_metadata_is_read_only_at_every_level_and_copied(no_default: None) -> None:
+    given = copy.deepcopy(NESTED)
+    key = APIKey(CANARY, name="rich", metadata=given)
+    auth = APIKeyAuth(keys=[key], mode="advanced")
+    context = auth.verify(CANARY)
+    assert context is not None
+    app, inner = middleware(auth)
+    seen = seen_auth(call(app, http_scope("/v1/chat", headers=[bearer(CANARY)]), inner))
+    for metadata in (key.metadata, context.metadata, seen.metadata):
+        assert_deeply_frozen(metadata)
+    # Later changes to the caller's dict, at any level, do not show.
+    given["tier"] = "free"
+    given["limits"]["rpm"] = 10_000
+    given["limits"]["windows"][0]["max"] = 10_000
+    given["limits"]["windows"].append({"per": "hour"})
+    given["teams"].append("c")
+    given["tags"].add("y")
+    given["new"] = True
+    again = auth.verify(CANARY)
+    assert again is not None
+    for metadata in (key.metadata, again.metadata):
+        assert_deeply_frozen(metadata)
+
+
+def test_key_file_metadata_is_read_only_at_every_level(tmp_path: Path, no_default: None) -> None:
+    path = tmp_path / "keys.toml"
+    path.write_text(
+        "[[keys]]\n"
+        f'digest = "{APIKey(CANARY).digest}"\n'
+        'name = "filed"\n'
+        'metadata = { tier = "pro", teams = ["a", "b"], tags = [], '
+        'limits = { rpm = 60, windows = [{ per = "minute", max = 60 }] } }\n',
+        encoding="utf-8",
+    )
+    context = APIKeyAuth(keys_file=path, mode="advanced").verify(CANARY)
+    assert context is not None
+    metadata: Any = context.metadata
+    assert metadata["tags"] == ()
+    assert {k: v for k, v in metadata.items() if k != "tags"} == {
+        k: v for k, v in FROZEN_NESTED.items() if k != "tags"
+    }
+    assert isinstance(metadata["limits"]["windows"][0], FrozenMapping)
+    with pytest.raises(TypeError, match="read-only"):
+        metadata["limits"]["windows"][0]["max"] = 10_000
+    with pytest.raises(TypeError, match="read-only"):
+        metadata["limits"]["rpm"] = 10_000
+
+
+@pytest.mark.parametrize(
+    "scopes",
+    [
+        pytest.param({"admin": False}, id="dict-false"),
+        pytest.param({"admin": True}, id="dict-true"),
+        pytest.param(FrozenMapping({"read": False}), id="frozen-mapping"),
+    ],
+)
+def test_scopes_given_as_a_mapping_are_a_configuration_error(scopes: Any) -> None:
+    # A mapping would grant its keys whatever their values say.
+    with pytest.raises(ConfigurationError, match="scopes of key 'm' must be a collection"):
+        APIKey(CANARY, name="m", scopes=scopes)
+    auth = APIKeyAuth(keys=[OTHER_KEY])
+    with pytest.raises(ConfigurationError, match="scopes"):
+        auth.add_key(APIKey(CANARY, name="m", scopes=scopes))
+    assert auth.verify(CANARY) is None
+
+
+def test_scopes_given_as_a_toml_table_are_a_configuration_error(tmp_path: Path) -> None:
+    path = tmp_path / "keys.toml"
+    path.write_text(
+        f'[[keys]]\ndigest = "{APIKey(CANARY).digest}"\nname = "t"\nscopes = {{ admin = false }}\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigurationError, match="scopes of key 't' must be a collection"):
+        APIKeyAuth(keys_file=path)
 
 
 # ========================================================================== expiry
@@ -708,6 +956,53 @@ def test_a_bad_clock_is_a_configuration_error() -> None:
         APIKeyAuth(keys=[CANARY], clock=1893456000.0)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    "clock",
+    [
+        pytest.param(time.monotonic, id="time.monotonic"),
+        pytest.param(time.perf_counter, id="time.perf_counter"),
+        pytest.param(lambda: "1893456000", id="returns-str"),
+        pytest.param(lambda: None, id="returns-None"),
+        pytest.param(lambda: True, id="returns-bool"),
+        pytest.param(lambda: 1e9, id="exactly-1e9"),
+        pytest.param(lambda: 0, id="zero"),
+        pytest.param(lambda: -1893456000.0, id="negative"),
+        pytest.param(lambda: float("nan"), id="nan"),
+        pytest.param(lambda: datetime.now(UTC), id="returns-datetime"),
+        pytest.param(datetime(2030, 1, 1, tzinfo=UTC), id="a-datetime"),
+    ],
+)
+def test_a_clock_that_does_not_give_epoch_seconds_is_a_configuration_error(
+    clock: Any, no_default: None
+) -> None:
+    builds: list[Callable[[], APIKeyAuth]] = [
+        lambda: APIKeyAuth(keys=[CANARY], clock=clock),
+        lambda: APIKeyAuth(keys=[APIKey(CANARY, expires_at=EXPIRES_AT)], clock=clock),
+        lambda: APIKeyAuth.from_env(clock=clock),
+    ]
+    for build in builds:
+        with pytest.raises(ConfigurationError, match="clock") as info:
+            build()
+        assert info.value.context == {"setting": "clock"}
+    assert asgi_apikey.auth._default is None
+
+
+@pytest.mark.parametrize(
+    "now",
+    [
+        pytest.param(1e9 + 1, id="just-above-1e9"),
+        pytest.param(2_000_000_000, id="int"),
+        pytest.param(at(EXPIRES_AT), id="float"),
+    ],
+)
+def test_an_epoch_clock_is_called_once_at_construction(now: float) -> None:
+    clock = Clock(now)
+    auth = APIKeyAuth(keys=[CANARY], clock=clock)
+    assert clock.calls == 1
+    assert auth.verify(CANARY) is not None
+    assert APIKeyAuth(keys=[CANARY], clock=time.time).verify(CANARY) is not None
+
+
 # ==================================================================== replace and reload
 
 
@@ -787,8 +1082,8 @@ def test_a_failed_replace_keeps_the_old_set(bad: Callable[[], Any], message: str
     assert auth.key_ids == ("a", fingerprint(OTHER_KEY))
 
 
-def test_a_failed_replace_keeps_development_mode_too() -> None:
-    auth = APIKeyAuth(keys=[])
+def test_a_failed_replace_keeps_development_mode_too(no_default: None) -> None:
+    auth = APIKeyAuth()
     with pytest.raises(ConfigurationError):
         auth.replace_keys([THIRD_KEY, THIRD_KEY])
     assert auth.is_development_mode is True
@@ -1180,7 +1475,7 @@ def test_snapshots_read_from_threads_are_whole_key_sets(fine_switching: None) ->
 def development_round() -> tuple[APIKeyAuth, list[list[Outcome]]]:
     """Requests in flight while a thread adds a key, removes it, adds it, and so on."""
     with capture_logs():
-        auth = APIKeyAuth(keys=[])
+        auth = APIKeyAuth()
     inner = KeyIdApp()
     app = APIKeyMiddleware(inner, auth=auth)
     started, stop = threading.Event(), threading.Event()
@@ -1210,7 +1505,7 @@ def development_round() -> tuple[APIKeyAuth, list[list[Outcome]]]:
 
 
 def test_the_end_of_development_mode_is_seen_whole_by_concurrent_requests(
-    fine_switching: None,
+    fine_switching: None, no_default: None
 ) -> None:
     # A request passes as development (anonymous, mode "test") or is checked
     # against the keys, never half of each; and once a client was checked, it is
@@ -1253,8 +1548,8 @@ class RotatedAfterRead(APIKeyAuth):
     worst moment for a request that would read the set a second time.
     """
 
-    def __init__(self, keys: Sequence[str | APIKey]) -> None:
-        super().__init__(keys=keys)
+    def __init__(self, keys: Sequence[str | APIKey] | None) -> None:
+        super().__init__(keys=keys)  # None: from the (empty) environment, development mode
         self.pending: list[Callable[[APIKeyAuth], object]] = []
 
     def _rotate(self) -> None:
@@ -1298,8 +1593,8 @@ def _empty(auth: APIKeyAuth) -> object:
 MID_REQUEST = [
     # keys before, rotation, presented key, (status, key_id or mode) of that request,
     # then (status, key_id or mode) of the next request with the same key.
-    pytest.param([], _add_canary, None, (200, "test"), (401, None), id="dev-then-key:none"),
-    pytest.param([], _add_canary, CANARY, (200, "test"), (200, "canary"), id="dev-then-key:key"),
+    pytest.param(None, _add_canary, None, (200, "test"), (401, None), id="dev-then-key:none"),
+    pytest.param(None, _add_canary, CANARY, (200, "test"), (200, "canary"), id="dev-then-key:key"),
     pytest.param(keys_of(SET_A), _to_set_b, SET_A["a0"], (200, "a0"), (401, None), id="A-to-B:a0"),
     pytest.param(keys_of(SET_A), _to_set_b, SET_B["b0"], (401, None), (200, "b0"), id="A-to-B:b0"),
     pytest.param(keys_of(SET_A), _drop_a0, SET_A["a0"], (200, "a0"), (401, None), id="remove"),
@@ -1309,11 +1604,12 @@ MID_REQUEST = [
 
 @pytest.mark.parametrize(("keys", "rotation", "secret", "first", "then"), MID_REQUEST)
 def test_a_rotation_landing_mid_request_leaves_that_request_its_key_set(
-    keys: list[str | APIKey],
+    keys: list[str | APIKey] | None,
     rotation: Callable[[APIKeyAuth], object],
     secret: str | None,
     first: tuple[int, str | None],
     then: tuple[int, str | None],
+    no_default: None,
 ) -> None:
     with capture_logs():
         auth = RotatedAfterRead(keys)
@@ -1369,6 +1665,36 @@ def test_verify_asks_verifiers_only_for_unknown_ascii_tokens() -> None:
     assert verifier.tokens == []
     assert auth.verify(THIRD_KEY) is None
     assert verifier.tokens == [THIRD_KEY]
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        pytest.param("", id="empty"),
+        pytest.param("a b", id="inner-space"),
+        pytest.param(" abc", id="leading-space"),
+        pytest.param("abc ", id="trailing-space"),
+        pytest.param("a\tb", id="tab"),
+        pytest.param("ab=cd", id="inner-equals"),
+        pytest.param("=abc", id="leading-equals"),
+        pytest.param("a,b", id="comma"),
+        pytest.param('a"b', id="quote"),
+        pytest.param("caf\u00e9", id="non-ascii"),
+    ],
+)
+def test_verify_returns_none_for_non_tokens_without_asking_verifiers(token: str) -> None:
+    # The verifier accepts anything it is given: only never asking keeps these out.
+    verifier = CountingVerifier(AuthContext(True, key_id="jwt:any", mode="jwt"))
+    auth = APIKeyAuth(keys=[CANARY], verifiers=[verifier])
+    assert auth.verify(token) is None
+    assert verify_api_key_string(token, auth) is False
+    assert verifier.tokens == []
+    # A b64token (trailing '=' allowed) does reach the verifier.
+    for valid in ("abc==", "a-b.c_d~e+f/g"):
+        accepted = auth.verify(valid)
+        assert accepted is not None
+        assert accepted.key_id == "jwt:any"
+    assert verifier.tokens == ["abc==", "a-b.c_d~e+f/g"]
 
 
 ACCEPT = AuthContext(True, key_id="jwt:alice", scopes=frozenset({"read"}), mode="jwt")
@@ -1449,27 +1775,254 @@ def named_junk_verifier(token: str) -> Any:
     return "a string"
 
 
+def raising_verifier(token: str) -> AuthContext | None:
+    raise ValueError(token)  # the message quotes the token: it must never be logged
+
+
+async def _never_awaited(token: str) -> AuthContext:
+    return AuthContext(True, key_id="jwt:async")
+
+
+def coroutine_verifier(token: str) -> Any:
+    return _never_awaited(token)  # a sync function handing back a coroutine
+
+
+def failures_of(logs: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    return [entry for entry in logs if entry["event"] == "verifier_failed"]
+
+
+#: Each way a verifier can fail, and the problem its "verifier_failed" event names.
+VERIFIER_FAILURES: list[Any] = [
+    pytest.param("a string", "returned str", id="str"),
+    pytest.param(42, "returned int", id="int"),
+    pytest.param(True, "returned bool", id="bool"),
+    pytest.param({"key_id": "x"}, "returned dict", id="dict"),
+    pytest.param(
+        AuthContext(False, key_id="x"),
+        "returned a context with authenticated=False (return None instead)",
+        id="unauthenticated",
+    ),
+    pytest.param(
+        AuthContext(True, key_id=None), "returned a context without a key_id", id="no-key_id"
+    ),
+    pytest.param(
+        AuthContext(True, key_id=""), "returned a context without a key_id", id="empty-key_id"
+    ),
+    pytest.param(
+        AuthContext(True, key_id="jwt:x", mode="development"),
+        "returned a context with mode 'development', kept for development mode",
+        id="mode-development",
+    ),
+    pytest.param(
+        AuthContext(True, key_id="jwt:x", scopes=frozenset({"admin"}), mode="test"),
+        "returned a context with mode 'test', kept for development mode",
+        id="mode-test",
+    ),
+    pytest.param(
+        AuthContext(True, key_id="key", scopes=frozenset({"admin"}), mode="jwt"),
+        "returned the key_id of a configured key",
+        id="configured-name",
+    ),
+    pytest.param(
+        AuthContext(True, key_id=APIKey(OTHER_KEY).key_id, mode="jwt"),
+        "returned the key_id of a configured key",
+        id="configured-fingerprint",
+    ),
+]
+
+
+@pytest.mark.parametrize(("junk", "problem"), VERIFIER_FAILURES)
+def test_a_verifier_returning_junk_makes_the_token_invalid_and_logs_why(
+    junk: object, problem: str
+) -> None:
+    verifier = CountingVerifier(junk)
+    auth = APIKeyAuth(keys=[APIKey(CANARY, name="key"), OTHER_KEY], verifiers=[verifier])
+    with capture_logs() as logs:
+        assert auth.verify(THIRD_KEY) is None
+        assert verify_api_key_string(THIRD_KEY, auth) is False
+    assert (
+        failures_of(logs)
+        == [
+            {
+                "event": "verifier_failed",
+                "log_level": "error",
+                "verifier": "CountingVerifier",
+                "problem": problem,
+            }
+        ]
+        * 2
+    )
+    app, inner = middleware(auth)
+    for path in ("/v1/chat", "/maybe", "/admin"):
+        with capture_logs() as logs:
+            result = call(app, http_scope(path, headers=[bearer(THIRD_KEY)]), inner)
+        assert_refused(result, 401, INVALID)
+        assert result.json() == {"detail": "Invalid API key"}
+        assert [(e["verifier"], e["problem"]) for e in failures_of(logs)] == [
+            ("CountingVerifier", problem)
+        ]
+        assert THIRD_KEY not in repr(logs)
+    # The configured keys still work; the verifier was never asked about them.
+    assert call(app, http_scope("/v1/chat", headers=[bearer(CANARY)]), inner).status == 200
+    assert verifier.tokens == [THIRD_KEY] * 5
+    named = APIKeyAuth(keys=[CANARY], verifiers=[named_junk_verifier])
+    with capture_logs() as logs:
+        assert named.verify(THIRD_KEY) is None
+    assert [(e["verifier"], e["problem"]) for e in failures_of(logs)] == [
+        ("named_junk_verifier", "returned str")
+    ]
+
+
+def test_a_verifier_may_not_claim_a_key_id_rotated_in_later() -> None:
+    verifier = CountingVerifier(AuthContext(True, key_id="svc", mode="jwt"))
+    auth = APIKeyAuth(keys=[CANARY], verifiers=[verifier])
+    accepted = auth.verify(THIRD_KEY)
+    assert accepted is not None
+    assert accepted.key_id == "svc"
+    auth.add_key(APIKey(OTHER_KEY, name="svc"))
+    with capture_logs() as logs:
+        assert auth.verify(THIRD_KEY) is None
+    assert [e["problem"] for e in failures_of(logs)] == ["returned the key_id of a configured key"]
+    own = auth.verify(OTHER_KEY)  # the configured key itself still works
+    assert own is not None
+    assert own.key_id == "svc"
+    assert auth.remove_key("svc") is True
+    assert auth.verify(THIRD_KEY) is not None
+
+
+SPECIAL_FAILURES: list[Any] = [
+    pytest.param(raising_verifier, "raised ValueError", id="raises"),
+    pytest.param(coroutine_verifier, "returned coroutine", id="returns-a-coroutine"),
+]
+
+
+@pytest.mark.parametrize(("verifier", "problem"), SPECIAL_FAILURES)
+def test_a_failing_verifier_is_a_401_and_an_event_without_the_token(
+    verifier: Callable[[str], AuthContext | None], problem: str
+) -> None:
+    # A coroutine left unawaited would warn when collected: filterwarnings=error catches it.
+    auth = APIKeyAuth(keys=[CANARY], verifiers=[verifier])
+    app, inner = middleware(auth)
+    with capture_logs() as logs:
+        result = call(app, http_scope("/v1/chat", headers=[bearer(THIRD_KEY)]), inner)
+        assert auth.verify(THIRD_KEY) is None
+    assert_refused(result, 401, INVALID)
+    assert THIRD_KEY.encode() not in result.everything()
+    events = failures_of(logs)
+    assert (
+        events
+        == [
+            {
+                "event": "verifier_failed",
+                "log_level": "error",
+                "verifier": verifier.__qualname__,
+                "problem": problem,
+            }
+        ]
+        * 2
+    )
+    assert THIRD_KEY not in repr(logs)  # nor the exception's message, which is the token
+
+
+def test_a_failing_verifier_stops_the_chain() -> None:
+    # The token counts as invalid: a later verifier does not get to accept it.
+    later = CountingVerifier(AuthContext(True, key_id="jwt:later", mode="jwt"))
+    auth = APIKeyAuth(keys=[CANARY], verifiers=[raising_verifier, later])
+    app, inner = middleware(auth)
+    with capture_logs() as logs:
+        assert_refused(
+            call(app, http_scope("/v1/chat", headers=[bearer(THIRD_KEY)]), inner), 401, INVALID
+        )
+    assert later.tokens == []
+    assert len(failures_of(logs)) == 1
+
+
+async def async_verifier(token: str) -> AuthContext | None:
+    return None
+
+
+class AsyncCallVerifier:
+    async def __call__(self, token: str) -> AuthContext | None:
+        return None
+
+
 @pytest.mark.parametrize(
-    "junk",
+    "verifier",
     [
-        pytest.param("a string", id="str"),
-        pytest.param(42, id="int"),
-        pytest.param(True, id="bool"),
-        pytest.param({"key_id": "x"}, id="dict"),
-        pytest.param(AuthContext(False, key_id="x"), id="unauthenticated"),
-        pytest.param(AuthContext(True, key_id=None), id="no-key_id"),
-        pytest.param(AuthContext(True, key_id=""), id="empty-key_id"),
+        pytest.param(async_verifier, id="async-def"),
+        pytest.param(AsyncCallVerifier(), id="async-__call__"),
     ],
 )
-def test_a_verifier_returning_junk_is_a_type_error_naming_it(junk: object) -> None:
-    verifier = CountingVerifier(junk)
-    auth = APIKeyAuth(keys=[CANARY], verifiers=[verifier])
-    with pytest.raises(TypeError, match="CountingVerifier") as info:
-        auth.verify(THIRD_KEY)
-    assert THIRD_KEY not in str(info.value)
-    named = APIKeyAuth(keys=[CANARY], verifiers=[named_junk_verifier])
-    with pytest.raises(TypeError, match="named_junk_verifier"):
-        named.verify(THIRD_KEY)
+def test_async_verifiers_are_refused_at_construction(verifier: Any, no_default: None) -> None:
+    builds: list[Callable[[], object]] = [
+        lambda: APIKeyAuth(keys=[CANARY], verifiers=[verifier]),
+        lambda: APIKeyAuth(keys=[CANARY], verifiers=[lambda token: None, verifier]),
+        lambda: APIKeyAuth.from_env(verifiers=[verifier]),
+    ]
+    for build in builds:
+        with pytest.raises(ConfigurationError, match=r"verifiers\[\d\] is async") as info:
+            build()
+        assert info.value.context["setting"] == "verifiers"
+    assert asgi_apikey.auth._default is None
+
+
+@pytest.mark.parametrize(
+    ("path", "challenge"),
+    [
+        pytest.param("/admin", INVALID, id="protected-by-the-middleware"),
+        # On a public path the middleware lets the request through anonymous; the
+        # dependency then refuses it as unauthenticated.
+        pytest.param("/open/admin", "Bearer", id="public-dependency-only"),
+    ],
+)
+@pytest.mark.parametrize("mode", ["test", "development"])
+def test_a_verifier_context_with_a_development_mode_cannot_pass_require_scopes(
+    path: str, challenge: str, mode: str
+) -> None:
+    # Were it accepted, require_scopes could take it for development mode's context.
+    sneaky = CountingVerifier(AuthContext(True, key_id="jwt:mallory", mode=mode))
+    auth = APIKeyAuth(keys=[CANARY], verifiers=[sneaky])
+    app = FastAPI()
+    app.add_middleware(APIKeyMiddleware, auth=auth, public=["/open"])
+
+    async def admin(context: Annotated[AuthContext, Depends(require_scopes("admin"))]) -> str:
+        return "admin area"
+
+    app.get("/admin")(admin)
+    app.get("/open/admin")(admin)
+    with capture_logs() as logs:
+        response = TestClient(app).get(path, headers={"Authorization": f"Bearer {THIRD_KEY}"})
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == challenge
+    assert "admin area" not in response.text
+    assert sneaky.tokens == [THIRD_KEY]
+    assert [e["problem"] for e in failures_of(logs)] == [
+        f"returned a context with mode {mode!r}, kept for development mode"
+    ]
+
+
+def connection_with(context: AuthContext) -> HTTPConnection:
+    scope = http_scope("/admin")
+    scope["auth"] = context
+    return HTTPConnection(scope)
+
+
+@pytest.mark.parametrize("mode", ["test", "development"])
+def test_require_scopes_checks_authenticated_contexts_whatever_their_mode(mode: str) -> None:
+    admin_only = require_scopes("admin")
+    lacking = AuthContext(True, key_id="hand-made", scopes=frozenset({"read"}), mode=mode)
+    with pytest.raises(AuthorizationError) as info:
+        admin_only(connection_with(lacking))
+    assert info.value.status_code == 403
+    assert info.value.context == {"key_id": "hand-made", "required": ["admin"]}
+    holding = AuthContext(True, key_id="hand-made", scopes=frozenset({"admin"}), mode=mode)
+    assert admin_only(connection_with(holding)) is holding
+    # Development mode's own context (unauthenticated, that mode) still passes.
+    anonymous = AuthContext(False, mode=mode)
+    assert admin_only(connection_with(anonymous)) is anonymous
+    # Unauthenticated in any other mode does not.
+    with pytest.raises(AuthenticationError):
+        admin_only(connection_with(AuthContext(False, mode="simple")))
 
 
 @pytest.mark.parametrize(
@@ -1681,7 +2234,7 @@ def starter_status(
     }
 
 
-def test_module_functions_with_an_authenticator() -> None:
+def test_module_functions_with_an_authenticator(no_default: None) -> None:
     auth = APIKeyAuth(keys=[CANARY, OTHER_KEY])
     assert verify_api_key_string(CANARY, auth) is True
     assert verify_api_key_string(OTHER_KEY, auth=auth) is True
@@ -1693,12 +2246,16 @@ def test_module_functions_with_an_authenticator() -> None:
     assert get_auth_status(advanced) == starter_status(
         "advanced", keys=1, development=False, advanced=True
     )
-    development = APIKeyAuth(keys=[])
+    development = APIKeyAuth()
     assert verify_api_key_string(CANARY, development) is False  # no token is a key
     assert get_auth_status(development) == starter_status("simple", keys=0, development=True)
+    with capture_logs():
+        empty = APIKeyAuth(keys=[])  # an explicit empty set enforces: no development mode
+    assert verify_api_key_string(CANARY, empty) is False
+    assert get_auth_status(empty) == starter_status("simple", keys=0, development=False)
 
 
-def test_module_functions_follow_the_latest_authenticator_built_from_the_environment(
+def test_module_functions_follow_the_latest_middleware_or_environment_authenticator(
     monkeypatch: pytest.MonkeyPatch, no_default: None
 ) -> None:
     monkeypatch.setenv("API_KEY", CANARY)
@@ -1707,12 +2264,12 @@ def test_module_functions_follow_the_latest_authenticator_built_from_the_environ
     assert verify_api_key_string(CANARY) is True
     assert verify_api_key_string(OTHER_KEY) is False
 
-    # Explicit keys or a key file never become the process default.
+    # An authenticator given explicit keys or a key file does not become the default.
     APIKeyAuth(keys=[OTHER_KEY])
     assert verify_api_key_string(OTHER_KEY) is False
     assert asgi_apikey.auth._default is first
 
-    # The middleware built from the environment does.
+    # A middleware built from the environment does.
     monkeypatch.setenv("API_KEY", OTHER_KEY)
     monkeypatch.setenv("ADDITIONAL_API_KEYS", THIRD_KEY)
     monkeypatch.setenv("AUTH_MODE", "advanced")
@@ -1721,15 +2278,53 @@ def test_module_functions_follow_the_latest_authenticator_built_from_the_environ
     assert verify_api_key_string(OTHER_KEY) is True
     assert verify_api_key_string(CANARY) is False
     assert get_auth_status() == starter_status("advanced", keys=2, development=False, advanced=True)
-
-    # A middleware given keys= or auth= leaves the default alone.
-    APIKeyMiddleware(Recorder(), keys=[FOURTH_KEY])
-    APIKeyMiddleware(Recorder(), auth=APIKeyAuth(keys=[FOURTH_KEY]))
-    assert asgi_apikey.auth._default is app.auth
     # Rotating the default shows at once.
     app.auth.add_key(FOURTH_KEY)
     assert verify_api_key_string(FOURTH_KEY) is True
     assert get_auth_status()["api_keys_configured"] == 3
+
+    # So does a middleware given keys=, or auth=: the last one built wins.
+    by_keys = APIKeyMiddleware(Recorder(), keys=[CANARY])
+    assert asgi_apikey.auth._default is by_keys.auth
+    assert verify_api_key_string(CANARY) is True
+    assert verify_api_key_string(OTHER_KEY) is False
+    held = APIKeyAuth(keys=[APIKey(FOURTH_KEY, name="held")])
+    assert asgi_apikey.auth._default is by_keys.auth
+    APIKeyMiddleware(Recorder(), auth=held)
+    assert asgi_apikey.auth._default is held
+    assert verify_api_key_string(FOURTH_KEY) is True
+    assert verify_api_key_string(CANARY) is False
+    status = get_auth_status()  # AUTH_MODE=advanced still set: explicit keys read it too
+    assert status == starter_status("advanced", keys=1, development=False, advanced=True)
+
+    # Then an authenticator built from the environment again.
+    latest = APIKeyAuth.from_env()
+    assert asgi_apikey.auth._default is latest
+
+
+FAILING_MIDDLEWARE: list[Any] = [
+    pytest.param({"keys": [THIRD_KEY], "default": "closed"}, id="keys-bad-default"),
+    pytest.param({"keys": [THIRD_KEY], "max_token_length": 3}, id="keys-bad-length"),
+    pytest.param({"auth": "HELD", "header_name": "Authorization"}, id="auth-bad-header"),
+    pytest.param({"auth": "HELD", "keys": [THIRD_KEY]}, id="auth-and-keys"),
+    pytest.param({"keys": [THIRD_KEY, THIRD_KEY]}, id="duplicate-keys"),
+]
+
+
+@pytest.mark.parametrize("options", FAILING_MIDDLEWARE)
+def test_a_middleware_that_fails_to_build_does_not_become_the_default(
+    options: dict[str, Any], no_default: None
+) -> None:
+    current = APIKeyMiddleware(Recorder(), keys=[CANARY])
+    assert asgi_apikey.auth._default is current.auth
+    held = APIKeyAuth(keys=[THIRD_KEY])
+    if options.get("auth") == "HELD":
+        options = {**options, "auth": held}
+    with pytest.raises(ConfigurationError):
+        APIKeyMiddleware(Recorder(), **options)
+    assert asgi_apikey.auth._default is current.auth
+    assert verify_api_key_string(CANARY) is True
+    assert verify_api_key_string(THIRD_KEY) is False
 
 
 def test_module_functions_build_one_from_the_environment_when_there_is_none(
@@ -1797,8 +2392,8 @@ def fastapi_app(auth: APIKeyAuth) -> FastAPI:
 DEV_CONTEXT = {"authenticated": False, "mode": "test", "key_id": None}
 
 
-def test_fastapi_dependencies_pass_in_development_mode() -> None:
-    client = TestClient(fastapi_app(APIKeyAuth(keys=[])))
+def test_fastapi_dependencies_pass_in_development_mode(no_default: None) -> None:
+    client = TestClient(fastapi_app(APIKeyAuth()))
     for headers in ({}, {"Authorization": "Bearer sk-unknown-key-1234567"}):
         assert client.get("/verify", headers=headers).json() == DEV_CONTEXT
         assert client.get("/admin", headers=headers).json() == DEV_CONTEXT
@@ -1810,8 +2405,8 @@ def test_fastapi_dependencies_pass_in_development_mode() -> None:
         }
 
 
-def test_fastapi_dependencies_refuse_once_a_key_is_configured() -> None:
-    auth = APIKeyAuth(keys=[])
+def test_fastapi_dependencies_refuse_once_a_key_is_configured(no_default: None) -> None:
+    auth = APIKeyAuth()
     client = TestClient(fastapi_app(auth))
     assert client.get("/admin").status_code == 200
     auth.add_key(APIKey(CANARY, name="reader", scopes={"read"}))
@@ -1831,7 +2426,9 @@ HELPER_CASES: list[Any] = [
 
 @pytest.mark.parametrize(("helper", "expected"), HELPER_CASES)
 def test_starlette_helpers_pass_in_development_mode(
-    helper: Callable[[HTTPConnection], AuthContext | None], expected: dict[str, Any] | None
+    helper: Callable[[HTTPConnection], AuthContext | None],
+    expected: dict[str, Any] | None,
+    no_default: None,
 ) -> None:
     async def endpoint(request: Request) -> JSONResponse:
         context = helper(request)
@@ -1842,7 +2439,32 @@ def test_starlette_helpers_pass_in_development_mode(
         )
 
     app = Starlette(routes=[Route("/e", endpoint)])
-    app.add_middleware(APIKeyMiddleware, auth=APIKeyAuth(keys=[]))
+    app.add_middleware(APIKeyMiddleware, auth=APIKeyAuth())
     response = TestClient(app).get("/e")
     assert response.status_code == 200
     assert response.json() == expected
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        pytest.param({"mode": "fancy"}, "mode must be 'simple' or 'advanced'", id="mode"),
+        pytest.param({"user_tracking": "yes"}, "user_tracking must be True or False", id="flag"),
+        pytest.param(
+            {"request_logging": 1}, "request_logging must be True or False", id="flag-int"
+        ),
+    ],
+)
+def test_bad_arguments_are_configuration_errors(kwargs: dict[str, Any], needle: str) -> None:
+    with pytest.raises(ConfigurationError, match=re.escape(needle)):
+        APIKeyAuth(keys=[CANARY], **kwargs)
+
+
+def test_a_verifier_context_whose_key_id_is_not_a_str_is_refused() -> None:
+    auth = APIKeyAuth(
+        keys=[CANARY],
+        verifiers=[lambda token: AuthContext(True, key_id=123)],  # type: ignore[arg-type]
+    )
+    with capture_logs() as logs:
+        assert auth.verify("sk-unknown-token") is None
+    assert [log["problem"] for log in logs] == ["returned a key_id that is not a str but int"]

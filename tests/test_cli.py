@@ -31,8 +31,7 @@ import asgi_apikey.auth
 from asgi_apikey import APIKey, APIKeyAuth
 from asgi_apikey.cli import main
 from asgi_apikey.settings import load_key_file
-from tests.asgi import CANARY, OTHER_KEY
-from tests.conftest import AUTH_VARIABLES
+from tests.asgi import AUTH_VARIABLES, CANARY, OTHER_KEY
 
 #: Too short for production (under 16 characters), fine elsewhere.
 SHORT = "sk-Zq9xW2vT"
@@ -252,15 +251,7 @@ def test_keygen_toml_without_name_or_scopes(capsys: pytest.CaptureFixture[str]) 
         'x", scopes = ["admin"], y = "',
         "[[keys]]",
         "café ☕",
-        pytest.param(
-            "🔑 billing",
-            marks=pytest.mark.xfail(
-                reason="bug: keygen --toml writes the name with json.dumps, which escapes a "
-                "character outside the BMP as a surrogate pair (\\ud83d\\udd11), and TOML "
-                "refuses surrogate escapes (cli.py, _keygen: f'name = {json.dumps(...)}')",
-                strict=True,
-            ),
-        ),
+        "🔑 billing",
     ],
     ids=[
         "quotes",
@@ -285,6 +276,31 @@ def test_keygen_toml_escapes_the_name(
     [(_, loaded)] = load_key_file(path)
     assert loaded.name == name
     assert loaded.scopes == {"read"}
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["🔑", "billing 🔑 team", "\U0001d518\U0001d52b\U0001d526", "キー 🗝️", "😀" * 10],
+    ids=["key-emoji", "emoji-inside", "math-letters", "cjk-and-variation", "many"],
+)
+def test_keygen_toml_writes_names_outside_the_bmp_literally(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, name: str
+) -> None:
+    out, key = _keygen_toml(capsys, "--name", name, "--scopes", "read,write")
+    assert out == (
+        f'[[keys]]\ndigest = "{_sha256(key)}"\nname = "{name}"\nscopes = ["read", "write"]\n'
+    )
+    assert "\\u" not in out  # no escapes, least of all surrogate pairs (TOML refuses them)
+    assert tomllib.loads(out)["keys"][0]["name"] == name
+    path = tmp_path / "keys.toml"
+    path.write_text(out, encoding="utf-8")
+    [(label, loaded)] = load_key_file(path)
+    assert label == f"API_KEYS_FILE ({path}) keys[0]"
+    assert (loaded.name, loaded.key_id, loaded.digest) == (name, name, _sha256(key))
+    verified = APIKeyAuth(keys_file=path).verify(key)
+    assert verified is not None
+    assert verified.key_id == name
+    assert verified.scopes == {"read", "write", "authenticated"}
 
 
 # -- hash ---------------------------------------------------------------------------------
@@ -589,6 +605,22 @@ def test_check_warns_about_expired_expiring_and_not_yet_valid_keys(
     assert _check(capsys, "--strict").code == 1
 
 
+def test_check_reports_a_key_source_without_keys_as_enforcing(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # A configured source with no key refuses every request: not development mode.
+    path = tmp_path / "keys.toml"
+    path.write_text("# no keys yet\n", encoding="utf-8")
+    for env in ({"ADDITIONAL_API_KEYS": ", ,"}, {"API_KEYS_FILE": str(path)}):
+        with monkeypatch.context() as mp:
+            _set_env(mp, {"ENVIRONMENT": "staging", **env})
+            report = _check_json(capsys)
+        assert report["status"]["development_mode"] is False
+        assert report["status"]["mode"] == "simple"
+        assert report["status"]["key_count"] == 0
+        assert _DEVELOPMENT_WARNING not in report["warnings"]
+
+
 @pytest.mark.parametrize(
     ("env", "argv", "code"),
     [
@@ -642,7 +674,11 @@ _BAD_CONFIGURATIONS: list[tuple[dict[str, str], str | None, list[str]]] = [
     (
         {"ENVIRONMENT": "production"},
         None,
-        ["error: no API key is configured (API_KEY, ", "set API_KEY"],
+        [
+            "error: no API key is configured (API_KEY, ",
+            "ENVIRONMENT=production refuses to start that way",
+            "set API_KEY",
+        ],
     ),
     (
         {"ENVIRONMENT": "production", "API_KEY": SHORT},
@@ -694,6 +730,36 @@ _BAD_CONFIGURATIONS: list[tuple[dict[str, str], str | None, list[str]]] = [
         f'[[keys]]\ndigest = "{_sha256(CANARY)}"\nmetadata = {{ team = "x" }}\n',
         ["error: API_KEYS_FILE ({file}) keys[0]: ", "set AUTH_MODE=advanced"],
     ),
+    (
+        {"API_KEYS_FILE": "{file}", "ENVIRONMENT": "production"},
+        "# no keys yet\n",
+        ["error: no API key is configured (", "hold none", "ENVIRONMENT=production refuses"],
+    ),
+    (
+        {"ADDITIONAL_API_KEYS": " , ,", "ENVIRONMENT": "production"},
+        None,
+        ["error: no API key is configured (", "ENVIRONMENT=production refuses"],
+    ),
+    (
+        {"API_KEY": CANARY, "ENVIRONMENT": "staging", "environment": "production"},
+        None,
+        ["error: ENVIRONMENT is set more than once, as ENVIRONMENT, environment: keep one"],
+    ),
+    (
+        {"API_KEY": CANARY, "AUTH_MODE": OTHER_KEY},
+        None,
+        ["error: AUTH_MODE must be 'simple' or 'advanced'\n"],
+    ),
+    (
+        {"API_KEYS_FILE": "{file}"},
+        f"[{CANARY}]\n[{CANARY}]\n",
+        ["error: API_KEYS_FILE ({file}) is not valid TOML (at line 2, column 32): fix the syntax"],
+    ),
+    (
+        {"API_KEYS_FILE": "{file}"},
+        f'[[keys]]\ndigest = "{_sha256(CANARY)}"\n"{OTHER_KEY}" = 1\n',
+        ["error: API_KEYS_FILE ({file}) keys[0] has unknown field 1 other not shown: use ["],
+    ),
 ]
 
 
@@ -715,6 +781,12 @@ _BAD_CONFIGURATIONS: list[tuple[dict[str, str], str | None, list[str]]] = [
         "key-file-not-toml",
         "key-file-duplicate",
         "key-file-metadata-in-simple-mode",
+        "production-key-file-without-keys",
+        "production-only-empty-items",
+        "set-twice",
+        "key-in-auth-mode",
+        "key-file-duplicated-table-key",
+        "key-file-key-as-field-name",
     ],
 )
 @pytest.mark.parametrize("json_output", [False, True], ids=["text", "json"])
@@ -909,6 +981,125 @@ def test_check_app_reports_each_middleware(
     assert sorted(report["rules"][0]["path"] for report in reports) == ["/inner", "/outer"]
 
 
+_MOUNTED_APPS = {
+    "starlette-sub-app": f"""
+        from starlette.applications import Starlette
+        from starlette.routing import Mount
+
+        from asgi_apikey import APIKeyMiddleware
+
+        sub_app = Starlette()
+        sub_app.add_middleware(APIKeyMiddleware, keys=[{APP_KEY!r}], public=["/ping"])
+        app = Starlette(routes=[Mount("/api", app=sub_app)])
+        """,
+    "started-sub-app": f"""
+        from starlette.applications import Starlette
+        from starlette.routing import Mount
+
+        from asgi_apikey import APIKeyMiddleware
+
+        sub_app = Starlette()
+        sub_app.add_middleware(APIKeyMiddleware, keys=[{APP_KEY!r}], public=["/ping"])
+        sub_app.middleware_stack = sub_app.build_middleware_stack()
+        app = Starlette(routes=[Mount("/api", app=sub_app)])
+        """,
+    "middleware-mounted": f"""
+        from starlette.applications import Starlette
+        from starlette.routing import Mount
+
+        from asgi_apikey import APIKeyMiddleware
+
+        app = Starlette(
+            routes=[Mount("/api", app=APIKeyMiddleware(Starlette(), keys=[{APP_KEY!r}],
+                                                      public=["/ping"]))]
+        )
+        """,
+    "nested-mounts": f"""
+        from starlette.applications import Starlette
+        from starlette.routing import Mount, Route
+        from starlette.responses import PlainTextResponse
+
+        from asgi_apikey import APIKeyMiddleware
+
+        sub_app = Starlette()
+        sub_app.add_middleware(APIKeyMiddleware, keys=[{APP_KEY!r}], public=["/ping"])
+        app = Starlette(
+            routes=[
+                Route("/", PlainTextResponse("home")),
+                Mount("/v1", routes=[Mount("/api", app=sub_app)]),
+            ]
+        )
+        """,
+    "router-host": f"""
+        from starlette.applications import Starlette
+        from starlette.routing import Host, Router
+
+        from asgi_apikey import APIKeyMiddleware
+
+        sub_app = Starlette()
+        sub_app.add_middleware(APIKeyMiddleware, keys=[{APP_KEY!r}], public=["/ping"])
+        app = Router(routes=[Host("api.example.com", app=sub_app)])
+        """,
+}
+
+
+@pytest.mark.parametrize("source", list(_MOUNTED_APPS.values()), ids=list(_MOUNTED_APPS))
+def test_check_app_finds_the_middleware_of_a_mounted_sub_application(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    app_module: Callable[[str], str],
+    source: str,
+) -> None:
+    monkeypatch.setenv("ENVIRONMENT", "production")
+    module = app_module(source)
+    [report] = _check_json(capsys, "--app", f"{module}:app")  # found once
+    assert report["status"]["key_ids"] == [APIKey(APP_KEY).key_id]
+    assert report["rules"] == [
+        {"path": "/ping", "access": "public", "scopes": []},
+        {"path": "/", "access": "protected", "scopes": []},
+    ]
+    assert report["warnings"] == []
+
+
+def test_check_app_finds_both_the_outer_and_a_mounted_middleware(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    app_module: Callable[[str], str],
+) -> None:
+    monkeypatch.setenv("ENVIRONMENT", "production")
+    module = app_module(
+        f"""
+        from starlette.applications import Starlette
+        from starlette.routing import Mount
+
+        from asgi_apikey import APIKeyMiddleware
+
+        sub_app = Starlette()
+        sub_app.add_middleware(APIKeyMiddleware, keys=[{APP_KEY!r}], public=["/inner"])
+        app = Starlette(routes=[Mount("/api", app=sub_app)])
+        app.add_middleware(APIKeyMiddleware, keys=[{CANARY!r}], public=["/outer"])
+        """
+    )
+    reports = _check_json(capsys, "--app", f"{module}:app")
+    assert sorted(report["rules"][0]["path"] for report in reports) == ["/inner", "/outer"]
+
+
+def test_check_app_without_middleware_in_a_mounted_sub_application(
+    capsys: pytest.CaptureFixture[str], app_module: Callable[[str], str]
+) -> None:
+    module = app_module(
+        """
+        from starlette.applications import Starlette
+        from starlette.routing import Mount
+
+        app = Starlette(routes=[Mount("/api", app=Starlette())])
+        """
+    )
+    run = _check(capsys, "--app", f"{module}:app")
+    assert run.code == 1
+    assert run.err.startswith(f"error: no APIKeyMiddleware found in {module}:app")
+
+
 def test_check_app_imports_from_the_working_directory(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
@@ -1080,9 +1271,9 @@ def _command_env(env: dict[str, str]) -> dict[str, str]:
             1,
             "",
             "error: no API key is configured (API_KEY, ADDITIONAL_API_KEYS and API_KEYS_FILE "
-            "are unset or empty), and ENVIRONMENT=production refuses development mode, which "
-            "would let every request through: set API_KEY to a long random key "
-            "('python -m asgi_apikey keygen' makes one)\n",
+            "hold none), and ENVIRONMENT=production refuses to start that way (without keys it "
+            "would run in development mode or refuse everything): set API_KEY to a long random "
+            "key ('python -m asgi_apikey keygen' makes one)\n",
         ),
         (
             {"ENVIRONMENT": "production", "API_KEY": CANARY, "ADDITIONAL_API_KEYS": CANARY},

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -14,28 +15,10 @@ from hypothesis import strategies as st
 
 from asgi_apikey import APIKey, APIKeyAuth, APIKeyUser, AuthContext, ConfigurationError
 from asgi_apikey.context import FrozenMapping
-from asgi_apikey.keys import KeyEntry
-from tests.asgi import CANARY, OTHER_KEY
+from asgi_apikey.keys import Accepted, KeyEntry
+from tests.asgi import CANARY, OTHER_KEY, chain, plain_digest
 
 THIRD_KEY = "sk-third-9z8y7x6w5v4u3t2s1r0q"
-
-
-def plain_digest(secret: str) -> str:
-    """The digest computed independently of the package."""
-    return "sha256:" + hashlib.sha256(secret.encode("utf-8")).hexdigest()
-
-
-def chain(error: BaseException) -> Iterator[BaseException]:
-    """The error and every exception chained to it (cause or context)."""
-    seen: set[int] = set()
-    todo: list[BaseException] = [error]
-    while todo:
-        current = todo.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        todo.extend(e for e in (current.__cause__, current.__context__) if e is not None)
 
 
 def assert_no_secret(error: BaseException, secret: str = CANARY) -> None:
@@ -729,3 +712,27 @@ def test_verify_is_exact_for_configured_keys(keys: list[str], split: int) -> Non
     for key in absent:
         assert auth.verify(key) is None
     assert len(auth.key_ids) == len(configured)
+
+
+def test_repr_shows_the_validity_window_and_never_the_key() -> None:
+    start = datetime(2027, 1, 1, tzinfo=UTC)
+    key = APIKey(CANARY, name="w", not_before=start, expires_at=start + timedelta(days=1))
+    assert repr(key) == (
+        "APIKey(key_id='w', scopes=[], not_before='2027-01-01T00:00:00+00:00', "
+        "expires_at='2027-01-02T00:00:00+00:00')"
+    )
+    assert CANARY not in repr(key)
+
+
+def test_verifiers_never_see_bytes_that_are_not_ascii() -> None:
+    seen: list[str] = []
+
+    def verifier(token: str) -> AuthContext | None:
+        seen.append(token)
+        return AuthContext(True, key_id="v")
+
+    auth = APIKeyAuth(keys=[OTHER_KEY], verifiers=[verifier])
+    assert auth.resolve("sk-é".encode()) is None
+    assert seen == []
+    assert isinstance(auth.resolve(b"sk-ascii"), Accepted)
+    assert seen == ["sk-ascii"]

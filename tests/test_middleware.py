@@ -286,6 +286,15 @@ def test_shared_authenticator_rotates_keys_for_the_next_request() -> None:
     assert 'error="invalid_token"' in (result.header("www-authenticate") or "")
 
 
+def test_empty_key_set_refuses_everything_protected() -> None:
+    # keys=[] is a configured source that holds no key (an empty database
+    # lookup, say): it refuses, it never falls into development mode.
+    app, inner = make(keys=[])
+    assert not app.auth.is_development_mode
+    assert call(app, http_scope("/x", headers=[bearer(CANARY)]), inner).status == 401
+    assert call(app, http_scope("/x"), inner).status == 401
+
+
 def test_removing_every_key_refuses_everything_protected() -> None:
     # Development mode is decided at construction: once keys were enforced, an
     # empty set refuses every request instead of letting every request through.

@@ -2,15 +2,20 @@
 
 Each test sets the variables it needs with ``monkeypatch`` (conftest.py clears
 them all first). Error messages are checked for naming the variable and the fix,
-and for holding no key anywhere: message, repr, context or chained exceptions.
+and for holding no key anywhere: message, repr, context, chained exceptions or (for
+the environment and the key file) the locals of the frames an error passed through.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import stat
 import string
-from collections.abc import Callable, Iterator
+import threading
+import traceback
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,7 +29,17 @@ from structlog.testing import capture_logs
 from asgi_apikey import APIKey, APIKeyAuth, APIKeyMiddleware, AuthSettings, ConfigurationError
 from asgi_apikey.keys import Accepted, Rejected
 from asgi_apikey.settings import environment_keys, load_key_file, read_settings, variable
-from tests.asgi import CANARY, OTHER_KEY, Recorder, bearer, call, http_scope
+from tests.asgi import (
+    AUTH_VARIABLES,
+    CANARY,
+    OTHER_KEY,
+    Recorder,
+    bearer,
+    call,
+    chain,
+    http_scope,
+    plain_digest,
+)
 
 THIRD_KEY = "sk-third-9z8y7x6w5v4u3t2s1r0q"
 #: Shorter than the 16 characters production demands.
@@ -39,30 +54,13 @@ Builder = Callable[[], APIKeyAuth]
 # --------------------------------------------------------------------------- helpers
 
 
-def digest_of(secret: str) -> str:
-    """The digest computed independently of the package."""
-    return "sha256:" + hashlib.sha256(secret.encode("utf-8")).hexdigest()
-
-
-def chain(error: BaseException) -> Iterator[BaseException]:
-    """The error and every exception chained to it (cause or context, suppressed or not)."""
-    seen: set[int] = set()
-    todo: list[BaseException] = [error]
-    while todo:
-        current = todo.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        todo.extend(e for e in (current.__cause__, current.__context__) if e is not None)
-
-
 def assert_no_secret(error: BaseException, *secrets: str) -> None:
     """No trace of the secrets (nor of any 8-character run of one) in the error chain."""
     needles = {CANARY}
     for secret in secrets:
         needles |= {secret, secret.strip()}
         needles |= set(re.findall(r"[A-Za-z0-9._~+/-]{8,}", secret))
+    needles = {needle for needle in needles if any(c.isalnum() for c in needle)}  # not " , "
     for current in chain(error):
         texts = [
             str(current),
@@ -75,6 +73,31 @@ def assert_no_secret(error: BaseException, *secrets: str) -> None:
         for text in texts:
             for needle in needles:
                 assert needle not in text, f"secret leaked by {type(current).__name__}: {text}"
+
+
+def raised(action: Callable[[], object]) -> ConfigurationError:
+    """The ConfigurationError ``action`` raises, caught in a frame that holds no secret."""
+    try:
+        action()
+    except ConfigurationError as error:
+        return error
+    raise AssertionError("no ConfigurationError was raised")
+
+
+def assert_raised_outside_except_blocks(error: BaseException, *secrets: str) -> None:
+    """No chained exception, and no frame of the traceback holds a secret in its locals.
+
+    Error reporters (Sentry and the like) record __context__ and every frame's locals.
+    """
+    assert error.__context__ is None, repr(error.__context__)
+    assert error.__cause__ is None, repr(error.__cause__)
+    assert list(chain(error)) == [error]
+    assert error.__traceback__ is not None
+    text = "".join(traceback.TracebackException.from_exception(error, capture_locals=True).format())
+    assert "raise ConfigurationError" in text  # the locals were captured: frames are there
+    for secret in (CANARY, *secrets):
+        assert secret not in text, f"{secret!r} in the traceback:\n{text}"
+    assert_no_secret(error, *secrets)
 
 
 def raises_config(action: Callable[[], object], *fragments: str) -> ConfigurationError:
@@ -132,7 +155,7 @@ def at(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: 
 VALID_FILE = f"""
 # keys for the billing service
 [[keys]]
-digest = "{digest_of(CANARY)}"
+digest = "{plain_digest(CANARY)}"
 name = "billing"
 scopes = ["read", "write"]
 metadata = {{ team = "payments", tier = 2 }}
@@ -140,14 +163,14 @@ not_before = 2026-01-01T00:00:00Z
 expires_at = 2027-01-01T00:00:00+02:00
 
 [[keys]]
-digest = "{digest_of(OTHER_KEY).upper().replace("SHA256:", "sha256:")}"
+digest = "{plain_digest(OTHER_KEY).upper().replace("SHA256:", "sha256:")}"
 name = "ci"
 """
 
 # A valid first entry, so that a bad second one is reported as keys[1].
 FIRST_ENTRY = f"""
 [[keys]]
-digest = "{digest_of(OTHER_KEY)}"
+digest = "{plain_digest(OTHER_KEY)}"
 name = "first"
 """
 
@@ -213,9 +236,9 @@ def test_additional_api_keys_are_labelled_by_position_skipping_empty_items(
         "ADDITIONAL_API_KEYS (key 2)",
     ]
     assert [key.digest for _, key in labelled] == [
-        digest_of(CANARY),
-        digest_of(OTHER_KEY),
-        digest_of(THIRD_KEY),
+        plain_digest(CANARY),
+        plain_digest(OTHER_KEY),
+        plain_digest(THIRD_KEY),
     ]
 
 
@@ -623,15 +646,7 @@ def test_environment_argument_lifts_the_production_refusal(
 
 @pytest.mark.parametrize(
     "name",
-    [
-        "API_KEY",
-        "ADDITIONAL_API_KEYS",
-        "API_KEYS_FILE",
-        "AUTH_MODE",
-        "ENABLE_USER_TRACKING",
-        "ENABLE_REQUEST_LOGGING",
-        "ENVIRONMENT",
-    ],
+    AUTH_VARIABLES,
 )
 @pytest.mark.parametrize("build", BUILDERS)
 def test_empty_variable_counts_as_unset(
@@ -657,14 +672,41 @@ def test_empty_api_key_next_to_a_real_additional_key(monkeypatch: pytest.MonkeyP
 def test_empty_api_key_in_production_is_no_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("API_KEY", "")
     monkeypatch.setenv("ENVIRONMENT", "production")
-    raises_config(APIKeyAuth.from_env, "API_KEY", "unset or empty", "refuses development mode")
+    raises_config(
+        APIKeyAuth.from_env,
+        "no API key is configured (API_KEY, ADDITIONAL_API_KEYS and API_KEYS_FILE hold none)",
+        "ENVIRONMENT=production refuses to start that way",
+    )
 
 
 def test_only_empty_items_in_additional_api_keys_is_no_key(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # A variable that names a key source but holds no key enforces zero keys: every
+    # protected request is refused, never let through as in development mode.
     monkeypatch.setenv("ADDITIONAL_API_KEYS", " , ,, ")
-    assert APIKeyAuth.from_env().is_development_mode
+    with capture_logs() as logs:
+        app = APIKeyMiddleware(Recorder())
+    assert [entry["event"] for entry in logs] == ["no_keys"]
+    assert logs[0]["log_level"] == "warning"
+    assert not app.auth.is_development_mode
+    assert app.auth.key_ids == ()
+    assert app.auth.mode == "simple"
+    assert status(app) == 401
+    assert status(app, CANARY) == 401
+    assert app.auth.verify(CANARY) is None
+
+
+def test_only_empty_items_in_additional_api_keys_in_production(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ADDITIONAL_API_KEYS", ", ,")
+    monkeypatch.setenv("ENVIRONMENT", "production")
+    with capture_logs() as logs:
+        raises_config(
+            APIKeyAuth.from_env, "hold none", "ENVIRONMENT=production refuses to start that way"
+        )
+    assert logs == []
 
 
 # -------------------------------------------------------------------------- bad values
@@ -766,13 +808,147 @@ def test_several_bad_values_are_all_reported(monkeypatch: pytest.MonkeyPatch) ->
     assert_no_secret(error)
 
 
-def test_a_key_pasted_into_a_flag_is_not_echoed_in_full(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Values of non-secret variables are quoted, but only briefly (60 characters).
+def test_a_key_pasted_into_a_flag_is_not_echoed_at_all(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Values of non-secret variables are quoted only when short (20 characters at most):
+    # a longer one may be a key pasted into the wrong variable, and none of it is shown.
     long_value = "x" * 100
     monkeypatch.setenv("ENVIRONMENT", long_value)
     error = raises_config(APIKeyAuth.from_env, "ENVIRONMENT must be")
-    assert long_value not in str(error)
-    assert "x" * 60 in str(error)
+    assert str(error) == "ENVIRONMENT must be one of development, testing, staging, production"
+    assert "x" * 8 not in str(error) + repr(error.context)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        pytest.param(
+            "AUTH_MODE",
+            "a" * 20,
+            f"AUTH_MODE must be 'simple' or 'advanced', not {'a' * 20!r}",
+            id="AUTH_MODE-20-quoted",
+        ),
+        pytest.param(
+            "AUTH_MODE", "a" * 21, "AUTH_MODE must be 'simple' or 'advanced'", id="AUTH_MODE-21"
+        ),
+        pytest.param(
+            "ENVIRONMENT",
+            "prod",
+            "ENVIRONMENT must be one of development, testing, staging, production, not 'prod'",
+            id="ENVIRONMENT-short-quoted",
+        ),
+        pytest.param(
+            "ENABLE_USER_TRACKING",
+            "y" * 20,
+            "ENABLE_USER_TRACKING must be true or false (or 1/0, yes/no, on/off), "
+            f"not {'y' * 20!r}",
+            id="flag-20-quoted",
+        ),
+        pytest.param(
+            "ENABLE_REQUEST_LOGGING",
+            "y" * 21,
+            "ENABLE_REQUEST_LOGGING must be true or false (or 1/0, yes/no, on/off)",
+            id="flag-21",
+        ),
+    ],
+)
+def test_bad_values_are_quoted_only_up_to_20_characters(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    error = raised(APIKeyAuth.from_env)
+    assert str(error) == message
+
+
+@pytest.mark.parametrize(
+    "name", ["AUTH_MODE", "ENVIRONMENT", "ENABLE_USER_TRACKING", "ENABLE_REQUEST_LOGGING"]
+)
+@pytest.mark.parametrize("build", [p for p in BUILDERS if p.id != "middleware"])
+def test_a_key_pasted_into_another_variable_never_appears_in_the_error(
+    monkeypatch: pytest.MonkeyPatch, build: Builder, name: str
+) -> None:
+    monkeypatch.setenv(name, CANARY)
+    error = raised(build)
+    assert str(error).startswith(f"{name} must be ")
+    assert error.context == {"setting": name, "variables": [name]}
+    # Not in the message, the context, a chained ValidationError nor any frame's locals.
+    assert_raised_outside_except_blocks(error, CANARY)
+
+
+def test_an_error_building_the_middleware_can_be_reported_with_its_locals(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AUTH_MODE", CANARY)
+    error = raised(via_middleware)
+    assert str(error) == "AUTH_MODE must be 'simple' or 'advanced'"
+    assert_raised_outside_except_blocks(error, CANARY)
+
+
+@pytest.mark.parametrize(
+    ("env", "names"),
+    [
+        pytest.param({"AUTH_MODE": "fancy"}, ["AUTH_MODE"], id="one"),
+        pytest.param(
+            {"ENVIRONMENT": "prod", "AUTH_MODE": "fancy", "ENABLE_USER_TRACKING": "maybe"},
+            ["AUTH_MODE", "ENABLE_USER_TRACKING", "ENVIRONMENT"],
+            id="three",
+        ),
+        pytest.param(
+            {"API_KEY": CANARY, "ENABLE_REQUEST_LOGGING": "2", "ENVIRONMENT": "x" * 40},
+            ["ENABLE_REQUEST_LOGGING", "ENVIRONMENT"],
+            id="two-next-to-a-key",
+        ),
+    ],
+)
+def test_a_settings_error_names_every_bad_variable_in_its_context(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], names: list[str]
+) -> None:
+    set_env(monkeypatch, env)
+    for action in (read_settings, APIKeyAuth.from_env):
+        error = raised(action)
+        assert set(error.context) == {"setting", "variables"}
+        assert sorted(error.context["variables"]) == names
+        assert error.context["setting"] == error.context["variables"][0]
+        for name in names:
+            assert f"{name} must be" in str(error)
+        assert_raised_outside_except_blocks(error)
+
+
+@pytest.mark.parametrize(
+    ("spellings", "values"),
+    [
+        pytest.param(["ENVIRONMENT", "environment"], ["production", "staging"], id="ENVIRONMENT"),
+        pytest.param(["ENVIRONMENT", "environment"], ["staging", "staging"], id="same-value"),
+        pytest.param(["AUTH_MODE", "Auth_Mode"], ["simple", "advanced"], id="AUTH_MODE"),
+        pytest.param(["API_KEY", "api_key"], [CANARY, OTHER_KEY], id="API_KEY"),
+        pytest.param(
+            ["ADDITIONAL_API_KEYS", "additional_api_keys"], [CANARY, OTHER_KEY], id="ADDITIONAL"
+        ),
+        pytest.param(
+            ["ENABLE_USER_TRACKING", "Enable_User_Tracking", "enable_user_tracking"],
+            ["true", "false", "true"],
+            id="three-spellings",
+        ),
+    ],
+)
+@pytest.mark.parametrize("build", BUILDERS)
+def test_a_variable_set_twice_with_different_case_is_refused(
+    monkeypatch: pytest.MonkeyPatch, build: Builder, spellings: list[str], values: list[str]
+) -> None:
+    # The names are case-insensitive: with both set, whichever came last would silently win.
+    monkeypatch.setenv("API_KEY" if spellings[0] != "API_KEY" else "ADDITIONAL_API_KEYS", THIRD_KEY)
+    for spelling, value in zip(spellings, values, strict=True):
+        monkeypatch.setenv(spelling, value)
+    name = spellings[0]
+    error = raises_config(
+        build, f"{name} is set more than once, as {', '.join(sorted(spellings))}: keep one"
+    )
+    assert error.context["setting"] == name
+    assert_no_secret(error, *values)
+    # The control: either spelling alone is read.
+    monkeypatch.delenv(spellings[1])
+    if len(spellings) > 2:
+        monkeypatch.delenv(spellings[2])
+    build()
 
 
 # ----------------------------------------------------------------------- production
@@ -786,8 +962,9 @@ def test_production_refuses_development_mode(
     with capture_logs() as logs:
         error = raises_config(
             build,
-            "API_KEY, ADDITIONAL_API_KEYS and API_KEYS_FILE are unset or empty",
-            "ENVIRONMENT=production refuses development mode",
+            "no API key is configured (API_KEY, ADDITIONAL_API_KEYS and API_KEYS_FILE hold none)",
+            "ENVIRONMENT=production refuses to start that way",
+            "without keys it would run in development mode or refuse everything",
             "set API_KEY to a long random key",
             "keygen",
         )
@@ -808,18 +985,70 @@ def test_production_refuses_an_empty_explicit_key_list(
 ) -> None:
     monkeypatch.setenv("API_KEY", CANARY)  # replaced by keys=[], so it does not count
     monkeypatch.setenv("ENVIRONMENT", "production")
-    error = raises_config(
-        build, "keys= is empty", "refuses development mode", "pass at least one key"
-    )
+    with capture_logs() as logs:
+        error = raises_config(
+            build,
+            "keys= and keys_file hold no key",
+            "ENVIRONMENT=production refuses to start that way",
+            "pass at least one key",
+        )
+    assert logs == []  # refused, not warned about
     assert_no_secret(error)
 
 
+@pytest.mark.parametrize(
+    ("build", "fragments"),
+    [
+        pytest.param(
+            APIKeyAuth.from_env,
+            [
+                "no API key is configured (API_KEY, ADDITIONAL_API_KEYS and API_KEYS_FILE "
+                "hold none)",
+                "set API_KEY to a long random key",
+            ],
+            id="API_KEYS_FILE",
+        ),
+        pytest.param(
+            via_middleware,
+            ["no API key is configured (API_KEY, ", "set API_KEY to a long random key"],
+            id="middleware",
+        ),
+        pytest.param(
+            lambda: APIKeyAuth(keys_file=os.environ["API_KEYS_FILE"]),
+            ["keys= and keys_file hold no key", "pass at least one key"],
+            id="keys_file=",
+        ),
+        pytest.param(
+            lambda: APIKeyAuth(keys=[], keys_file=os.environ["API_KEYS_FILE"]),
+            ["keys= and keys_file hold no key", "pass at least one key"],
+            id="keys=[]-and-keys_file=",
+        ),
+    ],
+)
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param("# no keys yet\n", id="comments-only"),
+        pytest.param("", id="empty"),
+        pytest.param("keys = []\n", id="empty-array"),
+    ],
+)
 def test_production_refuses_a_key_file_without_keys(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    build: Builder,
+    fragments: list[str],
+    content: str,
 ) -> None:
-    monkeypatch.setenv("API_KEYS_FILE", str(write(tmp_path, "# no keys yet\n")))
+    monkeypatch.setenv("API_KEYS_FILE", str(write(tmp_path, content)))
     monkeypatch.setenv("ENVIRONMENT", "production")
-    raises_config(APIKeyAuth.from_env, "refuses development mode")
+    raises_config(build, *fragments, "ENVIRONMENT=production refuses to start that way")
+    # The control: the same file outside production builds an enforcing authenticator.
+    monkeypatch.setenv("ENVIRONMENT", "staging")
+    auth = build()
+    assert not auth.is_development_mode
+    assert auth.key_ids == ()
+    assert auth.verify(CANARY) is None
 
 
 def test_production_accepts_verifiers_without_keys(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -929,12 +1158,12 @@ def test_production_accepts_digest_keys_of_unknown_length(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("ENVIRONMENT", "production")
-    auth = APIKeyAuth(keys=[APIKey(digest=digest_of(SHORT_KEY))])
+    auth = APIKeyAuth(keys=[APIKey(digest=plain_digest(SHORT_KEY))])
     assert auth.verify(SHORT_KEY) is not None
-    auth.add_key(APIKey(digest=digest_of("sk-tiny"), name="tiny"))
+    auth.add_key(APIKey(digest=plain_digest("sk-tiny"), name="tiny"))
     assert auth.verify("sk-tiny") is not None
 
-    path = write(tmp_path, f'[[keys]]\ndigest = "{digest_of(SHORT_KEY)}"\n')
+    path = write(tmp_path, f'[[keys]]\ndigest = "{plain_digest(SHORT_KEY)}"\n')
     monkeypatch.setenv("API_KEYS_FILE", str(path))
     from_file = APIKeyAuth.from_env()
     assert from_file.environment == "production"
@@ -953,6 +1182,61 @@ def test_other_environments_accept_short_keys(
     assert auth.verify("sk-x") is not None
 
 
+@pytest.mark.parametrize(
+    "environment", ["Production", "PRODUCTION", " production ", "\tProduction"]
+)
+def test_the_environment_argument_is_case_insensitive_and_stripped(
+    monkeypatch: pytest.MonkeyPatch, environment: str
+) -> None:
+    monkeypatch.setenv("ENVIRONMENT", "staging")  # the argument wins
+    error = raises_config(
+        lambda: APIKeyAuth(keys=[SHORT_KEY], environment=environment),
+        "keys[0] is shorter than 16 characters",
+        "ENVIRONMENT=production refuses",
+    )
+    assert_no_secret(error, SHORT_KEY)
+    raises_config(
+        lambda: APIKeyAuth(keys=[CANARY, SHORT_KEY], environment=environment),
+        "keys[1] is shorter than 16 characters",
+    )
+    monkeypatch.setenv("API_KEY", SHORT_KEY)
+    raises_config(
+        lambda: APIKeyAuth.from_env(environment=environment), "API_KEY is shorter than 16"
+    )
+    monkeypatch.delenv("API_KEY")
+    raises_config(
+        lambda: APIKeyAuth.from_env(environment=environment),
+        "no API key is configured",
+        "ENVIRONMENT=production refuses to start that way",
+    )
+    raises_config(
+        lambda: APIKeyAuth(keys=[], environment=environment), "keys= and keys_file hold no key"
+    )
+    auth = APIKeyAuth(keys=[CANARY], environment=environment)
+    assert auth.environment == "production"
+    assert auth.status()["environment"] == "production"
+    assert auth.verify(CANARY) is not None
+
+
+@pytest.mark.parametrize("environment", ["Staging", " TESTING ", "Development"])
+def test_the_environment_argument_is_case_insensitive_outside_production(
+    environment: str,
+) -> None:
+    auth = APIKeyAuth(keys=[SHORT_KEY], environment=environment)
+    assert auth.environment == environment.strip().lower()
+    assert auth.verify(SHORT_KEY) is not None
+    assert APIKeyAuth.from_env(environment=environment).is_development_mode
+
+
+@pytest.mark.parametrize("environment", ["prod", "Prod uction", "", " "])
+def test_the_environment_argument_must_still_name_an_environment(environment: str) -> None:
+    error = raises_config(
+        lambda: APIKeyAuth(keys=[CANARY], environment=environment),
+        "environment must be one of development, testing, staging, production",
+    )
+    assert error.context == {"setting": "environment"}
+
+
 # ------------------------------------------------------------------------- key file
 
 
@@ -964,13 +1248,13 @@ def test_load_key_file_reads_every_field(tmp_path: Path) -> None:
         f"API_KEYS_FILE ({path}) keys[1]",
     ]
     billing, ci = (key for _, key in labelled)
-    assert billing.digest == digest_of(CANARY)
+    assert billing.digest == plain_digest(CANARY)
     assert billing.name == "billing"
     assert billing.scopes == frozenset({"read", "write"})
     assert dict(billing.metadata) == {"team": "payments", "tier": 2}
     assert billing.not_before == datetime(2026, 1, 1, tzinfo=UTC)
     assert billing.expires_at == datetime(2026, 12, 31, 22, tzinfo=UTC)
-    assert ci.digest == digest_of(OTHER_KEY)  # upper-case hex is the same digest
+    assert ci.digest == plain_digest(OTHER_KEY)  # upper-case hex is the same digest
     assert ci.name == "ci"
     assert ci.scopes == frozenset()
     assert dict(ci.metadata) == {}
@@ -1066,8 +1350,8 @@ BAD_ENTRIES = [
         'name = "x"\nscopes = ["read"]\n', ['has no digest = "sha256:..."'], id="no-digest"
     ),
     pytest.param(
-        f'digest = "{digest_of(CANARY)}"\nscope = ["read"]\n',
-        ["has unknown fields ['scope']", "use [", "'scopes'"],
+        f'digest = "{plain_digest(CANARY)}"\nscope = ["read"]\n',
+        ["has unknown field 'scope': use [", "'scopes'"],
         id="unknown-field",
     ),
     pytest.param(
@@ -1081,12 +1365,12 @@ BAD_ENTRIES = [
         id="plain-key",
     ),
     pytest.param(
-        f'digest = "{digest_of(CANARY)}"\nsecret = "{CANARY}"\n',
+        f'digest = "{plain_digest(CANARY)}"\nsecret = "{CANARY}"\n',
         ["holds a plain key"],
         id="digest-and-secret",
     ),
     pytest.param(
-        f'digest = "{digest_of(CANARY)[:-1]}"\n',
+        f'digest = "{plain_digest(CANARY)[:-1]}"\n',
         ["'sha256:' followed by 64 hex digits", "python -m asgi_apikey hash"],
         id="short-digest",
     ),
@@ -1100,59 +1384,59 @@ BAD_ENTRIES = [
     ),
     pytest.param("digest = 42\n", ["'sha256:' followed by 64 hex digits"], id="digest-int"),
     pytest.param(
-        f'digest = "{digest_of(CANARY)}"\nexpires_at = "2027-01-01T00:00:00Z"\n',
+        f'digest = "{plain_digest(CANARY)}"\nexpires_at = "2027-01-01T00:00:00Z"\n',
         ["expires_at must be an unquoted TOML date-time with an offset", "2027-01-01T00:00:00Z"],
         id="quoted-expires_at",
     ),
     pytest.param(
-        f'digest = "{digest_of(CANARY)}"\nexpires_at = 2027-01-01T00:00:00\n',
+        f'digest = "{plain_digest(CANARY)}"\nexpires_at = 2027-01-01T00:00:00\n',
         ["expires_at", "timezone-aware", "2027-01-01T00:00:00Z in a key file"],
         id="local-date-time",
     ),
     pytest.param(
-        f'digest = "{digest_of(CANARY)}"\nnot_before = 2026-01-01T00:00:00\n',
+        f'digest = "{plain_digest(CANARY)}"\nnot_before = 2026-01-01T00:00:00\n',
         ["not_before", "timezone-aware", "2027-01-01T00:00:00Z"],
         id="local-not_before",
     ),
     pytest.param(
-        f'digest = "{digest_of(CANARY)}"\nexpires_at = 2027-01-01\n',
+        f'digest = "{plain_digest(CANARY)}"\nexpires_at = 2027-01-01\n',
         ["expires_at must be an unquoted TOML date-time with an offset"],
         id="bare-date",
     ),
     pytest.param(
-        f'digest = "{digest_of(CANARY)}"\nnot_before = 09:00:00\n',
+        f'digest = "{plain_digest(CANARY)}"\nnot_before = 09:00:00\n',
         ["not_before must be an unquoted TOML date-time with an offset"],
         id="bare-time",
     ),
     pytest.param(
-        f'digest = "{digest_of(CANARY)}"\nnot_before = 2027-01-01T00:00:00Z\n'
+        f'digest = "{plain_digest(CANARY)}"\nnot_before = 2027-01-01T00:00:00Z\n'
         "expires_at = 2026-01-01T00:00:00Z\n",
         ["expires_at", "is not after its not_before", "would never be valid"],
         id="expires-before-not_before",
     ),
     pytest.param(
-        f'digest = "{digest_of(CANARY)}"\nnot_before = 2027-01-01T00:00:00Z\n'
+        f'digest = "{plain_digest(CANARY)}"\nnot_before = 2027-01-01T00:00:00Z\n'
         "expires_at = 2027-01-01T01:00:00+01:00\n",
         ["is not after its not_before"],
         id="expires-at-not_before",
     ),
     pytest.param(
-        f'digest = "{digest_of(CANARY)}"\nscopes = "read"\n',
+        f'digest = "{plain_digest(CANARY)}"\nscopes = "read"\n',
         ["scopes of key", "collection of strings"],
         id="scopes-string",
     ),
     pytest.param(
-        f'digest = "{digest_of(CANARY)}"\nscopes = ["read all"]\n',
+        f'digest = "{plain_digest(CANARY)}"\nscopes = ["read all"]\n',
         ["not an RFC 6749 scope token"],
         id="bad-scope",
     ),
     pytest.param(
-        f'digest = "{digest_of(CANARY)}"\nmetadata = "payments"\n',
+        f'digest = "{plain_digest(CANARY)}"\nmetadata = "payments"\n',
         ["metadata of key", "must be a mapping"],
         id="metadata-string",
     ),
     pytest.param(
-        f'digest = "{digest_of(CANARY)}"\nname = " padded "\n',
+        f'digest = "{plain_digest(CANARY)}"\nname = " padded "\n',
         ["key name must be printable text", "without surrounding spaces"],
         id="bad-name",
     ),
@@ -1173,7 +1457,11 @@ def test_bad_key_file_entry_names_the_file_the_index_and_the_fix(
 # (file content, or None for no file, or "DIR" for a directory; fragments of the message)
 BAD_FILES = [
     pytest.param(None, ["does not exist", "fix the path or unset"], id="missing"),
-    pytest.param("DIR", ["is a directory", "at the TOML key file"], id="directory"),
+    pytest.param(
+        "DIR",
+        ["is a directory: point", "at the TOML key file"],
+        id="directory",
+    ),
     pytest.param(
         f"[[keys]]\nsecret = {CANARY}\n".encode(),
         ["is not valid TOML", "line 2"],
@@ -1185,27 +1473,27 @@ BAD_FILES = [
         id="invalid-toml-unterminated",
     ),
     pytest.param(
-        (FIRST_ENTRY + f'[[keys]]\ndigest = "{digest_of(THIRD_KEY)}"\n').encode(),
+        (FIRST_ENTRY + f'[[keys]]\ndigest = "{plain_digest(THIRD_KEY)}"\n').encode(),
         [],
         id="valid-control",
     ),
     pytest.param(
-        f'[[key]]\ndigest = "{digest_of(CANARY)}"\n'.encode(),
-        ["unknown top-level entries ['key']", "list keys as [[keys]] tables"],
+        f'[[key]]\ndigest = "{plain_digest(CANARY)}"\n'.encode(),
+        ["has unknown top-level entry 'key': list keys as [[keys]] tables"],
         id="key-table",
     ),
     pytest.param(
         f'api_key = "{CANARY}"\n'.encode(),
-        ["unknown top-level entries ['api_key']", "[[keys]]"],
+        ["has unknown top-level entry 'api_key': list keys as [[keys]] tables"],
         id="top-level-plain-key",
     ),
     pytest.param(
-        f'keys = ["{digest_of(CANARY)}"]\n'.encode(),
+        f'keys = ["{plain_digest(CANARY)}"]\n'.encode(),
         ["'keys' must be an array of tables, written [[keys]]"],
         id="keys-array-of-strings",
     ),
     pytest.param(
-        f'[keys]\ndigest = "{digest_of(CANARY)}"\n'.encode(),
+        f'[keys]\ndigest = "{plain_digest(CANARY)}"\n'.encode(),
         ["'keys' must be an array of tables, written [[keys]]"],
         id="keys-single-table",
     ),
@@ -1239,18 +1527,21 @@ def test_bad_key_file_names_the_file_and_the_fix(
 def test_a_file_error_names_the_variable_in_the_fix(tmp_path: Path) -> None:
     missing = tmp_path / "nope.toml"
     raises_config(lambda: load_key_file(missing), "fix the path or unset API_KEYS_FILE")
-    raises_config(lambda: load_key_file(tmp_path), "point API_KEYS_FILE at the TOML key file")
+    raises_config(lambda: load_key_file(missing, "MY_KEYS"), "fix the path or unset MY_KEYS")
     raises_config(lambda: APIKeyAuth(keys_file=missing), "fix the path or unset keys_file")
 
 
-@pytest.mark.xfail(
-    reason="bug: load_key_file raises its ConfigurationError inside 'except UnicodeDecodeError', "
-    "so error.__context__ (suppressed, but kept) is the UnicodeDecodeError whose .object holds "
-    "every byte of the file, a plain key included (settings.py, load_key_file: "
-    "path.read_text(encoding='utf-8') ... except UnicodeDecodeError: raise ... from None)",
-    raises=AssertionError,
-    strict=True,
-)
+def test_a_directory_error_names_the_variable_in_the_fix(tmp_path: Path) -> None:
+    raises_config(
+        lambda: load_key_file(tmp_path),
+        f"API_KEYS_FILE ({tmp_path}) is a directory: point API_KEYS_FILE at the TOML key file",
+    )
+    raises_config(
+        lambda: APIKeyAuth(keys_file=tmp_path),
+        f"keys_file ({tmp_path}) is a directory: point keys_file at the TOML key file",
+    )
+
+
 def test_a_non_utf8_key_file_does_not_carry_its_bytes_in_the_error(tmp_path: Path) -> None:
     # A plain key pasted into a file saved as Latin-1: the error must not hold the file's
     # bytes, not even in the (suppressed) UnicodeDecodeError it was raised from.
@@ -1267,15 +1558,279 @@ def test_an_invalid_toml_error_does_not_carry_the_document(tmp_path: Path) -> No
 
 
 @pytest.mark.parametrize(
+    ("content", "position"),
+    [
+        pytest.param(f"[[keys]]\nsecret = {CANARY}\n", "line 2, column 10", id="unquoted-key"),
+        pytest.param(
+            f'[[keys]]\ndigest = "{CANARY}\n', "line 2, column 41", id="unterminated-line"
+        ),
+        pytest.param(
+            # tomllib's message quotes the name: "Cannot declare ('sk-canary-...',) twice".
+            f"[{CANARY}]\nx = 1\n[{CANARY}]\nx = 2\n",
+            "line 3, column 32",
+            id="duplicated-table-name",
+        ),
+        pytest.param(
+            f'[[keys]]\n"{CANARY}" = 1\n"{CANARY}" = 2\n',
+            "line 3, column 37",
+            id="duplicated-field-name",
+        ),
+        pytest.param("[[keys]]\ndigest = ", "end of document", id="end-of-document"),
+        pytest.param(f'[[keys]]\nname = "{CANARY}', "end of document", id="unterminated-end"),
+    ],
+)
+@pytest.mark.parametrize(
+    ("route", "setting"), [p for p in ROUTES if p.id in ("load_key_file", "keys_file=")]
+)
+def test_a_toml_error_shows_only_the_position(
+    tmp_path: Path, route: Route, setting: str, content: str, position: str
+) -> None:
+    path = write(tmp_path, content)
+    error = raised(lambda: route(path))
+    assert str(error) == (
+        f"{setting} ({path}) is not valid TOML (at {position}): fix the syntax there"
+    )
+    assert_raised_outside_except_blocks(error)
+
+
+UNKNOWN_FIELDS = [
+    pytest.param(["expire_at = 2027-01-01T00:00:00Z"], "field 'expire_at'", id="typo"),
+    pytest.param(["b = 1", "a = 2"], "fields 'a', 'b'", id="two-sorted"),
+    pytest.param(["x" * 24 + " = 1"], f"field {'x' * 24!r}", id="24-characters"),
+    pytest.param(["x" * 25 + " = 1"], "field 1 other not shown", id="25-characters"),
+    pytest.param(["Name = 'x'"], "field 1 other not shown", id="upper-case"),
+    pytest.param(["name2 = 'x'"], "field 1 other not shown", id="digit"),
+    pytest.param(["team-id = 'x'"], "field 1 other not shown", id="hyphen"),
+    pytest.param(['"" = 1'], "field 1 other not shown", id="empty-name"),
+    pytest.param(['"caf\u00e9" = 1'], "field 1 other not shown", id="non-ascii"),
+    pytest.param([f'"{CANARY}" = 1'], "field 1 other not shown", id="plain-key"),
+    pytest.param([f"{CANARY} = 1"], "field 1 other not shown", id="plain-key-bare"),
+    pytest.param(
+        [f'"{CANARY}" = 1', f'"{OTHER_KEY}" = 2'], "fields 2 others not shown", id="two-hidden"
+    ),
+    pytest.param(
+        [f'"{CANARY}" = 1', "expire_at = 1", "scope = 2"],
+        "fields 'expire_at', 'scope', 1 other not shown",
+        id="shown-and-hidden",
+    ),
+]
+
+
+@pytest.mark.parametrize(("lines", "shown"), UNKNOWN_FIELDS)
+def test_unknown_fields_are_named_only_when_they_look_like_field_names(
+    tmp_path: Path, lines: list[str], shown: str
+) -> None:
+    body = "\n".join([f'digest = "{plain_digest(CANARY)}"', *lines])
+    path = write(tmp_path, FIRST_ENTRY + "\n[[keys]]\n" + body + "\n")
+    error = raised(lambda: load_key_file(path))
+    assert str(error) == (
+        f"API_KEYS_FILE ({path}) keys[1] has unknown {shown}: use "
+        "['digest', 'expires_at', 'metadata', 'name', 'not_before', 'scopes']"
+    )
+    assert_raised_outside_except_blocks(error, OTHER_KEY)
+
+
+@pytest.mark.parametrize(
+    ("content", "shown"),
+    [
+        pytest.param("version = 1\n", "entry 'version'", id="typo"),
+        pytest.param("key = 1\nsecrets = 2\n", "entries 'key', 'secrets'", id="two"),
+        pytest.param(f"[{CANARY}]\nx = 1\n", "entry 1 other not shown", id="table-name"),
+        pytest.param(f"[[{CANARY}]]\n", "entry 1 other not shown", id="array-table-name"),
+        pytest.param(f'"{CANARY}" = 1\n', "entry 1 other not shown", id="quoted-name"),
+        pytest.param(
+            f"version = 1\n[{CANARY}]\n[{OTHER_KEY}]\n",
+            "entries 'version', 2 others not shown",
+            id="shown-and-hidden",
+        ),
+    ],
+)
+def test_unknown_top_level_entries_are_named_only_when_they_look_like_names(
+    tmp_path: Path, content: str, shown: str
+) -> None:
+    path = write(tmp_path, content + FIRST_ENTRY)
+    error = raised(lambda: load_key_file(path))
+    assert str(error) == (
+        f"API_KEYS_FILE ({path}) has unknown top-level {shown}: list keys as [[keys]] tables"
+    )
+    assert_raised_outside_except_blocks(error, OTHER_KEY)
+
+
+@pytest.mark.parametrize(
+    ("content", "byte"),
+    [
+        pytest.param(b"[[keys]]\n# caf\xe9\n", 14, id="latin-1"),
+        pytest.param(b"\xff\xfe[\x00[\x00", 0, id="utf-16"),
+        pytest.param(b"# \xe2\x82\xac \xe2\x82\n", 6, id="truncated-sequence"),
+    ],
+)
+def test_a_non_utf8_key_file_names_the_first_bad_byte(
+    tmp_path: Path, content: bytes, byte: int
+) -> None:
+    path = write(tmp_path, content)
+    error = raised(lambda: load_key_file(path))
+    assert str(error) == (
+        f"API_KEYS_FILE ({path}) is not UTF-8 text (byte {byte}): save it as UTF-8"
+    )
+    assert_raised_outside_except_blocks(error)
+
+
+def _load_in_a_thread(path: Path) -> BaseException | None:
+    """Build from API_KEYS_FILE=path in a thread; fail if it has not finished within 5 s."""
+    outcome: list[BaseException | None] = []
+
+    def build() -> None:
+        try:
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setenv("API_KEYS_FILE", str(path))
+                APIKeyAuth.from_env()
+            outcome.append(None)
+        except BaseException as error:  # reported to the test below
+            outcome.append(error)
+
+    thread = threading.Thread(target=build, daemon=True)
+    thread.start()
+    thread.join(timeout=5)
+    if thread.is_alive():
+        if stat.S_ISFIFO(path.stat().st_mode):
+            # Release the blocked open(): a writer that opens and closes at once.
+            os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+            thread.join(timeout=5)
+        pytest.fail(f"reading {path} as the key file hung")
+    [result] = outcome
+    return result
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_a_key_file_that_is_not_a_regular_file_is_refused_without_waiting(
+    tmp_path: Path, kind: str
+) -> None:
+    if kind == "fifo":
+        path = tmp_path / "keys.toml"
+        os.mkfifo(path)  # with no writer: a blocking open() would wait forever
+    else:
+        path = Path(os.devnull)
+    error = _load_in_a_thread(path)
+    assert isinstance(error, ConfigurationError), repr(error)
+    assert str(error) == (
+        f"API_KEYS_FILE ({path}) is not a regular file: point API_KEYS_FILE at the TOML key file"
+    )
+    assert error.context == {"setting": "API_KEYS_FILE"}
+
+
+def test_a_key_file_larger_than_64_mib_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "keys.toml"
+    with path.open("wb") as handle:
+        handle.truncate(64 * 1024 * 1024 + 1)  # sparse: no disk space used
+    raises_config(
+        lambda: load_key_file(path),
+        f"API_KEYS_FILE ({path}) is larger than 64 MiB: is it the right file?",
+    )
+    with path.open("r+b") as handle:
+        handle.truncate(64 * 1024 * 1024)
+    error = raises_config(lambda: load_key_file(path), "is not valid TOML")
+    assert "64 MiB" not in str(error)  # exactly 64 MiB is read
+
+
+# Each file holds the plain key CANARY where a key file must not: none of these errors,
+# their chained exceptions or the locals of the frames that raised them may hold it.
+PASTED_KEY_FILES = [
+    pytest.param(f"[{CANARY}]\nx = 1\n", "unknown top-level entry", id="table-name"),
+    pytest.param(f"[[{CANARY}]]\n", "unknown top-level entry", id="array-table-name"),
+    pytest.param(
+        f'[[keys]]\ndigest = "{plain_digest(OTHER_KEY)}"\n"{CANARY}" = 1\n',
+        "unknown field 1 other not shown",
+        id="field-name",
+    ),
+    pytest.param(f'[[keys]]\nsecret = "{CANARY}"\n', "holds a plain key", id="secret-value"),
+    pytest.param(f'[[keys]]\nkey = "{CANARY}"\n', "holds a plain key", id="key-value"),
+    pytest.param(f'[[keys]]\ndigest = "{CANARY}"\n', "'sha256:' followed by", id="digest"),
+    pytest.param(
+        f'[[keys]]\ndigest = "{plain_digest(OTHER_KEY)}"\nname = " {CANARY}"\n',
+        "key name must be printable",
+        id="name",
+    ),
+    pytest.param(
+        f'[[keys]]\ndigest = "{plain_digest(OTHER_KEY)}"\nmetadata = "{CANARY}"\n',
+        "must be a mapping",
+        id="metadata",
+    ),
+    pytest.param(
+        f'[[keys]]\ndigest = "{plain_digest(OTHER_KEY)}"\nexpires_at = "{CANARY}"\n',
+        "unquoted TOML date-time",
+        id="expires_at",
+    ),
+    pytest.param(f"[[keys]]\nsecret = {CANARY}\n", "is not valid TOML", id="invalid-toml"),
+    pytest.param(
+        f"[{CANARY}]\n[{CANARY}]\n", "is not valid TOML (at line 2", id="duplicated-table"
+    ),
+    pytest.param(
+        f'[[keys]]\nsecret = "{CANARY}"\nname = "caf\xe9"\n'.encode("latin-1"),
+        "is not UTF-8 text",
+        id="latin-1",
+    ),
+]
+
+
+@pytest.mark.parametrize(("content", "fragment"), PASTED_KEY_FILES)
+@pytest.mark.parametrize(
+    ("route", "setting"), [p for p in ROUTES if p.id in ("load_key_file", "API_KEYS_FILE")]
+)
+def test_a_key_file_error_holds_no_pasted_key_in_its_chain_or_frames(
+    tmp_path: Path, route: Route, setting: str, content: str | bytes, fragment: str
+) -> None:
+    path = write(tmp_path, content)
+    assert CANARY.encode() in path.read_bytes()
+    error = raised(lambda: route(path))
+    assert str(error).startswith(f"{setting} ({path})")
+    assert fragment in str(error)
+    assert error.context == {"setting": "API_KEYS_FILE"}
+    assert_raised_outside_except_blocks(error)
+
+
+@pytest.mark.parametrize(
+    ("env", "fragment"),
+    [
+        pytest.param({"API_KEY": CANARY + "!"}, "API_KEY: an API key has characters", id="bang"),
+        pytest.param({"API_KEY": f"{CANARY} x"}, "API_KEY: an API key has characters", id="space"),
+        pytest.param({"API_KEY": f" {CANARY}"}, "API_KEY: an API key has leading", id="leading"),
+        pytest.param({"API_KEY": f"{CANARY},{OTHER_KEY}"}, "several keys?", id="comma"),
+        pytest.param(
+            {"ADDITIONAL_API_KEYS": f"{CANARY}, {OTHER_KEY}!"},
+            "ADDITIONAL_API_KEYS (key 2): an API key has characters",
+            id="next-to-a-bad-item",
+        ),
+        pytest.param(
+            {"API_KEY": OTHER_KEY, "ADDITIONAL_API_KEYS": f"{CANARY},{OTHER_KEY}"},
+            "ADDITIONAL_API_KEYS (key 2) is the same key as API_KEY",
+            id="duplicate",
+        ),
+        pytest.param(
+            {"API_KEY": SHORT_KEY, "ADDITIONAL_API_KEYS": CANARY, "ENVIRONMENT": "production"},
+            "API_KEY is shorter than 16 characters",
+            id="short-in-production",
+        ),
+    ],
+)
+def test_a_bad_api_key_error_holds_no_key_in_its_chain_or_frames(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], fragment: str
+) -> None:
+    set_env(monkeypatch, env)
+    error = raised(APIKeyAuth.from_env)
+    assert fragment in str(error)
+    assert_raised_outside_except_blocks(error, *secrets_of(env), OTHER_KEY, SHORT_KEY)
+
+
+@pytest.mark.parametrize(
     ("second", "fragments"),
     [
         pytest.param(
-            f'[[keys]]\ndigest = "{digest_of(CANARY)}"\nname = "first"\n',
+            f'[[keys]]\ndigest = "{plain_digest(CANARY)}"\nname = "first"\n',
             ["keys[1] reuses the key_id 'first' of", "keys[0]", "give each key its own name"],
             id="duplicate-name",
         ),
         pytest.param(
-            f'[[keys]]\ndigest = "{digest_of(OTHER_KEY).upper().replace("SHA256", "sha256")}"\n',
+            f'[[keys]]\ndigest = "{plain_digest(OTHER_KEY).upper().replace("SHA256", "sha256")}"\n',
             ["keys[1] is the same key as", "keys[0] (key_id 'first')", "give each key once"],
             id="duplicate-digest",
         ),
@@ -1328,6 +1883,19 @@ class MyAppSettings(AuthSettings):
     model_config = SettingsConfigDict(env_prefix="MYAPP_")
 
 
+#: A variable name without the MYAPP_ prefix: one the application does not read.
+UNPREFIXED = re.compile(
+    r"(?<![A-Za-z0-9_])(?:API_KEY|ADDITIONAL_API_KEYS|API_KEYS_FILE|AUTH_MODE|ENVIRONMENT"
+    r"|ENABLE_USER_TRACKING|ENABLE_REQUEST_LOGGING)(?![A-Za-z0-9_])"
+)
+
+
+def assert_only_prefixed_names(error: ConfigurationError) -> None:
+    """Every variable an error names is one the MYAPP_ application reads."""
+    assert "MYAPP_" in str(error)
+    assert UNPREFIXED.search(str(error)) is None, str(error)
+
+
 def test_settings_subclass_reads_prefixed_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("API_KEY", OTHER_KEY)  # not this application's variable
     monkeypatch.setenv("AUTH_MODE", "fancy")  # nor this one
@@ -1361,15 +1929,38 @@ def test_settings_subclass_keeps_empty_as_unset(monkeypatch: pytest.MonkeyPatch)
         pytest.param(
             {"MYAPP_ENVIRONMENT": "production"},
             [
-                "MYAPP_API_KEY, MYAPP_ADDITIONAL_API_KEYS and MYAPP_API_KEYS_FILE",
+                "no API key is configured (MYAPP_API_KEY, MYAPP_ADDITIONAL_API_KEYS and "
+                "MYAPP_API_KEYS_FILE hold none)",
+                "MYAPP_ENVIRONMENT=production refuses to start that way",
                 "set MYAPP_API_KEY",
             ],
             id="production-no-key",
         ),
         pytest.param(
+            {"MYAPP_ENVIRONMENT": "production", "MYAPP_ADDITIONAL_API_KEYS": " , "},
+            ["hold none", "MYAPP_ENVIRONMENT=production refuses to start that way"],
+            id="production-empty-items",
+        ),
+        pytest.param(
             {"MYAPP_ENVIRONMENT": "production", "MYAPP_API_KEY": SHORT_KEY},
-            ["MYAPP_API_KEY is shorter than 16 characters"],
+            [
+                "MYAPP_API_KEY is shorter than 16 characters",
+                "which MYAPP_ENVIRONMENT=production refuses",
+            ],
             id="production-short-key",
+        ),
+        pytest.param(
+            {"MYAPP_ENVIRONMENT": "prod"},
+            ["MYAPP_ENVIRONMENT must be one of", "not 'prod'"],
+            id="bad-environment",
+        ),
+        pytest.param(
+            {"MYAPP_ENVIRONMENT": "staging", "myapp_environment": "production"},
+            [
+                "MYAPP_ENVIRONMENT is set more than once, as MYAPP_ENVIRONMENT, "
+                "myapp_environment: keep one"
+            ],
+            id="set-twice",
         ),
         pytest.param(
             {"MYAPP_ADDITIONAL_API_KEYS": f"{OTHER_KEY},{SHORT_KEY} x"},
@@ -1394,15 +1985,51 @@ def test_settings_subclass_errors_name_the_prefixed_variable(
     set_env(monkeypatch, env)
     error = raises_config(lambda: APIKeyAuth(settings=MyAppSettings), *fragments)
     assert_no_secret(error, *secrets_of(env))
+    assert_only_prefixed_names(error)
 
 
-@pytest.mark.xfail(
-    reason="bug: the comma hint always says ADDITIONAL_API_KEYS, a variable an env_prefix "
-    "subclass does not read (settings.py, _plain_key: hint = ' (several keys? ... in "
-    "ADDITIONAL_API_KEYS)')",
-    raises=AssertionError,
-    strict=True,
-)
+def test_settings_subclass_context_names_the_prefixed_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    set_env(monkeypatch, {"MYAPP_AUTH_MODE": "fancy", "MYAPP_ENABLE_REQUEST_LOGGING": "2"})
+    error = raised(lambda: APIKeyAuth(settings=MyAppSettings))
+    assert sorted(error.context["variables"]) == [
+        "MYAPP_AUTH_MODE",
+        "MYAPP_ENABLE_REQUEST_LOGGING",
+    ]
+    assert error.context["setting"] == error.context["variables"][0]
+    assert_only_prefixed_names(error)
+
+
+def test_settings_subclass_ignores_other_spellings_of_unprefixed_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Not this application's variables: set twice, they are none of its business.
+    set_env(monkeypatch, {"ENVIRONMENT": "production", "environment": "staging"})
+    monkeypatch.setenv("MYAPP_API_KEY", CANARY)
+    auth = APIKeyAuth(settings=MyAppSettings)
+    assert auth.environment == "development"
+    raises_config(APIKeyAuth, "ENVIRONMENT is set more than once")  # the control
+
+
+def test_settings_subclass_production_refuses_an_empty_key_list(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MYAPP_ENVIRONMENT", "production")
+    error = raises_config(
+        lambda: APIKeyAuth(keys=[], settings=MyAppSettings),
+        "keys= and keys_file hold no key",
+        "MYAPP_ENVIRONMENT=production refuses to start that way",
+        "pass at least one key",
+    )
+    assert_only_prefixed_names(error)
+    error = raises_config(
+        lambda: APIKeyAuth(keys=[SHORT_KEY], settings=MyAppSettings),
+        "keys[0] is shorter than 16 characters, which MYAPP_ENVIRONMENT=production refuses",
+    )
+    assert_only_prefixed_names(error)
+
+
 def test_settings_subclass_comma_hint_names_the_prefixed_variable(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -1414,23 +2041,26 @@ def test_settings_subclass_comma_hint_names_the_prefixed_variable(
         "comma-separated, in MYAPP_ADDITIONAL_API_KEYS",
     )
     assert_no_secret(error, OTHER_KEY)
+    assert_only_prefixed_names(error)
+    assert_raised_outside_except_blocks(error, OTHER_KEY)
 
 
-@pytest.mark.xfail(
-    reason="bug: the simple-mode metadata refusal always says 'set AUTH_MODE=advanced', a "
-    "variable an env_prefix subclass does not read (auth.py, APIKeyAuth._admit)",
-    raises=AssertionError,
-    strict=True,
-)
 def test_settings_subclass_metadata_hint_names_the_prefixed_variable(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("MYAPP_API_KEYS_FILE", str(write(tmp_path, VALID_FILE)))
-    raises_config(
+    error = raises_config(
         lambda: APIKeyAuth(settings=MyAppSettings),
         "MYAPP_API_KEYS_FILE (",
         "set MYAPP_AUTH_MODE=advanced",
     )
+    assert_only_prefixed_names(error)
+    error = raises_config(
+        lambda: APIKeyAuth(keys=[APIKey(CANARY, metadata={"team": "x"})], settings=MyAppSettings),
+        "keys[0]: key",
+        "set MYAPP_AUTH_MODE=advanced",
+    )
+    assert_only_prefixed_names(error)
 
 
 def test_settings_subclass_reads_a_dotenv_file(
@@ -1495,8 +2125,28 @@ def test_additional_api_keys_round_trip(keys: list[str], data: st.DataObject) ->
     assert [label for label, _ in labelled] == [
         f"ADDITIONAL_API_KEYS (key {number})" for number in range(1, len(keys) + 1)
     ]
-    assert [key.digest for _, key in labelled] == [digest_of(key) for key in keys]
+    assert [key.digest for _, key in labelled] == [plain_digest(key) for key in keys]
     assert len(auth.key_ids) == len(keys)
     for key in keys:
         assert auth.verify(key) is not None
     assert auth.verify("x" + max(keys, key=len)) is None  # longer than any key
+
+
+def test_a_field_a_subclass_adds_is_explained_with_its_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class WithPort(AuthSettings):
+        port: int = 8000
+
+    monkeypatch.setenv("PORT", "eighty")
+    error = raised(lambda: APIKeyAuth(settings=WithPort))
+    assert str(error).startswith("PORT: ")
+    assert error.context == {"setting": "PORT", "variables": ["PORT"]}
+
+
+def test_a_key_file_path_that_cannot_be_opened_says_so(tmp_path: Path) -> None:
+    too_long = tmp_path / ("k" * 300 + ".toml")
+    raises_config(
+        lambda: load_key_file(too_long),
+        "cannot be opened (File name too long): point API_KEYS_FILE at the TOML key file",
+    )
