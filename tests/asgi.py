@@ -46,6 +46,18 @@ def chain(error: BaseException) -> Iterator[BaseException]:
         todo.extend(e for e in (current.__cause__, current.__context__) if e is not None)
 
 
+def error_texts(error: BaseException) -> Iterator[tuple[str, str]]:
+    """(type name, text) for all an error and its chain show: message, repr, args, context."""
+    for current in chain(error):
+        name = type(current).__name__
+        yield name, str(current)
+        yield name, repr(current)
+        yield name, repr(current.args)
+        yield name, repr(getattr(current, "context", None))
+        yield name, repr(vars(current)) if hasattr(current, "__dict__") else ""
+        yield name, repr(getattr(current, "object", None))  # UnicodeError carries its input
+
+
 @dataclass
 class Result:
     """What the app under test sent, and the scope the inner app saw (if it ran)."""

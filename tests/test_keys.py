@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from asgi_apikey import APIKey, APIKeyAuth, APIKeyUser, AuthContext, ConfigurationError
 from asgi_apikey.context import FrozenMapping
 from asgi_apikey.keys import Accepted, KeyEntry
-from tests.asgi import CANARY, OTHER_KEY, chain, plain_digest
+from tests.asgi import CANARY, OTHER_KEY, error_texts, plain_digest
 
 THIRD_KEY = "sk-third-9z8y7x6w5v4u3t2s1r0q"
 
@@ -24,18 +24,9 @@ THIRD_KEY = "sk-third-9z8y7x6w5v4u3t2s1r0q"
 def assert_no_secret(error: BaseException, secret: str = CANARY) -> None:
     """No trace of ``secret`` in the error, its context or anything chained to it."""
     needles = {secret, secret.strip(), CANARY}
-    for current in chain(error):
-        texts = [
-            str(current),
-            repr(current),
-            repr(current.args),
-            repr(getattr(current, "context", None)),
-            repr(vars(current)) if hasattr(current, "__dict__") else "",
-            repr(getattr(current, "object", None)),  # UnicodeError carries its input
-        ]
-        for text in texts:
-            for needle in needles:
-                assert needle not in text, f"secret leaked by {type(current).__name__}: {text}"
+    for name, text in error_texts(error):
+        for needle in needles:
+            assert needle not in text, f"secret leaked by {name}: {text}"
 
 
 def hide(value: object) -> str:

@@ -37,6 +37,7 @@ from tests.asgi import (
     bearer,
     call,
     chain,
+    error_texts,
     http_scope,
     plain_digest,
 )
@@ -61,18 +62,9 @@ def assert_no_secret(error: BaseException, *secrets: str) -> None:
         needles |= {secret, secret.strip()}
         needles |= set(re.findall(r"[A-Za-z0-9._~+/-]{8,}", secret))
     needles = {needle for needle in needles if any(c.isalnum() for c in needle)}  # not " , "
-    for current in chain(error):
-        texts = [
-            str(current),
-            repr(current),
-            repr(current.args),
-            repr(getattr(current, "context", None)),
-            repr(vars(current)) if hasattr(current, "__dict__") else "",
-            repr(getattr(current, "object", None)),  # UnicodeError carries its input
-        ]
-        for text in texts:
-            for needle in needles:
-                assert needle not in text, f"secret leaked by {type(current).__name__}: {text}"
+    for name, text in error_texts(error):
+        for needle in needles:
+            assert needle not in text, f"secret leaked by {name}: {text}"
 
 
 def raised(action: Callable[[], object]) -> ConfigurationError:
