@@ -150,12 +150,15 @@ class APIKeyAuth:
 
         self._from_env = keys is None and keys_file is None
         self._keys_file = Path(keys_file) if keys_file is not None else None
-        self._explicit = [] if keys is None else _explicit_keys(keys)
-        labelled = environment_keys(config) if self._from_env else self._sources()
+        explicit = [] if keys is None else _explicit_keys(keys)
+        sourced = environment_keys(config) if self._from_env else self._file_keys()
         self._has_file = (
             self._keys_file is not None if not self._from_env else config.api_keys_file is not None
         )
-        entries, labels = self._prepare(labelled)
+        entries, labels = self._prepare([*explicit, *sourced])
+        # The digests that came from a source reload() re-reads (the environment,
+        # a key file); reload() replaces these and leaves the others as they are.
+        self._sourced = frozenset(key._digest for _, key in sourced)
 
         # Development mode only when no key source is configured at all. A source
         # that yields no key (keys=[], an empty file) refuses every request instead.
@@ -182,8 +185,6 @@ class APIKeyAuth:
                 detail="the configured key sources hold no key, so every protected request "
                 "is refused; add keys, or leave every key source unset for development mode",
             )
-        if self._from_env:
-            set_default(self)
 
     @classmethod
     def from_env(
@@ -199,10 +200,11 @@ class APIKeyAuth:
     ) -> APIKeyAuth:
         """An authenticator whose keys come from the environment, read now.
 
-        The same as ``APIKeyAuth()``; the keyword arguments win over the
-        variables they name.
+        The same as ``APIKeyAuth()``, and it becomes the authenticator that
+        :func:`verify_api_key_string` and :func:`get_auth_status` ask. The
+        keyword arguments win over the variables they name.
         """
-        return cls(
+        auth = cls(
             None,
             mode=mode,
             environment=environment,
@@ -212,14 +214,15 @@ class APIKeyAuth:
             clock=clock,
             settings=settings,
         )
+        set_default(auth)
+        return auth
 
     # -- building snapshots -------------------------------------------------------------
 
-    def _sources(self) -> list[tuple[str, APIKey]]:
-        labelled = list(self._explicit)
-        if self._keys_file is not None:
-            labelled.extend(load_key_file(self._keys_file, "keys_file"))
-        return labelled
+    def _file_keys(self) -> list[tuple[str, APIKey]]:
+        if self._keys_file is None:
+            return []
+        return load_key_file(self._keys_file, "keys_file")
 
     def _prepare(self, labelled: Sequence[tuple[str, APIKey]]) -> tuple[list[KeyEntry], list[str]]:
         for label, key in labelled:
@@ -267,6 +270,11 @@ class APIKeyAuth:
         development = old.development and not entries and unconfigured
         new = self._snapshot_of(entries, labels, development)
         self._snapshot = new
+        if not entries and not development and not self._verifiers and old.by_digest:
+            _log.warning(
+                "no_keys",
+                detail="the last key was removed, so every protected request is refused",
+            )
         return KeyChanges(
             added=_ids(new.by_digest, old.by_digest), removed=_ids(old.by_digest, new.by_digest)
         )
@@ -337,31 +345,55 @@ class APIKeyAuth:
             return True
 
     def replace_keys(self, keys: Iterable[str | APIKey]) -> KeyChanges:
-        """Swap in a whole new key set at once; requests see the old set or the new one."""
+        """Swap in a whole new key set at once; requests see the old set or the new one.
+
+        The new keys count as given in code: a later :meth:`reload` adds the
+        keys of the sources to them, and never takes them away.
+        """
         labelled = _explicit_keys(keys, "replace_keys")
         with self._lock:
             entries, labels = self._prepare(labelled)
-            return self._swap(entries, labels)
+            changes = self._swap(entries, labels)
+            self._sourced = frozenset()
+            return changes
 
     def reload(self) -> KeyChanges:
-        """Read the key sources again and swap in what they hold now.
+        """Read the key sources again and swap in the keys they hold now.
 
-        From the environment: ``API_KEY``, ``ADDITIONAL_API_KEYS`` and the
-        file ``API_KEYS_FILE`` names. From explicit keys: those keys and
-        ``keys_file``. Keys added with :meth:`add_key` that no source holds are
-        dropped. The mode, environment and flags stay as built. On any error
-        the current set stays in place.
+        The sources are ``API_KEY``, ``ADDITIONAL_API_KEYS`` and the file
+        ``API_KEYS_FILE`` names (for an authenticator built from the
+        environment), or ``keys_file``. Only the keys that came from them are
+        replaced: keys given in code or with :meth:`add_key` /
+        :meth:`replace_keys` stay, and a key removed with :meth:`remove_key`
+        comes back if a source still holds it (remove it there). The mode,
+        environment and flags stay as built. On any error the current set stays.
+
+        Raises :class:`ConfigurationError` when there is nothing to re-read
+        (built from ``keys=`` without ``keys_file``): use :meth:`replace_keys`.
         """
+        if not self._from_env and self._keys_file is None:
+            raise ConfigurationError(
+                "reload() re-reads the environment or keys_file, and this APIKeyAuth was "
+                "built from keys= alone: use replace_keys() to change its keys",
+                setting="reload",
+            )
         with self._lock:
             unconfigured = False
             if self._from_env:
                 config = read_settings(self._settings_class, **self._overrides)
-                labelled = environment_keys(config)
+                sourced = environment_keys(config)
                 unconfigured = not _names_a_key_source(config)
             else:
-                labelled = self._sources()
-            entries, labels = self._prepare(labelled)
-            return self._swap(entries, labels, unconfigured=unconfigured)
+                sourced = self._file_keys()
+            fresh, fresh_labels = self._prepare(sourced)
+            kept = [e for e in self._snapshot.by_digest.values() if e.digest not in self._sourced]
+            changes = self._swap(
+                [*kept, *fresh],
+                [*(e.key.key_id for e in kept), *fresh_labels],
+                unconfigured=unconfigured,
+            )
+            self._sourced = frozenset(entry.digest for entry in fresh)
+            return changes
 
     # -- status -------------------------------------------------------------------------
 
@@ -611,9 +643,9 @@ def verify_api_key_string(token: str, auth: APIKeyAuth | None = None) -> bool:
     """Whether ``token`` is an accepted key right now.
 
     Without ``auth`` it asks the authenticator of the ``APIKeyMiddleware``
-    built most recently (however it was configured), or the one
-    :meth:`APIKeyAuth.from_env` built most recently, whichever came last; with
-    neither, it builds one from the environment. In development mode no token
+    built last (however it was configured) or the last one
+    :meth:`APIKeyAuth.from_env` returned, whichever came last; with neither,
+    it builds one with :meth:`APIKeyAuth.from_env`. In development mode no token
     is a key, so this is ``False``.
 
     >>> verify_api_key_string("sk-x", APIKeyAuth(keys=["sk-test-0123456789abcdef"]))

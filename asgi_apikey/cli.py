@@ -37,6 +37,7 @@ from .middleware import APIKeyMiddleware
 __all__ = ["main"]
 
 _SOON = 7 * 24 * 3600  # keys expiring within a week get a warning
+_MAX_HASH_INPUT = 1024 * 1024
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -158,8 +159,17 @@ def _toml_string(text: str) -> str:
 
 
 def _hash(stdin: TextIO, out: TextIO, err: TextIO) -> int:
-    tty = stdin.isatty()
-    lines = [getpass.getpass("key (hidden): ")] if tty else stdin.read().splitlines()
+    if stdin is None or stdin.closed:
+        err.write("error: no standard input: python -m asgi_apikey hash < key.txt\n")
+        return 1
+    if stdin.isatty():
+        lines = [getpass.getpass("key (hidden): ")]
+    else:
+        text = stdin.read(_MAX_HASH_INPUT + 1)
+        if len(text) > _MAX_HASH_INPUT:
+            err.write("error: more than 1 MiB on standard input: give one key per line\n")
+            return 1
+        lines = text.splitlines()
     digests = []
     for number, line in enumerate(lines, start=1):
         if not line:
@@ -267,6 +277,10 @@ def report(auth: APIKeyAuth, middleware: APIKeyMiddleware | None = None) -> dict
         warnings.append(
             "no keys are configured: development mode lets every request through "
             "(ENVIRONMENT=production refuses to start like this); set API_KEY"
+        )
+    elif not status["key_count"] and not status["features"]["verifiers"]:
+        warnings.append(
+            "the configured key sources hold no key, so every protected request is refused"
         )
     if not auth._environment_set:
         warnings.append(

@@ -130,7 +130,13 @@ class APIKey:
                 f"not {type(metadata).__name__}",
                 key_id=key_id,
             )
-        set_(self, "metadata", freeze(metadata or {}))
+        try:
+            frozen = freeze(metadata or {})
+        except RecursionError:
+            frozen = None
+        if frozen is None:
+            raise ConfigurationError(f"metadata of key {key_id!r} is nested too deeply")
+        set_(self, "metadata", frozen)
         set_(self, "not_before", _check_instant(not_before, "not_before", key_id))
         set_(self, "expires_at", _check_instant(expires_at, "expires_at", key_id))
         if not_before is not None and expires_at is not None and expires_at <= not_before:
@@ -152,12 +158,15 @@ class APIKey:
         return "sha256:" + self._digest.hex()
 
     def __repr__(self) -> str:
+        # getattr: error reporters may repr a half-built key whose __init__ raised.
         window = ""
-        if self.not_before is not None:
-            window += f", not_before={self.not_before.isoformat()!r}"
-        if self.expires_at is not None:
-            window += f", expires_at={self.expires_at.isoformat()!r}"
-        return f"APIKey(key_id={self.key_id!r}, scopes={sorted(self.scopes)!r}{window})"
+        not_before, expires_at = (getattr(self, n, None) for n in ("not_before", "expires_at"))
+        if not_before is not None:
+            window += f", not_before={not_before.isoformat()!r}"
+        if expires_at is not None:
+            window += f", expires_at={expires_at.isoformat()!r}"
+        scopes = sorted(getattr(self, "scopes", ()))
+        return f"APIKey(key_id={getattr(self, 'key_id', None)!r}, scopes={scopes!r}{window})"
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, APIKey):
@@ -383,7 +392,9 @@ class KeySnapshot:
                 _verifier_failed(verifier, problem or "returned a context without a key_id")
                 return None
             if AUTHENTICATED not in result.scopes:
-                result = replace(result, scopes=result.scopes | {AUTHENTICATED})
+                result = replace(result, scopes=frozenset(result.scopes) | {AUTHENTICATED})
+            if not isinstance(result.metadata, FrozenMapping):
+                result = replace(result, metadata=freeze(result.metadata))
             return Accepted(result, APIKeyUser(key_id))
         return None
 
@@ -391,6 +402,11 @@ class KeySnapshot:
         """Why a verifier's context cannot be accepted, or None when it can."""
         if not context.authenticated:
             return "returned a context with authenticated=False (return None instead)"
+        scopes = context.scopes
+        if not isinstance(scopes, (set, frozenset)) or not all(isinstance(s, str) for s in scopes):
+            return "returned scopes that are not a set of str"
+        if not isinstance(context.metadata, Mapping):
+            return "returned metadata that is not a mapping"
         if context.key_id is not None and not isinstance(context.key_id, str):
             return f"returned a key_id that is not a str but {type(context.key_id).__name__}"
         if context.mode in DEVELOPMENT_MODES:

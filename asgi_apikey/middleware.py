@@ -211,7 +211,7 @@ def _authenticator(keys: Iterable[str | APIKey] | None, auth: APIKeyAuth | None)
             )
         return auth
     if keys is None:
-        return APIKeyAuth.from_env()  # read once, here, never per request
+        return APIKeyAuth()  # the environment, read once, here, never per request
     return APIKeyAuth(keys)
 
 

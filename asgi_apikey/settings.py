@@ -185,7 +185,12 @@ def load_key_file(path: str | Path, setting: str = "API_KEYS_FILE") -> list[tupl
 
 
 def _load(path: Path, setting: str) -> tuple[list[tuple[str, APIKey]], str | None]:
-    where = f"{setting} ({path})"
+    # The path is shown only when it looks like one: a key pasted into the
+    # variable by mistake must not reach the logs.
+    shown = str(path) if path.suffix.lower() == ".toml" or os.path.lexists(path) else None
+    where = (
+        f"{setting} ({shown})" if shown else f"{setting} (a path of {len(str(path))} characters)"
+    )
     data, problem = _read_file(path, setting)
     if problem is None:
         text, problem = _decode(data)
@@ -226,8 +231,11 @@ def _read_file(path: Path, setting: str) -> tuple[bytes, str | None]:
         if stat.S_ISDIR(mode):
             return b"", f"is a directory: point {setting} at the TOML key file"
         return b"", f"is not a regular file: point {setting} at the TOML key file"
-    with os.fdopen(descriptor, "rb") as handle:
-        data = handle.read(_MAX_KEY_FILE_BYTES + 1)
+    try:
+        with os.fdopen(descriptor, "rb") as handle:
+            data = handle.read(_MAX_KEY_FILE_BYTES + 1)
+    except OSError as error:
+        return b"", f"cannot be read ({error.strerror})"
     if len(data) > _MAX_KEY_FILE_BYTES:
         return b"", "is larger than 64 MiB: is it the right file?"
     return data, None
@@ -235,7 +243,7 @@ def _read_file(path: Path, setting: str) -> tuple[bytes, str | None]:
 
 def _decode(data: bytes) -> tuple[str, str | None]:
     try:
-        return data.decode("utf-8"), None
+        return data.decode("utf-8-sig"), None  # a byte order mark is harmless
     except UnicodeDecodeError as error:
         position = error.start
     return "", f"is not UTF-8 text (byte {position}): save it as UTF-8"
@@ -247,6 +255,8 @@ _POSITION = re.compile(r"\(at (line \d+, column \d+|end of document)\)")
 def _parse(text: str) -> tuple[dict[str, Any], str | None]:
     try:
         return tomllib.loads(text), None
+    except RecursionError:
+        return {}, "is nested too deeply to be a key file"
     except tomllib.TOMLDecodeError as error:
         # Only the position: tomllib's messages may quote names from the file,
         # and a plain key pasted as a name would then reach the logs.

@@ -1106,14 +1106,15 @@ def test_reload_from_the_environment(monkeypatch: pytest.MonkeyPatch, no_default
 
     monkeypatch.setenv("API_KEY", FOURTH_KEY)
     monkeypatch.setenv("ADDITIONAL_API_KEYS", OTHER_KEY)
-    added = auth.add_key(APIKey("sk-added-at-run-time-0123", name="runtime"))
+    auth.add_key(APIKey("sk-added-at-run-time-0123", name="runtime"))
+    assert auth.remove_key(OTHER_KEY)  # still in a source: reload brings it back
     assert auth.reload() == changes(
-        added=[fingerprint(FOURTH_KEY)],
-        removed=[fingerprint(CANARY), fingerprint(THIRD_KEY), added],
+        added=[fingerprint(FOURTH_KEY), fingerprint(OTHER_KEY)],
+        removed=[fingerprint(CANARY), fingerprint(THIRD_KEY)],
     )
-    assert auth.verify(FOURTH_KEY) is not None
-    assert auth.verify(OTHER_KEY) is not None
-    for gone in (CANARY, THIRD_KEY, "sk-added-at-run-time-0123"):
+    for kept in (FOURTH_KEY, OTHER_KEY, "sk-added-at-run-time-0123"):
+        assert auth.verify(kept) is not None  # the run-time key stays
+    for gone in (CANARY, THIRD_KEY):
         assert auth.verify(gone) is None
 
 
@@ -1130,23 +1131,41 @@ def test_reload_from_explicit_keys_and_a_key_file(tmp_path: Path) -> None:
     auth.add_key(APIKey("sk-added-at-run-time-0123", name="runtime"))
 
     write_key_file(path, [{"secret": FOURTH_KEY, "name": "rotated"}, {"secret": THIRD_KEY}])
-    assert auth.reload() == changes(added=["rotated"], removed=["filed", "runtime"])
-    assert sorted(auth.key_ids) == sorted(["explicit", "rotated", fingerprint(THIRD_KEY)])
+    assert auth.reload() == changes(added=["rotated"], removed=["filed"])
+    assert sorted(auth.key_ids) == sorted(
+        ["explicit", "runtime", "rotated", fingerprint(THIRD_KEY)]
+    )
     assert auth.verify(CANARY) is not None  # explicit keys stay
+    assert auth.verify("sk-added-at-run-time-0123") is not None  # and run-time ones
     assert auth.verify(OTHER_KEY) is None
-    assert auth.verify("sk-added-at-run-time-0123") is None
 
-    path.write_text("", encoding="utf-8")  # an empty file: only the explicit keys
+    path.write_text("", encoding="utf-8")  # an empty file: only the keys given in code
     assert auth.reload() == changes(removed=["rotated", fingerprint(THIRD_KEY)])
-    assert auth.key_ids == ("explicit",)
+    assert sorted(auth.key_ids) == ["explicit", "runtime"]
 
 
-def test_reload_of_explicit_keys_alone_undoes_run_time_changes() -> None:
+def test_reload_never_brings_back_a_key_revoked_in_code(tmp_path: Path) -> None:
+    # A key given in code and revoked with remove_key stays revoked: reload only
+    # replaces the keys that came from the file.
+    path = write_key_file(tmp_path / "keys.toml", [{"secret": THIRD_KEY, "name": "filed"}])
+    auth = APIKeyAuth(keys=[APIKey(CANARY, name="old")], keys_file=path)
+    auth.add_key(APIKey(OTHER_KEY, name="2026-11"))
+    assert auth.remove_key("old") is True
+    assert auth.reload() == changes()
+    assert auth.verify(CANARY) is None
+    assert sorted(auth.key_ids) == ["2026-11", "filed"]
+    # replace_keys makes every key one given in code: reload adds the file's again.
+    auth.replace_keys([APIKey(FOURTH_KEY, name="only")])
+    assert auth.reload() == changes(added=["filed"])
+    assert sorted(auth.key_ids) == ["filed", "only"]
+
+
+def test_reload_of_explicit_keys_alone_has_nothing_to_read() -> None:
     auth = APIKeyAuth(keys=[CANARY, APIKey(OTHER_KEY, name="o")])
-    auth.add_key(THIRD_KEY)
     assert auth.remove_key("o") is True
-    assert auth.reload() == changes(added=["o"], removed=[fingerprint(THIRD_KEY)])
-    assert sorted(auth.key_ids) == sorted([fingerprint(CANARY), "o"])
+    with pytest.raises(ConfigurationError, match=r"built from keys= alone: use replace_keys\(\)"):
+        auth.reload()
+    assert auth.verify(OTHER_KEY) is None  # the revoked key stays revoked
 
 
 BAD_RELOADS: list[Any] = [
@@ -2468,3 +2487,78 @@ def test_a_verifier_context_whose_key_id_is_not_a_str_is_refused() -> None:
     with capture_logs() as logs:
         assert auth.verify("sk-unknown-token") is None
     assert [log["problem"] for log in logs] == ["returned a key_id that is not a str but int"]
+
+
+# ============================================================ second review regressions
+
+
+@pytest.mark.parametrize(
+    ("context", "problem"),
+    [
+        pytest.param(
+            AuthContext(True, key_id="jwt:a", scopes=["read"]),  # type: ignore[arg-type]
+            "returned scopes that are not a set of str",
+            id="scopes-list",
+        ),
+        pytest.param(
+            AuthContext(True, key_id="jwt:a", scopes="admin"),  # type: ignore[arg-type]
+            "returned scopes that are not a set of str",
+            id="scopes-str",
+        ),
+        pytest.param(
+            AuthContext(True, key_id="jwt:a", scopes=frozenset({1})),  # type: ignore[arg-type]
+            "returned scopes that are not a set of str",
+            id="scopes-int",
+        ),
+        pytest.param(
+            AuthContext(True, key_id="jwt:a", metadata=["x"]),  # type: ignore[arg-type]
+            "returned metadata that is not a mapping",
+            id="metadata-list",
+        ),
+    ],
+)
+def test_a_verifier_with_malformed_scopes_or_metadata_is_a_401(
+    context: AuthContext, problem: str
+) -> None:
+    app = APIKeyMiddleware(
+        Recorder(), auth=APIKeyAuth(keys=[CANARY], verifiers=[lambda token: context])
+    )
+    with capture_logs() as logs:
+        result = call(app, http_scope("/x", headers=[bearer("some.jwt.token")]), Recorder())
+    assert result.status == 401
+    assert [(log["event"], log["problem"]) for log in logs] == [("verifier_failed", problem)]
+
+
+def test_a_verifier_context_gets_its_metadata_frozen() -> None:
+    metadata = {"claims": {"sub": "a"}, "groups": ["x"]}
+    auth = APIKeyAuth(
+        keys=[CANARY],
+        verifiers=[lambda token: AuthContext(True, key_id="jwt:a", metadata=metadata)],
+    )
+    context = auth.verify("some.jwt.token")
+    assert context is not None
+    assert context.metadata == {"claims": {"sub": "a"}, "groups": ("x",)}
+    with pytest.raises(TypeError):
+        context.metadata["claims"]["sub"] = "admin"
+
+
+def test_removing_the_last_key_logs_no_keys() -> None:
+    auth = APIKeyAuth(keys=[CANARY])
+    with capture_logs() as logs:
+        assert auth.remove_key(CANARY)
+        auth.replace_keys([])  # already empty: nothing new to say
+    assert [log["event"] for log in logs] == ["no_keys"]
+
+
+def test_only_from_env_and_middleware_set_the_default(
+    monkeypatch: pytest.MonkeyPatch, no_default: None
+) -> None:
+    monkeypatch.setenv("API_KEY", CANARY)
+    first = APIKeyMiddleware(Recorder())
+    assert asgi_apikey.auth._default is first.auth
+    APIKeyAuth()  # built from the environment, but not by from_env: not the default
+    assert asgi_apikey.auth._default is first.auth
+    with pytest.raises(ConfigurationError):
+        APIKeyMiddleware(Recorder(), default="closed")  # fails after reading the environment
+    assert asgi_apikey.auth._default is first.auth
+    assert APIKeyAuth.from_env() is asgi_apikey.auth._default

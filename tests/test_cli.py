@@ -1311,3 +1311,31 @@ def test_python_m_asgi_apikey_check(
     assert "Traceback" not in done.stderr
     for secret in SECRETS:
         assert secret not in done.stdout + done.stderr
+
+
+def test_hash_without_standard_input(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("sys.stdin", None)
+    run = _run(capsys, "hash")
+    assert (run.code, run.out) == (1, "")
+    assert run.err == "error: no standard input: python -m asgi_apikey hash < key.txt\n"
+
+
+def test_hash_refuses_more_than_a_mebibyte(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = _hash(monkeypatch, capsys, (CANARY + "\n") * (1024 * 1024 // len(CANARY)))
+    assert (run.code, run.out) == (1, "")
+    assert run.err == "error: more than 1 MiB on standard input: give one key per line\n"
+
+
+def test_check_warns_when_the_key_sources_hold_no_key(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("ADDITIONAL_API_KEYS", ", ,")
+    monkeypatch.setenv("ENVIRONMENT", "staging")
+    report = _check_json(capsys)
+    assert report["warnings"] == [
+        "the configured key sources hold no key, so every protected request is refused"
+    ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import sys
 import threading
+import traceback
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -727,3 +728,22 @@ def test_verifiers_never_see_bytes_that_are_not_ascii() -> None:
     assert seen == []
     assert isinstance(auth.resolve(b"sk-ascii"), Accepted)
     assert seen == ["sk-ascii"]
+
+
+def test_a_half_built_key_can_be_shown_by_error_reporters() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        APIKey(CANARY, name=" padded")
+    text = "".join(
+        traceback.TracebackException.from_exception(caught.value, capture_locals=True).format()
+    )
+    assert "APIKey(key_id=" in text
+
+
+def test_metadata_nested_too_deeply_is_a_configuration_error() -> None:
+    deep: dict[str, Any] = {}
+    current = deep
+    for _ in range(sys.getrecursionlimit() + 10):
+        current["x"] = {}
+        current = current["x"]
+    with pytest.raises(ConfigurationError, match="nested too deeply"):
+        APIKey(CANARY, metadata=deep)

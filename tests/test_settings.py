@@ -2142,3 +2142,24 @@ def test_a_key_file_path_that_cannot_be_opened_says_so(tmp_path: Path) -> None:
         lambda: load_key_file(too_long),
         "cannot be opened (File name too long): point API_KEYS_FILE at the TOML key file",
     )
+
+
+def test_a_key_pasted_into_api_keys_file_is_not_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("API_KEYS_FILE", CANARY)
+    error = raised(APIKeyAuth)
+    assert str(error) == (
+        f"API_KEYS_FILE (a path of {len(CANARY)} characters) does not exist: "
+        "fix the path or unset API_KEYS_FILE"
+    )
+
+
+def test_a_key_file_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "keys.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + f'[[keys]]\ndigest = "{plain_digest(CANARY)}"\n'.encode())
+    assert [key.digest for _, key in load_key_file(path)] == [plain_digest(CANARY)]
+
+
+def test_a_key_file_nested_too_deeply_is_a_configuration_error(tmp_path: Path) -> None:
+    path = tmp_path / "keys.toml"
+    path.write_text("x = " + "[" * 5000 + "]" * 5000 + "\n", encoding="utf-8")
+    raises_config(lambda: load_key_file(path), "is nested too deeply to be a key file")
