@@ -298,9 +298,10 @@ class APIKeyAuth:
         """
         if not isinstance(token, str) or not token.isascii():
             return None  # keys are ASCII b64tokens: nothing else can match
-        if not is_b64token(token.encode("ascii")):
+        raw = token.encode("ascii")
+        if not is_b64token(raw):
             return None  # nor reaches a verifier, as through the middleware
-        result = self._snapshot.resolve(token.encode("ascii"))
+        result = self._snapshot.resolve(raw)
         return result.context if isinstance(result, Accepted) else None
 
     # -- rotation -----------------------------------------------------------------------

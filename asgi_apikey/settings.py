@@ -146,7 +146,8 @@ def environment_keys(settings: AuthSettings) -> list[tuple[str, APIKey]]:
     if settings.api_key is not None:
         problem = _add_keys(found, settings.api_key, variable(cls, "api_key"), additional)
     if problem is None and settings.additional_api_keys is not None:
-        problem = _add_keys(found, settings.additional_api_keys, additional, additional)
+        value = settings.additional_api_keys
+        problem = _add_keys(found, value, additional, additional, several=True)
     if problem is not None:
         raise ConfigurationError(problem[0], setting=problem[1])
     if settings.api_keys_file is not None:
@@ -155,13 +156,17 @@ def environment_keys(settings: AuthSettings) -> list[tuple[str, APIKey]]:
 
 
 def _add_keys(
-    found: list[tuple[str, APIKey]], value: SecretStr, name: str, additional: str
+    found: list[tuple[str, APIKey]],
+    value: SecretStr,
+    name: str,
+    additional: str,
+    *,
+    several: bool = False,
 ) -> tuple[str, str] | None:
-    several = name == additional
-    items = [item.strip() for item in value.get_secret_value().split(",")] if several else None
-    for number, secret in enumerate(
-        filter(None, items) if items is not None else [value.get_secret_value()], start=1
-    ):
+    """Append the keys of one variable; on a bad one return (message, label)."""
+    text = value.get_secret_value()
+    items = [item.strip() for item in text.split(",")] if several else [text]
+    for number, secret in enumerate(filter(None, items), start=1):
         label = f"{name} (key {number})" if several else name
         try:
             found.append((label, APIKey(secret)))
