@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 
 import structlog
 
+from .audit import Audit, Counters
 from .context import ANONYMOUS, AuthContext
 from .credentials import is_b64token
 from .errors import ConfigurationError
@@ -104,9 +105,17 @@ class APIKeyAuth:
         keys_file: a TOML key file (digests only) read now and on :meth:`reload`.
         mode: ``"simple"`` or ``"advanced"`` (per-key metadata in the context).
         environment: ``"development"``, ``"testing"``, ``"staging"`` or ``"production"``.
-        user_tracking, request_logging: feature flags.
+        user_tracking: bind ``key_id`` into structlog's contextvars for each
+            authenticated request (default: on in advanced mode).
+        request_logging: log ``authentication_succeeded`` for each accepted request.
         verifiers: callables tried, in order, for tokens that match no key.
         clock: seconds since the epoch, for key validity windows (tests inject one).
+        failure_log_limit, failure_log_interval, failure_log_per_client: at
+            most ``failure_log_limit`` ``authentication_failed`` events per
+            reason, and ``failure_log_per_client`` per client (default: a
+            quarter of the limit), in each interval of ``failure_log_interval``
+            seconds; the rest are counted and reported in one
+            ``authentication_failures_suppressed`` per reason.
         settings: an :class:`AuthSettings` subclass (a prefix, a ``.env`` file).
     """
 
@@ -121,6 +130,9 @@ class APIKeyAuth:
         request_logging: bool | None = None,
         verifiers: Iterable[Verifier] = (),
         clock: Callable[[], float] | None = None,
+        failure_log_limit: int = 100,
+        failure_log_interval: float = 60.0,
+        failure_log_per_client: int | None = None,
         settings: type[AuthSettings] = AuthSettings,
     ) -> None:
         if not (isinstance(settings, type) and issubclass(settings, AuthSettings)):
@@ -140,6 +152,13 @@ class APIKeyAuth:
             else self._mode == "advanced"
         )
         self._request_logging = config.enable_request_logging
+        self._audit = Audit(
+            log_successes=self._request_logging,
+            track_users=self._user_tracking,
+            failure_log_limit=failure_log_limit,
+            failure_log_interval=failure_log_interval,
+            failure_log_per_client=failure_log_per_client,
+        )
         self._verifiers = _check_verifiers(verifiers)
         self._clock: Callable[[], float] = _check_clock(clock)
         # One lock for writers: a rotation reads its sources, builds and swaps while
@@ -196,6 +215,9 @@ class APIKeyAuth:
         request_logging: bool | None = None,
         verifiers: Iterable[Verifier] = (),
         clock: Callable[[], float] | None = None,
+        failure_log_limit: int = 100,
+        failure_log_interval: float = 60.0,
+        failure_log_per_client: int | None = None,
         settings: type[AuthSettings] = AuthSettings,
     ) -> APIKeyAuth:
         """An authenticator whose keys come from the environment, read now.
@@ -212,6 +234,9 @@ class APIKeyAuth:
             request_logging=request_logging,
             verifiers=verifiers,
             clock=clock,
+            failure_log_limit=failure_log_limit,
+            failure_log_interval=failure_log_interval,
+            failure_log_per_client=failure_log_per_client,
             settings=settings,
         )
         set_default(auth)
@@ -399,6 +424,22 @@ class APIKeyAuth:
     # -- status -------------------------------------------------------------------------
 
     @property
+    def audit(self) -> Audit:
+        """The counters, failure throttle and event switches the middleware reports to."""
+        return self._audit
+
+    def counters(self) -> Counters:
+        """What the middleware decided with this authenticator so far: the exporter hook.
+
+        Cheap and safe to call from a metrics callback (a Prometheus
+        collector, an OpenTelemetry observable counter) at collection time.
+
+        >>> APIKeyAuth(keys=["sk-test-0123456789abcdef"]).counters().requests
+        0
+        """
+        return self._audit.counters()
+
+    @property
     def key_ids(self) -> tuple[str, ...]:
         """The ids of the current keys (names or fingerprints), never the keys."""
         return tuple(self._snapshot.by_id)
@@ -468,6 +509,7 @@ class APIKeyAuth:
             "key_ids": sorted(snapshot.by_id),
             "inactive_key_ids": inactive,
             "features": self.features(),
+            "counters": self._audit.counters().as_dict(),
         }
 
     def _no_keys_in_production(self) -> str:

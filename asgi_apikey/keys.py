@@ -271,9 +271,9 @@ class KeyEntry(Accepted):
     def check(self, now: float) -> KeyEntry | Rejected:
         """This entry if the key is valid at ``now``, else why it is not."""
         if self.expires_at is not None and now >= self.expires_at:
-            return _EXPIRED
+            return replace(_EXPIRED, key_id=self.key.key_id)
         if self.not_before is not None and now < self.not_before:
-            return _NOT_YET_VALID
+            return replace(_NOT_YET_VALID, key_id=self.key.key_id)
         return self
 
 
@@ -289,12 +289,18 @@ class Rejected:
     expired JWT, say) with a description. The description goes into the
     ``WWW-Authenticate`` header and the body, so it must never quote the token.
 
-    >>> Rejected("The token has expired").description
+    ``reason`` is what the ``authentication_failed`` event and the counters
+    record: ``"invalid"``, ``"expired"`` or ``"not_yet_valid"``. ``key_id``,
+    when the token is known to belong to someone, goes into that event in
+    place of the token's fingerprint; it is never sent to the client.
+
+    >>> Rejected("The token has expired", reason="expired").description
     'The token has expired'
     """
 
     description: str
     reason: str = "invalid"
+    key_id: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.description, str) or not _DESCRIPTION.fullmatch(self.description):
@@ -302,8 +308,18 @@ class Rejected:
                 "Rejected(description=...) must be 1 to 200 printable ASCII characters "
                 'without " or \\ (RFC 6750 error_description)'
             )
+        if self.reason not in _REJECTION_REASONS:
+            raise ValueError(
+                f"Rejected(reason=...) must be one of {', '.join(_REJECTION_REASONS)}, "
+                f"not {self.reason!r}"
+            )
+        if self.key_id is not None and (
+            not isinstance(self.key_id, str) or not self.key_id or not self.key_id.isprintable()
+        ):
+            raise ValueError("Rejected(key_id=...) must be None or non-empty printable text")
 
 
+_REJECTION_REASONS = ("invalid", "expired", "not_yet_valid")
 _EXPIRED = Rejected("The API key has expired", reason="expired")
 _NOT_YET_VALID = Rejected("The API key is not valid yet", reason="not_yet_valid")
 

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from structlog.contextvars import bind_contextvars, reset_contextvars
 
 from .auth import APIKeyAuth, set_default
 from .context import ANONYMOUS_USER
@@ -105,6 +106,12 @@ class APIKeyMiddleware:
             how += " or '?access_token=<key>'"
         self._denials = Denials(realm, security, how=how)
         self._preflight = allow_cors_preflight
+        self._realm = realm
+        self._audit = self.auth.audit
+        self._by_key_id = self._audit.by_key_id  # one dict for the life of the authenticator
+        self._log_successes = self._audit.log_successes
+        # The app itself, or the app inside the key_id binding of user tracking.
+        self._inner: ASGIApp = self._tracked if self._audit.track_users else app
         self._described = {
             "default": self.rules.rules[-1].access.name.lower(),
             "realm": realm,
@@ -124,6 +131,8 @@ class APIKeyMiddleware:
         keys = self.auth.snapshot  # once: the whole request sees one key set
         accepted: Accepted | None = None
         denial: Denial | None = None
+        token: bytes | None = None
+        refused_id: str | None = None  # the key_id of a known key that is refused
         via_query = False
         if not keys.development:
             rule = self.rules.decide(route_path(scope) if scope.get("root_path") else scope["path"])
@@ -143,16 +152,18 @@ class APIKeyMiddleware:
                 if isinstance(result, Accepted):
                     if access is _PROTECTED and not rule.scopes <= result.context.scopes:
                         denial = self._denials.forbidden(rule.scopes)
+                        refused_id = result.context.key_id
                     else:
                         accepted = result
                 elif access is not _PUBLIC:
-                    denial = (
-                        self._denials.invalid
-                        if result is None
-                        else self._denials.rejected(result.description)
-                    )
+                    if result is None:
+                        denial = self._denials.invalid
+                    else:
+                        denial = self._denials.rejected(result.description, result.reason)
+                        refused_id = result.key_id
 
         if denial is not None:
+            self._audit.refused(scope, denial, self._realm, key_id=refused_id, token=token)
             if kind == "http":
                 await denial.send_http(scope, send)
             else:
@@ -160,15 +171,22 @@ class APIKeyMiddleware:
             return
 
         if accepted is None:
+            self._audit.anonymous += 1
             scope["auth"] = keys.anonymous
             scope["user"] = ANONYMOUS_USER
         else:
-            scope["auth"] = accepted.context
+            context = scope["auth"] = accepted.context
             scope["user"] = accepted.user
+            try:
+                self._by_key_id[context.key_id] += 1  # type: ignore[index]  # never None here
+            except KeyError:
+                self._audit.first_use(context.key_id)  # type: ignore[arg-type]
+            if self._log_successes:
+                self._audit.succeeded(scope, context.key_id, self._realm)  # type: ignore[arg-type]
 
         added, names = self._added.pick(scope.get("scheme", "http"), via_query)
         if kind == "websocket" or not added:
-            await self.app(scope, receive, send)
+            await self._inner(scope, receive, send)
             return
 
         async def send_with_headers(message: Message) -> None:
@@ -177,7 +195,23 @@ class APIKeyMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        await self._inner(scope, receive, send_with_headers)
+
+    async def _tracked(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The app, with ``key_id`` bound in structlog's contextvars (user tracking).
+
+        The app's own log lines carry the key_id during the request; the
+        binding is undone afterwards, whatever the app raised.
+        """
+        context = scope["auth"]
+        if not context.authenticated:
+            await self.app(scope, receive, send)
+            return
+        bound = bind_contextvars(key_id=context.key_id)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            reset_contextvars(**bound)
 
     def describe(self) -> dict[str, Any]:
         """The configuration as data, for ``python -m asgi_apikey check`` and for logs.

@@ -172,9 +172,23 @@ def merge_headers(
 
 
 class Denial:
-    """A prepared refusal: status, headers, JSON body; sent as HTTP or to a websocket."""
+    """A prepared refusal: status, headers, JSON body; sent as HTTP or to a websocket.
 
-    __slots__ = ("_body", "_plain", "_secure", "detail", "status")
+    ``reason`` (one of ``audit.REASONS``), ``description`` (the
+    ``error_description``, when specific) and ``required_scopes`` (of a 403)
+    are what the audit event records.
+    """
+
+    __slots__ = (
+        "_body",
+        "_plain",
+        "_secure",
+        "description",
+        "detail",
+        "reason",
+        "required_scopes",
+        "status",
+    )
 
     def __init__(
         self,
@@ -182,9 +196,16 @@ class Denial:
         detail: str,
         challenge: str,
         security: SecurityHeaders,
+        *,
+        reason: str,
+        description: str | None = None,
+        required_scopes: frozenset[str] | None = None,
     ) -> None:
         self.status = status
         self.detail = detail
+        self.reason = reason
+        self.description = description
+        self.required_scopes = required_scopes
         self._body = json.dumps({"detail": detail}).encode("utf-8")
         base = (
             (b"content-type", b"application/json"),
@@ -261,13 +282,18 @@ class Denials:
         self._security = security
         # RFC 6750 §3.1: a request with no credentials gets a challenge with no error code.
         self.missing = Denial(
-            401, f"Missing API key: send it as {how}", self._challenge(), security
+            401,
+            f"Missing API key: send it as {how}",
+            self._challenge(),
+            security,
+            reason="missing",
         )
         self.invalid = Denial(
             401,
             "Invalid API key",
             self._challenge(error="invalid_token", error_description="The API key is not valid"),
             security,
+            reason="invalid",
         )
         # Bounded caches: descriptions come from a fixed set in credentials.py and
         # keys.py (or a verifier's few), and scope sets from the configured rules.
@@ -285,15 +311,19 @@ class Denials:
             f"Malformed credentials: {description}",
             self._challenge(error="invalid_request", error_description=description),
             self._security,
+            reason="malformed",
+            description=description,
         )
 
-    def _rejected(self, description: str) -> Denial:
+    def _rejected(self, description: str, reason: str = "invalid") -> Denial:
         # A known token refused for a reason (an expired key, a verifier's Rejected).
         return Denial(
             401,
             f"Invalid API key: {description}",
             self._challenge(error="invalid_token", error_description=description),
             self._security,
+            reason=reason,
+            description=description,
         )
 
     def _forbidden(self, scopes: frozenset[str]) -> Denial:
@@ -307,4 +337,6 @@ class Denials:
                 scope=needed,
             ),
             self._security,
+            reason="insufficient_scope",
+            required_scopes=scopes,
         )

@@ -52,7 +52,7 @@ def hs256_verifier(secret: str, *, issuer: str = ISSUER, audience: str = AUDIENC
                 options={"require": ["exp", "sub", "iss", "aud"]},
             )
         except jwt.ExpiredSignatureError:
-            return Rejected("The token has expired")
+            return Rejected("The token has expired", reason="expired")
         except jwt.InvalidTokenError:
             return Rejected("The token is not a valid JWT for this API")
         subject = claims["sub"]

@@ -1,0 +1,405 @@
+"""Observability: structlog audit events, throttled failure logging, counters.
+
+Every :class:`~asgi_apikey.APIKeyAuth` owns one :class:`Audit`; each
+middleware built on it reports its decisions there:
+
+- a refusal counts under its reason and, unless the throttle holds it back,
+  logs ``authentication_failed``; a throttled flood logs one
+  ``authentication_failures_suppressed`` with the count when its interval ends;
+- an accepted request counts under its ``key_id`` and, with request logging
+  on, logs ``authentication_succeeded``; with it off (the default) the
+  accepted path does no logging work at all;
+- an anonymous request (public and optional paths, development mode) counts.
+
+Events never carry a token. A token that matched no key is identified by
+:func:`token_fingerprint`, a truncated HMAC under a secret drawn at random
+when the process starts and never written anywhere: equal tokens give equal
+fingerprints within one process, and nobody can test a guess against a
+fingerprint offline. The package logs through ``structlog.get_logger
+("asgi_apikey")`` and never configures structlog or logging itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import re
+import secrets
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from .context import FrozenMapping
+from .errors import ConfigurationError
+from .responses import Denial
+
+__all__ = [
+    "MAX_COUNTED_KEY_IDS",
+    "MAX_THROTTLED_CLIENTS",
+    "REASONS",
+    "Audit",
+    "Counters",
+    "FailureThrottle",
+    "loggable",
+    "token_fingerprint",
+]
+
+_log = structlog.get_logger("asgi_apikey")
+
+#: Why a request was refused: the ``reason`` of ``authentication_failed``.
+REASONS = ("missing", "invalid", "malformed", "insufficient_scope", "expired", "not_yet_valid")
+#: Key ids counted one by one; authenticated requests of further ids count together.
+MAX_COUNTED_KEY_IDS = 10_000
+#: Clients the failure throttle remembers in one interval; the oldest is forgotten first.
+MAX_THROTTLED_CLIENTS = 4096
+#: Hex characters of a token fingerprint (64 bits).
+FINGERPRINT_LENGTH = 16
+#: Longest path written to an event; longer ones are cut and marked.
+MAX_LOGGED_PATH = 512
+
+# Drawn once per process, never logged or exposed: fingerprints correlate
+# within one process and cannot be checked against guesses anywhere else.
+_FINGERPRINT_SECRET = secrets.token_bytes(32)
+# C0 and C1 controls, DEL and the Unicode line separators: a path decoded from
+# %0a must not start a fake line in a plain-text log.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def token_fingerprint(token: bytes) -> str:
+    """A short, one-way, per-process identifier of a presented token.
+
+    >>> token_fingerprint(b"sk-guess") == token_fingerprint(b"sk-guess")
+    True
+    >>> len(token_fingerprint(b"sk-guess"))
+    16
+    """
+    return hmac.digest(_FINGERPRINT_SECRET, token, "sha256").hex()[:FINGERPRINT_LENGTH]
+
+
+def loggable(text: str, limit: int = MAX_LOGGED_PATH) -> str:
+    r"""``text`` safe for one log line: controls escaped, cut after ``limit`` characters.
+
+    >>> loggable("/v1/chat\n200 OK")
+    '/v1/chat\\x0a200 OK'
+    """
+    if len(text) > limit:
+        text = text[:limit] + "...(cut)"
+    return _UNPRINTABLE.sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+@dataclass(frozen=True, slots=True)
+class Counters:
+    """What an authenticator decided since it was built: read with ``APIKeyAuth.counters()``.
+
+    ``requests`` is every HTTP request and websocket handshake the middleware
+    decided: ``authenticated + anonymous + sum(refused.values())``.
+    ``refused`` has every reason of :data:`REASONS`, zeros included.
+    ``by_key_id`` counts the first :data:`MAX_COUNTED_KEY_IDS` key ids seen;
+    ``other_key_ids`` counts the authenticated requests of any further ids.
+    ``suppressed_events`` counts refusals the throttle did not log one by one.
+    """
+
+    requests: int
+    authenticated: int
+    anonymous: int
+    refused: Mapping[str, int]
+    by_key_id: Mapping[str, int]
+    other_key_ids: int
+    suppressed_events: int
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain, JSON-ready data (what ``status()["counters"]`` holds)."""
+        return {
+            "requests": self.requests,
+            "authenticated": self.authenticated,
+            "anonymous": self.anonymous,
+            "refused": dict(self.refused),
+            "by_key_id": dict(self.by_key_id),
+            "other_key_ids": self.other_key_ids,
+            "suppressed_events": self.suppressed_events,
+        }
+
+
+class FailureThrottle:
+    """At most ``limit`` events per reason, and ``per_client`` per client, in each interval.
+
+    What it holds back it counts; :meth:`drain` hands over those counts when
+    the interval has ended. Memory is bounded: at most
+    :data:`MAX_THROTTLED_CLIENTS` clients are remembered per interval, and a
+    forgotten client gets a fresh per-client budget, never more than the
+    per-reason limit allows in all.
+
+    >>> throttle = FailureThrottle(limit=2, interval=60.0, per_client=1, clock=lambda: 0.0)
+    >>> [throttle.admit("invalid", "10.0.0.1") for _ in range(2)]
+    [True, False]
+    >>> throttle.admit("invalid", "10.0.0.2"), throttle.admit("invalid", "10.0.0.3")
+    (True, False)
+    """
+
+    __slots__ = (
+        "_by_client",
+        "_by_reason",
+        "_clock",
+        "_lock",
+        "_max_clients",
+        "_suppressed",
+        "_window_end",
+        "interval",
+        "limit",
+        "per_client",
+    )
+
+    def __init__(
+        self,
+        limit: int,
+        interval: float,
+        *,
+        per_client: int,
+        max_clients: int = MAX_THROTTLED_CLIENTS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.limit = limit
+        self.interval = interval
+        self.per_client = per_client
+        self._max_clients = max_clients
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._window_end = clock() + interval
+        self._by_reason: dict[str, int] = {}
+        self._by_client: dict[str | None, int] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def admit(self, reason: str, client: str | None) -> bool:
+        """Whether to log this refusal; when not, it is counted as suppressed."""
+        with self._lock:
+            return self._admit(reason, client)
+
+    def _admit(self, reason: str, client: str | None) -> bool:
+        logged = self._by_reason.get(reason, 0)
+        seen = self._by_client.get(client, 0)
+        if logged >= self.limit or seen >= self.per_client:
+            self._suppressed[reason] = self._suppressed.get(reason, 0) + 1
+            return False
+        self._by_reason[reason] = logged + 1
+        if seen == 0 and len(self._by_client) >= self._max_clients:
+            del self._by_client[next(iter(self._by_client))]  # the oldest
+        self._by_client[client] = seen + 1
+        return True
+
+    def due(self) -> bool:
+        """Whether the interval has ended (read without the lock: a hint)."""
+        return self._clock() >= self._window_end
+
+    def drain(self, *, force: bool = False) -> dict[str, int]:
+        """Start a new interval if this one has ended (or ``force``); the counts it held back."""
+        with self._lock:
+            now = self._clock()
+            if not force and now < self._window_end:
+                return {}
+            suppressed = self._suppressed
+            self._suppressed = {}
+            self._by_reason.clear()
+            self._by_client.clear()
+            self._window_end = now + self.interval
+            return suppressed
+
+    @property
+    def clients(self) -> int:
+        """How many clients the current interval remembers."""
+        return len(self._by_client)
+
+
+class Audit:
+    """The observability state of one authenticator: counters, throttle, events.
+
+    The middleware increments ``anonymous`` and ``by_key_id`` inline (the
+    accepted path calls nothing here) and calls :meth:`refused` for each
+    refusal. Counters are exact in one event loop; with several threads an
+    increment can be lost, never invented.
+    """
+
+    __slots__ = (
+        "_flush_pending",
+        "anonymous",
+        "by_key_id",
+        "log_successes",
+        "other_key_ids",
+        "refused_by_reason",
+        "suppressed_events",
+        "throttle",
+        "track_users",
+    )
+
+    def __init__(
+        self,
+        *,
+        log_successes: bool = False,
+        track_users: bool = False,
+        failure_log_limit: int = 100,
+        failure_log_interval: float = 60.0,
+        failure_log_per_client: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        limit, interval, per_client = _check_throttle(
+            failure_log_limit, failure_log_interval, failure_log_per_client
+        )
+        self.log_successes = log_successes
+        self.track_users = track_users
+        self.throttle = FailureThrottle(limit, interval, per_client=per_client, clock=clock)
+        self.anonymous = 0
+        self.by_key_id: dict[str, int] = {}
+        self.other_key_ids = 0
+        self.refused_by_reason = dict.fromkeys(REASONS, 0)
+        self.suppressed_events = 0
+        self._flush_pending = False
+
+    # -- called by the middleware -------------------------------------------------------
+
+    def first_use(self, key_id: str) -> None:
+        """Count an authenticated request of a key id not counted before."""
+        if len(self.by_key_id) < MAX_COUNTED_KEY_IDS:
+            self.by_key_id[key_id] = self.by_key_id.get(key_id, 0) + 1
+        else:
+            self.other_key_ids += 1
+
+    def succeeded(self, scope: Mapping[str, Any], key_id: str, realm: str) -> None:
+        """Log ``authentication_succeeded`` (only called with request logging on)."""
+        _log.info("authentication_succeeded", key_id=key_id, realm=realm, **_request(scope))
+
+    def refused(
+        self,
+        scope: Mapping[str, Any],
+        denial: Denial,
+        realm: str,
+        *,
+        key_id: str | None = None,
+        token: bytes | None = None,
+    ) -> None:
+        """Count a refusal and log ``authentication_failed`` unless the throttle holds it back.
+
+        ``key_id`` names a known key that was refused (for scope, out of its
+        validity window); otherwise a presented ``token`` is named by its
+        fingerprint.
+        """
+        reason = denial.reason
+        self.refused_by_reason[reason] += 1
+        throttle = self.throttle
+        if throttle.due():
+            self.flush()
+        host = _client(scope)
+        if not throttle.admit(reason, host):
+            self.suppressed_events += 1
+            self._schedule_flush()
+            return
+        fields: dict[str, Any] = {"reason": reason}
+        if key_id is not None:
+            fields["key_id"] = key_id
+        elif token is not None:
+            fields["token_fingerprint"] = token_fingerprint(token)
+        if denial.required_scopes is not None:
+            fields["required_scopes"] = sorted(denial.required_scopes)
+        if denial.description is not None:
+            fields["detail"] = denial.description
+        fields.update(_request(scope, host))
+        fields["realm"] = realm
+        if reason == "missing":
+            _log.info("authentication_failed", **fields)
+        else:
+            _log.warning("authentication_failed", **fields)
+
+    # -- reading and flushing ---------------------------------------------------------------
+
+    def flush(self, *, force: bool = False) -> None:
+        """Log ``authentication_failures_suppressed`` for an ended interval (or now, ``force``)."""
+        self._flush_pending = False
+        throttle = self.throttle
+        for reason, count in throttle.drain(force=force).items():
+            _log.warning(
+                "authentication_failures_suppressed",
+                reason=reason,
+                count=count,
+                limit=throttle.limit,
+                interval=throttle.interval,
+            )
+
+    def _schedule_flush(self) -> None:
+        # Report a flood's count when its interval ends, even if no refusal follows.
+        # Only on asyncio and the real clock; otherwise the next refusal reports it.
+        if self._flush_pending or self.throttle._clock is not time.monotonic:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._flush_pending = True
+        delay = max(0.0, self.throttle._window_end - time.monotonic())
+        loop.call_later(delay, self.flush)
+
+    def counters(self) -> Counters:
+        """An immutable copy of the counters."""
+        by_key_id = dict(self.by_key_id)
+        refused = dict(self.refused_by_reason)
+        authenticated = sum(by_key_id.values()) + self.other_key_ids
+        return Counters(
+            requests=authenticated + self.anonymous + sum(refused.values()),
+            authenticated=authenticated,
+            anonymous=self.anonymous,
+            refused=FrozenMapping(refused),
+            by_key_id=FrozenMapping(by_key_id),
+            other_key_ids=self.other_key_ids,
+            suppressed_events=self.suppressed_events,
+        )
+
+
+def _request(scope: Mapping[str, Any], host: str | None = None) -> dict[str, Any]:
+    """The request fields of an event: client, method, path (never the query string)."""
+    return {
+        "client": host if host is not None else _client(scope),
+        "method": loggable(str(scope.get("method", "WEBSOCKET")), 32),
+        "path": loggable(str(scope.get("path", ""))),
+    }
+
+
+def _client(scope: Mapping[str, Any]) -> str | None:
+    # The server's (host, port); behind a proxy-headers middleware the host comes
+    # from X-Forwarded-For, so it is escaped and cut like any client-sent text.
+    client = scope.get("client")
+    if not isinstance(client, (tuple, list)) or not client:
+        return None
+    return loggable(str(client[0]), 64)
+
+
+def _check_throttle(limit: object, interval: object, per_client: object) -> tuple[int, float, int]:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= 1_000_000:
+        raise ConfigurationError(
+            "failure_log_limit must be an int from 0 (log no failure one by one) to "
+            f"1000000 events per reason and interval, not {limit!r}",
+            setting="failure_log_limit",
+        )
+    if (
+        isinstance(interval, bool)
+        or not isinstance(interval, (int, float))
+        or not 0.1 <= interval <= 86400
+    ):
+        raise ConfigurationError(
+            f"failure_log_interval must be a number of seconds from 0.1 to 86400, not {interval!r}",
+            setting="failure_log_interval",
+        )
+    if per_client is None:
+        per_client = max(1, limit // 4)
+    if isinstance(per_client, bool) or not isinstance(per_client, int) or per_client < 1:
+        raise ConfigurationError(
+            "failure_log_per_client must be an int of at least 1 event per client and "
+            f"interval, or None for a quarter of failure_log_limit, not {per_client!r}",
+            setting="failure_log_per_client",
+        )
+    return limit, float(interval), per_client
