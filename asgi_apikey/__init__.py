@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .audit import Counters
 from .auth import APIKeyAuth, KeyChanges, get_auth_status, verify_api_key_string
 from .context import APIKeyUser, AuthContext
 from .dependencies import (
@@ -27,6 +28,7 @@ __all__ = [
     "AuthenticationError",
     "AuthorizationError",
     "ConfigurationError",
+    "Counters",
     "KeyChanges",
     "Rejected",
     "Verifier",

@@ -16,4 +16,6 @@ def serve(create_app: Callable[[Sequence[str | APIKey]], ASGIApp]) -> None:  # p
     key = os.environ.get("API_KEY")
     if not key:
         raise SystemExit("set API_KEY to the key clients must send, e.g. API_KEY=sk-...")
-    uvicorn.run(create_app([APIKey(key, name="env", scopes={"admin"})]), host="127.0.0.1")
+    uvicorn.run(
+        create_app([APIKey(key, name="env", scopes={"admin", "metrics"})]), host="127.0.0.1"
+    )
