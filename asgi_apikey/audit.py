@@ -60,6 +60,7 @@ MAX_THROTTLED_CLIENTS = 4096
 FINGERPRINT_LENGTH = 16
 #: Longest path written to an event; longer ones are cut and marked.
 MAX_LOGGED_PATH = 512
+_MAX_LOGGED_HOST = 64
 
 # Drawn once per process, never logged or exposed: fingerprints correlate
 # within one process and cannot be checked against guesses anywhere else.
@@ -273,7 +274,8 @@ class Audit:
 
     def succeeded(self, scope: Mapping[str, Any], key_id: str, realm: str) -> None:
         """Log ``authentication_succeeded`` (only called with request logging on)."""
-        _log.info("authentication_succeeded", key_id=key_id, realm=realm, **_request(scope))
+        fields = _request(scope, _client(scope))
+        _log.info("authentication_succeeded", key_id=key_id, **fields, realm=realm)
 
     def refused(
         self,
@@ -341,7 +343,8 @@ class Audit:
         except RuntimeError:
             return
         self._flush_pending = True
-        delay = max(0.0, self.throttle._window_end - time.monotonic())
+        # A millisecond late, so the interval has surely ended when it fires.
+        delay = max(0.0, self.throttle._window_end - time.monotonic()) + 0.001
         loop.call_later(delay, self.flush)
 
     def counters(self) -> Counters:
@@ -360,22 +363,22 @@ class Audit:
         )
 
 
-def _request(scope: Mapping[str, Any], host: str | None = None) -> dict[str, Any]:
+def _request(scope: Mapping[str, Any], host: str | None) -> dict[str, Any]:
     """The request fields of an event: client, method, path (never the query string)."""
     return {
-        "client": host if host is not None else _client(scope),
+        "client": None if host is None else loggable(host, _MAX_LOGGED_HOST),
         "method": loggable(str(scope.get("method", "WEBSOCKET")), 32),
         "path": loggable(str(scope.get("path", ""))),
     }
 
 
 def _client(scope: Mapping[str, Any]) -> str | None:
-    # The server's (host, port); behind a proxy-headers middleware the host comes
-    # from X-Forwarded-For, so it is escaped and cut like any client-sent text.
+    # The server's (host, port). Behind a proxy-headers middleware the host comes
+    # from X-Forwarded-For: cut here (the throttle keeps it), escaped when logged.
     client = scope.get("client")
     if not isinstance(client, (tuple, list)) or not client:
         return None
-    return loggable(str(client[0]), 64)
+    return str(client[0])[: _MAX_LOGGED_HOST + 1]
 
 
 def _check_throttle(limit: object, interval: object, per_client: object) -> tuple[int, float, int]:
