@@ -22,6 +22,7 @@ fingerprint offline. The package logs through ``structlog.get_logger
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import re
 import secrets
@@ -65,9 +66,9 @@ _MAX_LOGGED_HOST = 64
 # Drawn once per process, never logged or exposed: fingerprints correlate
 # within one process and cannot be checked against guesses anywhere else.
 _FINGERPRINT_SECRET = secrets.token_bytes(32)
-# C0 and C1 controls, DEL and the Unicode line separators: a path decoded from
-# %0a must not start a fake line in a plain-text log.
-_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# ASCII controls and DEL, escaped after everything else is ASCII: a path decoded
+# from %0a must not start a fake line in a plain-text log.
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 
 def token_fingerprint(token: bytes) -> str:
@@ -82,19 +83,26 @@ def token_fingerprint(token: bytes) -> str:
 
 
 def loggable(text: str, limit: int = MAX_LOGGED_PATH) -> str:
-    r"""``text`` safe for one log line: controls escaped, cut after ``limit`` characters.
+    r"""``text`` as printable ASCII for one log line, cut after ``limit`` characters.
+
+    Backslashes are doubled, controls become ``\xNN`` and anything beyond
+    ASCII (lone surrogates, bidi controls) a Python escape, so any stream can
+    print it, nothing can fake a line or reorder it on a terminal, and the
+    escapes cannot be confused with the text.
 
     >>> loggable("/v1/chat\n200 OK")
     '/v1/chat\\x0a200 OK'
+    >>> loggable("/caf\u00e9/\u202egpj.exe")
+    '/caf\\xe9/\\u202egpj.exe'
     """
     if len(text) > limit:
         text = text[:limit] + "...(cut)"
-    return _UNPRINTABLE.sub(_escape, text)
+    text = text.replace("\\", "\\\\").encode("ascii", "backslashreplace").decode("ascii")
+    return _CONTROL.sub(_escape, text)
 
 
 def _escape(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+    return f"\\x{ord(match.group()):02x}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,13 +139,14 @@ class Counters:
 
 
 class FailureThrottle:
-    """At most ``limit`` events per reason, and ``per_client`` per client, in each interval.
+    """At most ``limit`` events per reason, and ``per_client`` per client and reason, per interval.
 
     What it holds back it counts; :meth:`drain` hands over those counts when
     the interval has ended. Memory is bounded: at most
-    :data:`MAX_THROTTLED_CLIENTS` clients are remembered per interval, and a
-    forgotten client gets a fresh per-client budget, never more than the
-    per-reason limit allows in all.
+    :data:`MAX_THROTTLED_CLIENTS` (reason, client) pairs are remembered per
+    interval, the oldest forgotten first; a forgotten client gets a fresh
+    budget, never more than the per-reason limit allows in all. Requests
+    without a client address (a unix socket) have only the per-reason limit.
 
     >>> throttle = FailureThrottle(limit=2, interval=60.0, per_client=1, clock=lambda: 0.0)
     >>> [throttle.admit("invalid", "10.0.0.1") for _ in range(2)]
@@ -176,7 +185,7 @@ class FailureThrottle:
         self._lock = threading.Lock()
         self._window_end = clock() + interval
         self._by_reason: dict[str, int] = {}
-        self._by_client: dict[str | None, int] = {}
+        self._by_client: dict[tuple[str, str], int] = {}
         self._suppressed: dict[str, int] = {}
 
     def admit(self, reason: str, client: str | None) -> bool:
@@ -186,14 +195,16 @@ class FailureThrottle:
 
     def _admit(self, reason: str, client: str | None) -> bool:
         logged = self._by_reason.get(reason, 0)
-        seen = self._by_client.get(client, 0)
+        pair = (reason, client) if client is not None else None
+        seen = self._by_client.get(pair, 0) if pair is not None else 0
         if logged >= self.limit or seen >= self.per_client:
             self._suppressed[reason] = self._suppressed.get(reason, 0) + 1
             return False
         self._by_reason[reason] = logged + 1
-        if seen == 0 and len(self._by_client) >= self._max_clients:
-            del self._by_client[next(iter(self._by_client))]  # the oldest
-        self._by_client[client] = seen + 1
+        if pair is not None:
+            if seen == 0 and len(self._by_client) >= self._max_clients:
+                del self._by_client[next(iter(self._by_client))]  # the oldest
+            self._by_client[pair] = seen + 1
         return True
 
     def due(self) -> bool:
@@ -215,8 +226,18 @@ class FailureThrottle:
 
     @property
     def clients(self) -> int:
-        """How many clients the current interval remembers."""
+        """How many (reason, client) pairs the current interval remembers."""
         return len(self._by_client)
+
+    @property
+    def holding(self) -> bool:
+        """Whether the current interval has held back any refusal."""
+        return bool(self._suppressed)
+
+    @property
+    def remaining(self) -> float:
+        """Seconds until the current interval ends (0 when it has)."""
+        return max(0.0, self._window_end - self._clock())
 
 
 class Audit:
@@ -274,8 +295,8 @@ class Audit:
 
     def succeeded(self, scope: Mapping[str, Any], key_id: str, realm: str) -> None:
         """Log ``authentication_succeeded`` (only called with request logging on)."""
-        fields = _request(scope, _client(scope))
-        _log.info("authentication_succeeded", key_id=key_id, **fields, realm=realm)
+        fields = {"key_id": loggable(key_id), **_request(scope, _client(scope)), "realm": realm}
+        _emit(_log.info, "authentication_succeeded", fields)
 
     def refused(
         self,
@@ -304,7 +325,7 @@ class Audit:
             return
         fields: dict[str, Any] = {"reason": reason}
         if key_id is not None:
-            fields["key_id"] = key_id
+            fields["key_id"] = loggable(key_id)
         elif token is not None:
             fields["token_fingerprint"] = token_fingerprint(token)
         if denial.required_scopes is not None:
@@ -313,10 +334,7 @@ class Audit:
             fields["detail"] = denial.description
         fields.update(_request(scope, host))
         fields["realm"] = realm
-        if reason == "missing":
-            _log.info("authentication_failed", **fields)
-        else:
-            _log.warning("authentication_failed", **fields)
+        _emit(_log.info if reason == "missing" else _log.warning, "authentication_failed", fields)
 
     # -- reading and flushing ---------------------------------------------------------------
 
@@ -325,13 +343,13 @@ class Audit:
         self._flush_pending = False
         throttle = self.throttle
         for reason, count in throttle.drain(force=force).items():
-            _log.warning(
-                "authentication_failures_suppressed",
-                reason=reason,
-                count=count,
-                limit=throttle.limit,
-                interval=throttle.interval,
-            )
+            fields = {
+                "reason": reason,
+                "count": count,
+                "limit": throttle.limit,
+                "interval": throttle.interval,
+            }
+            _emit(_log.warning, "authentication_failures_suppressed", fields)
 
     def _schedule_flush(self) -> None:
         # Report a flood's count when its interval ends, even if no refusal follows.
@@ -343,9 +361,19 @@ class Audit:
         except RuntimeError:
             return
         self._flush_pending = True
-        # A millisecond late, so the interval has surely ended when it fires.
-        delay = max(0.0, self.throttle._window_end - time.monotonic()) + 0.001
-        loop.call_later(delay, self.flush)
+        loop.call_later(self.throttle.remaining, self._on_timer, loop)
+
+    def _on_timer(self, loop: asyncio.AbstractEventLoop) -> None:
+        # Event loop clocks may fire a timer a little early (a coarse clock, a
+        # cached one): wait out the rest instead of draining nothing.
+        throttle = self.throttle
+        if not throttle.due():
+            if throttle.holding:
+                loop.call_later(throttle.remaining, self._on_timer, loop)
+            else:
+                self._flush_pending = False  # a refusal already reported it
+            return
+        self.flush()
 
     def counters(self) -> Counters:
         """An immutable copy of the counters."""
@@ -361,6 +389,13 @@ class Audit:
             other_key_ids=self.other_key_ids,
             suppressed_events=self.suppressed_events,
         )
+
+
+def _emit(method: Callable[..., Any], event: str, fields: dict[str, Any]) -> None:
+    # A logging failure (a stream that cannot encode, a broken handler) must never
+    # turn a refusal into a 500 or stop a request; the counters still count it.
+    with contextlib.suppress(Exception):
+        method(event, **fields)
 
 
 def _request(scope: Mapping[str, Any], host: str | None) -> dict[str, Any]:

@@ -281,6 +281,10 @@ class KeyEntry(Accepted):
 _DESCRIPTION = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]{1,200}")
 
 
+class InvalidRejection(ValueError):
+    """A :class:`Rejected` built with a value it refuses (the message names the fix)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Rejected:
     """A refused token with the reason a client may read (401 ``invalid_token``).
@@ -303,20 +307,21 @@ class Rejected:
     key_id: str | None = None
 
     def __post_init__(self) -> None:
+        # The messages quote nothing a verifier passed: any of it could be the token.
         if not isinstance(self.description, str) or not _DESCRIPTION.fullmatch(self.description):
-            raise ValueError(
+            raise InvalidRejection(
                 "Rejected(description=...) must be 1 to 200 printable ASCII characters "
                 'without " or \\ (RFC 6750 error_description)'
             )
         if self.reason not in _REJECTION_REASONS:
-            raise ValueError(
-                f"Rejected(reason=...) must be one of {', '.join(_REJECTION_REASONS)}, "
-                f"not {self.reason!r}"
+            raise InvalidRejection(
+                f"Rejected(reason=...) must be one of {', '.join(_REJECTION_REASONS)}"
             )
-        if self.key_id is not None and (
-            not isinstance(self.key_id, str) or not self.key_id or not self.key_id.isprintable()
-        ):
-            raise ValueError("Rejected(key_id=...) must be None or non-empty printable text")
+        if self.key_id is not None and not _is_key_id(self.key_id):
+            raise InvalidRejection(
+                f"Rejected(key_id=...) must be None or printable text of 1 to "
+                f"{_MAX_NAME_LENGTH} characters"
+            )
 
 
 _REJECTION_REASONS = ("invalid", "expired", "not_yet_valid")
@@ -390,12 +395,18 @@ class KeySnapshot:
         for verifier in self.verifiers:
             try:
                 result = verifier(text)
+            except InvalidRejection as error:  # our own message, which quotes nothing
+                _verifier_failed(verifier, f"built a Rejected that is not valid: {error}")
+                return None
             except Exception as error:  # a verifier's bug must not become a 500
                 _verifier_failed(verifier, f"raised {type(error).__name__}")
                 return None
             if result is None:
                 continue
             if isinstance(result, Rejected):
+                if _quotes(text, result.description) or _quotes(text, result.key_id):
+                    _verifier_failed(verifier, "returned a Rejected that quotes the token")
+                    return None
                 return result
             if not isinstance(result, AuthContext):
                 if inspect.iscoroutine(result):
@@ -403,7 +414,7 @@ class KeySnapshot:
                 _verifier_failed(verifier, f"returned {type(result).__name__}")
                 return None
             key_id = result.key_id
-            problem = self._misfit(result)
+            problem = self._misfit(result, text)
             if problem is not None or not key_id:
                 _verifier_failed(verifier, problem or "returned a context without a key_id")
                 return None
@@ -414,7 +425,7 @@ class KeySnapshot:
             return Accepted(result, APIKeyUser(key_id))
         return None
 
-    def _misfit(self, context: AuthContext) -> str | None:
+    def _misfit(self, context: AuthContext, token: str) -> str | None:
         """Why a verifier's context cannot be accepted, or None when it can."""
         if not context.authenticated:
             return "returned a context with authenticated=False (return None instead)"
@@ -425,11 +436,33 @@ class KeySnapshot:
             return "returned metadata that is not a mapping"
         if context.key_id is not None and not isinstance(context.key_id, str):
             return f"returned a key_id that is not a str but {type(context.key_id).__name__}"
+        if context.key_id and not _is_key_id(context.key_id):
+            return (
+                f"returned a key_id that is not printable text of 1 to {_MAX_NAME_LENGTH} "
+                "characters"
+            )
+        if _quotes(token, context.key_id):
+            return "returned a key_id that quotes the token (it is logged and counted)"
         if context.mode in DEVELOPMENT_MODES:
             return f"returned a context with mode {context.mode!r}, kept for development mode"
         if context.key_id in self.by_id:
             return "returned the key_id of a configured key"
         return None
+
+
+def _is_key_id(key_id: object) -> bool:
+    return isinstance(key_id, str) and 0 < len(key_id) <= _MAX_NAME_LENGTH and key_id.isprintable()
+
+
+def _quotes(token: str, text: str | None) -> bool:
+    """Whether ``text`` (logged, counted, sent) holds the token or a key-sized piece of it.
+
+    A shorter piece (a public prefix such as ``"acct_42"``) is allowed: token
+    formats often carry an id. 16 is the shortest key production accepts.
+    """
+    if not text:
+        return False
+    return token in text or (len(text) >= MIN_PRODUCTION_KEY_LENGTH and text in token)
 
 
 def _verifier_failed(verifier: Verifier, problem: str) -> None:

@@ -3,7 +3,8 @@
 ``__init__`` validates and precomputes everything; ``__call__`` is the
 per-request decision: pass ``lifespan`` through, find the path's rule, read
 the credentials, verify, then run the app with ``scope["auth"]`` and
-``scope["user"]`` filled in, or send a prepared denial.
+``scope["user"]`` filled in, or send a prepared denial. Each decision is
+counted, and each refusal audited, by the authenticator's ``audit.Audit``.
 """
 
 from __future__ import annotations
@@ -110,8 +111,7 @@ class APIKeyMiddleware:
         self._audit = self.auth.audit
         self._by_key_id = self._audit.by_key_id  # one dict for the life of the authenticator
         self._log_successes = self._audit.log_successes
-        # The app itself, or the app inside the key_id binding of user tracking.
-        self._inner: ASGIApp = self._tracked if self._audit.track_users else app
+        self._track_users = self._audit.track_users
         self._described = {
             "default": self.rules.rules[-1].access.name.lower(),
             "realm": realm,
@@ -125,7 +125,10 @@ class APIKeyMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind != "http" and kind != "websocket":
-            await self.app(scope, receive, send)  # lifespan and any other type
+            if kind == "lifespan":
+                await self._lifespan(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)  # a type this middleware does not know
             return
 
         keys = self.auth.snapshot  # once: the whole request sees one key set
@@ -170,6 +173,7 @@ class APIKeyMiddleware:
                 await denial.send_websocket(scope, receive, send)
             return
 
+        tracked: str | None = None
         if accepted is None:
             self._audit.anonymous += 1
             scope["auth"] = keys.anonymous
@@ -177,41 +181,51 @@ class APIKeyMiddleware:
         else:
             context = scope["auth"] = accepted.context
             scope["user"] = accepted.user
+            key_id: str = context.key_id  # type: ignore[assignment]  # never None when accepted
             try:
-                self._by_key_id[context.key_id] += 1  # type: ignore[index]  # never None here
+                self._by_key_id[key_id] += 1
             except KeyError:
-                self._audit.first_use(context.key_id)  # type: ignore[arg-type]
+                self._audit.first_use(key_id)
             if self._log_successes:
-                self._audit.succeeded(scope, context.key_id, self._realm)  # type: ignore[arg-type]
+                self._audit.succeeded(scope, key_id, self._realm)
+            if self._track_users:
+                tracked = key_id
 
         added, names = self._added.pick(scope.get("scheme", "http"), via_query)
         if kind == "websocket" or not added:
-            await self._inner(scope, receive, send)
+            app_send = send
+        else:
+
+            async def send_with_headers(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    headers = merge_headers(message.get("headers") or (), added, names)
+                    message = {**message, "headers": headers}
+                await send(message)
+
+            app_send = send_with_headers
+
+        if tracked is None:
+            await self.app(scope, receive, app_send)
             return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = merge_headers(message.get("headers") or (), added, names)
-                message = {**message, "headers": headers}
-            await send(message)
-
-        await self._inner(scope, receive, send_with_headers)
-
-    async def _tracked(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """The app, with ``key_id`` bound in structlog's contextvars (user tracking).
-
-        The app's own log lines carry the key_id during the request; the
-        binding is undone afterwards, whatever the app raised.
-        """
-        context = scope["auth"]
-        if not context.authenticated:
-            await self.app(scope, receive, send)
-            return
-        bound = bind_contextvars(key_id=context.key_id)
+        # User tracking: the app's own structlog lines carry key_id during this
+        # request; the binding is undone afterwards, whatever the app raised.
+        bound = bind_contextvars(key_id=tracked)
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, app_send)
         finally:
             reset_contextvars(**bound)
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the lifespan through; at shutdown, log what the failure throttle still holds."""
+        audit = self._audit
+
+        async def receive_and_flush() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.shutdown":
+                audit.flush(force=True)
+            return message
+
+        await self.app(scope, receive_and_flush, send)
 
     def describe(self) -> dict[str, Any]:
         """The configuration as data, for ``python -m asgi_apikey check`` and for logs.

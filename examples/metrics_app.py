@@ -10,6 +10,11 @@ so exporting costs nothing per request.
 - ``register_opentelemetry`` creates observable counters on an OpenTelemetry
   ``Meter``; their callbacks read the counters when the SDK collects.
 
+One series per key id suits a few hundred keys. With thousands (or a verifier
+that mints ids), drop the ``key_id`` label or keep only the ids you watch:
+metrics backends and the OpenTelemetry SDK limit how many series one
+instrument may have.
+
     API_KEY=sk-... python -m examples.metrics_app
 """
 
@@ -45,10 +50,12 @@ def prometheus_text(counters: Counters) -> str:
     family(
         "asgi_apikey_authenticated_total",
         "Requests accepted with an API key, by key id.",
-        [
-            *((_labels(key_id=key_id), n) for key_id, n in sorted(counters.by_key_id.items())),
-            (_labels(key_id="(other)"), counters.other_key_ids),
-        ],
+        [(_labels(key_id=key_id), n) for key_id, n in sorted(counters.by_key_id.items())],
+    )
+    family(
+        "asgi_apikey_authenticated_other_key_ids_total",
+        "Requests accepted for key ids beyond those counted one by one.",
+        [("", counters.other_key_ids)],
     )
     family(
         "asgi_apikey_anonymous_total",
@@ -80,10 +87,11 @@ def register_opentelemetry(auth: APIKeyAuth, meter: Any) -> None:
         yield Observation(auth.counters().requests)
 
     def authenticated(options: CallbackOptions) -> Iterable[Observation]:
-        counters = auth.counters()
-        for key_id, n in counters.by_key_id.items():
+        for key_id, n in auth.counters().by_key_id.items():
             yield Observation(n, {"key_id": key_id})
-        yield Observation(counters.other_key_ids, {"key_id": "(other)"})
+
+    def other_key_ids(options: CallbackOptions) -> Iterable[Observation]:
+        yield Observation(auth.counters().other_key_ids)
 
     def anonymous(options: CallbackOptions) -> Iterable[Observation]:
         yield Observation(auth.counters().anonymous)
@@ -95,6 +103,7 @@ def register_opentelemetry(auth: APIKeyAuth, meter: Any) -> None:
     for name, callback in (
         ("asgi_apikey.requests", requests),
         ("asgi_apikey.authenticated", authenticated),
+        ("asgi_apikey.authenticated.other_key_ids", other_key_ids),
         ("asgi_apikey.anonymous", anonymous),
         ("asgi_apikey.refused", refused),
     ):
