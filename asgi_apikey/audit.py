@@ -95,10 +95,11 @@ def loggable(text: str, limit: int = MAX_LOGGED_PATH) -> str:
     >>> loggable("/caf\u00e9/\u202egpj.exe")
     '/caf\\xe9/\\u202egpj.exe'
     """
-    if len(text) > limit:
-        text = text[:limit] + "...(cut)"
-    text = text.replace("\\", "\\\\").encode("ascii", "backslashreplace").decode("ascii")
-    return _CONTROL.sub(_escape, text)
+    # Escaping first, then cutting, keeps the promise on the written length;
+    # the first cut only bounds the work (no character grows past 10).
+    text = text[: limit + 1].replace("\\", "\\\\")
+    text = _CONTROL.sub(_escape, text.encode("ascii", "backslashreplace").decode("ascii"))
+    return text if len(text) <= limit else text[:limit] + "...(cut)"
 
 
 def _escape(match: re.Match[str]) -> str:
@@ -282,7 +283,8 @@ class Audit:
         self.other_key_ids = 0
         self.refused_by_reason = dict.fromkeys(REASONS, 0)
         self.suppressed_events = 0
-        self._flush_pending = False
+        # The loop whose timer will report what the throttle holds, if any.
+        self._flush_pending: asyncio.AbstractEventLoop | None = None
 
     # -- called by the middleware -------------------------------------------------------
 
@@ -340,7 +342,7 @@ class Audit:
 
     def flush(self, *, force: bool = False) -> None:
         """Log ``authentication_failures_suppressed`` for an ended interval (or now, ``force``)."""
-        self._flush_pending = False
+        self._flush_pending = None
         throttle = self.throttle
         for reason, count in throttle.drain(force=force).items():
             fields = {
@@ -354,13 +356,15 @@ class Audit:
     def _schedule_flush(self) -> None:
         # Report a flood's count when its interval ends, even if no refusal follows.
         # Only on asyncio and the real clock; otherwise the next refusal reports it.
-        if self._flush_pending or self.throttle._clock is not time.monotonic:
+        if self.throttle._clock is not time.monotonic:
             return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return
-        self._flush_pending = True
+        if self._flush_pending is loop:
+            return  # a timer on this loop will report it; a closed loop's never fires
+        self._flush_pending = loop
         loop.call_later(self.throttle.remaining, self._on_timer, loop)
 
     def _on_timer(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -371,7 +375,7 @@ class Audit:
             if throttle.holding:
                 loop.call_later(throttle.remaining, self._on_timer, loop)
             else:
-                self._flush_pending = False  # a refusal already reported it
+                self._flush_pending = None  # a refusal already reported it
             return
         self.flush()
 
