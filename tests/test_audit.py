@@ -2130,3 +2130,33 @@ def test_an_early_timer_with_nothing_held_stops_and_a_later_flood_schedules_agai
     audit_._on_timer(cast(asyncio.AbstractEventLoop, loop))  # a refusal already reported it
     assert loop.calls == []
     assert audit_._flush_pending is None
+
+
+def test_outside_an_event_loop_a_held_back_refusal_waits_for_the_next_one() -> None:
+    auth = authenticator(failure_log_limit=1)
+    denial = Denials("api", SecurityHeaders(False)).invalid
+    scope = http_scope("/v1/x")
+    with capture_logs() as logs:
+        for _ in range(3):
+            auth.audit.refused(scope, denial, "api", token=UNKNOWN.encode())
+    assert [entry["event"] for entry in logs] == [FAILED]
+    assert auth.audit._flush_pending is None  # no loop to put a timer on
+    assert auth.counters().suppressed_events == 2
+
+
+def test_an_unknown_scope_type_passes_through_uncounted() -> None:
+    auth = authenticator()
+    inner = Recorder()
+    app = APIKeyMiddleware(inner, auth=auth)
+    scope: Scope = {"type": "custom.event"}
+
+    async def receive() -> Message:
+        return {"type": "custom.ping"}
+
+    async def send(message: Message) -> None:
+        raise AssertionError("nothing is sent")
+
+    asyncio.run(app(scope, receive, send))
+    assert inner.seen == [scope]
+    assert "auth" not in scope
+    assert auth.counters().requests == 0
