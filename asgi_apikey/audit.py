@@ -167,6 +167,7 @@ class FailureThrottle:
         "interval",
         "limit",
         "per_client",
+        "realtime",
     )
 
     def __init__(
@@ -183,22 +184,39 @@ class FailureThrottle:
         self.per_client = per_client
         self._max_clients = max_clients
         self._clock = clock
+        self.realtime = clock is time.monotonic  # event loop timers keep this clock
         self._lock = threading.Lock()
         self._window_end = clock() + interval
         self._by_reason: dict[str, int] = {}
         self._by_client: dict[tuple[str, str], int] = {}
         self._suppressed: dict[str, int] = {}
 
+    def spent(self, reason: str) -> bool:
+        """Whether ``reason`` has used up its budget for this interval (a lock-free look)."""
+        return self._by_reason.get(reason, 0) >= self.limit
+
+    def hold(self, reason: str) -> None:
+        """Count one refusal of ``reason`` as held back."""
+        suppressed = self._suppressed
+        suppressed[reason] = suppressed.get(reason, 0) + 1
+
     def admit(self, reason: str, client: str | None) -> bool:
         """Whether to log this refusal; when not, it is counted as suppressed."""
-        with self._lock:
-            return self._admit(reason, client)
-
-    def _admit(self, reason: str, client: str | None) -> bool:
-        logged = self._by_reason.get(reason, 0)
         pair = (reason, client) if client is not None else None
+        # Under a flood nearly every refusal is over budget: say so from a lock-free
+        # look (dict reads are atomic), and take the lock only to spend budget.
+        if self.spent(reason) or (
+            pair is not None and self._by_client.get(pair, 0) >= self.per_client
+        ):
+            self.hold(reason)
+            return False
+        with self._lock:
+            return self._admit(reason, pair)
+
+    def _admit(self, reason: str, pair: tuple[str, str] | None) -> bool:
+        logged = self._by_reason.get(reason, 0)
         seen = self._by_client.get(pair, 0) if pair is not None else 0
-        if logged >= self.limit or seen >= self.per_client:
+        if logged >= self.limit or seen >= self.per_client:  # spent while we waited
             self._suppressed[reason] = self._suppressed.get(reason, 0) + 1
             return False
         self._by_reason[reason] = logged + 1
@@ -320,11 +338,26 @@ class Audit:
         throttle = self.throttle
         if throttle.due():
             self.flush()
-        host = _client(scope)
-        if not throttle.admit(reason, host):
-            self.suppressed_events += 1
-            self._schedule_flush()
-            return
+        if throttle.spent(reason):  # most of a flood: no need to look at the client
+            throttle.hold(reason)
+        else:
+            host = _client(scope)
+            if throttle.admit(reason, host):
+                self._log_failure(scope, denial, realm, key_id, token, host)
+                return
+        self.suppressed_events += 1
+        self._schedule_flush()
+
+    def _log_failure(
+        self,
+        scope: Mapping[str, Any],
+        denial: Denial,
+        realm: str,
+        key_id: str | None,
+        token: bytes | None,
+        host: str | None,
+    ) -> None:
+        reason = denial.reason
         fields: dict[str, Any] = {"reason": reason}
         if key_id is not None:
             fields["key_id"] = loggable(key_id)
@@ -356,14 +389,15 @@ class Audit:
     def _schedule_flush(self) -> None:
         # Report a flood's count when its interval ends, even if no refusal follows.
         # Only on asyncio and the real clock; otherwise the next refusal reports it.
-        if self.throttle._clock is not time.monotonic:
+        pending = self._flush_pending
+        if pending is not None and not pending.is_closed():
+            return  # that loop's timer will report it (a closed loop's never fires)
+        if not self.throttle.realtime:
             return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return
-        if self._flush_pending is loop:
-            return  # a timer on this loop will report it; a closed loop's never fires
         self._flush_pending = loop
         loop.call_later(self.throttle.remaining, self._on_timer, loop)
 
@@ -417,7 +451,10 @@ def _client(scope: Mapping[str, Any]) -> str | None:
     client = scope.get("client")
     if not isinstance(client, (tuple, list)) or not client:
         return None
-    return str(client[0])[: _MAX_LOGGED_HOST + 1]
+    host = client[0]
+    if type(host) is not str:
+        host = str(host)
+    return host if len(host) <= _MAX_LOGGED_HOST else host[: _MAX_LOGGED_HOST + 1]
 
 
 def _check_throttle(limit: object, interval: object, per_client: object) -> tuple[int, float, int]:
