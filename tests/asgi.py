@@ -8,6 +8,7 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -15,6 +16,45 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 CANARY = "sk-canary-5f3c9a1e7b2d4c6f8a0e"
 #: A second valid key for tests that need two.
 OTHER_KEY = "sk-other-0a1b2c3d4e5f6a7b8c9d"
+
+_RAW = CANARY.encode()
+
+# Every shape in which a client might send the canary wrongly (or rightly), in headers
+# and in the query string: no response, event, error or repr may ever show it.
+CANARY_SHAPES: dict[str, list[tuple[bytes, bytes]]] = {
+    "valid": [(b"authorization", b"Bearer " + _RAW)],
+    "lower scheme": [(b"authorization", b"bearer " + _RAW)],
+    "as unknown key": [(b"authorization", b"Bearer " + _RAW + b"x")],
+    "space inside": [(b"authorization", b"Bearer " + _RAW[:8] + b" " + _RAW[8:])],
+    "tab": [(b"authorization", b"Bearer\t" + _RAW)],
+    "NUL inside": [(b"authorization", b"Bearer " + _RAW + b"\x00")],
+    "CRLF": [(b"authorization", b"Bearer " + _RAW + b"\r\n")],
+    "non-ASCII": [(b"authorization", b"Bearer " + _RAW + "\u00e9".encode())],
+    "equals inside": [(b"authorization", b"Bearer " + _RAW[:5] + b"=" + _RAW[5:])],
+    "quoted": [(b"authorization", b'Bearer "' + _RAW + b'"')],
+    "no scheme": [(b"authorization", _RAW)],
+    "basic": [(b"authorization", b"Basic " + _RAW)],
+    "twice": [(b"authorization", b"Bearer " + _RAW)] * 2,
+    "too long": [(b"authorization", b"Bearer " + _RAW * 300)],
+    "custom header": [(b"x-api-key", _RAW)],
+    "custom header bad": [(b"x-api-key", _RAW + b" !")],
+    "two methods": [(b"authorization", b"Bearer " + _RAW), (b"x-api-key", _RAW)],
+    "extra spaces": [(b"authorization", b"  Bearer    " + _RAW + b"   ")],
+    "trailing junk": [(b"authorization", b"Bearer " + _RAW + b" junk")],
+    "appended char": [(b"authorization", b"Bearer " + _RAW + b"x")],
+    "control bytes": [(b"authorization", b"Bearer " + _RAW[:5] + b"\x01\x1b\x7f" + _RAW[5:])],
+    "unicode": [(b"authorization", b"Bearer " + _RAW + "\u00e9\u2028".encode())],
+    "no separator": [(b"authorization", b"Bearer" + _RAW)],
+    "just over the limit": [(b"authorization", b"Bearer " + _RAW + b"a" * (4097 - len(_RAW)))],
+    "custom header twice": [(b"x-api-key", _RAW), (b"x-api-key", _RAW)],
+}
+CANARY_QUERIES: dict[str, bytes] = {
+    "query": b"access_token=" + _RAW,
+    "query bad": b"access_token=" + quote(CANARY + " !").encode(),
+    "query twice": b"access_token=" + _RAW + b"&access_token=" + _RAW,
+    "query with control": b"access_token=" + quote(CANARY + "\x00\n").encode(),
+    "query plus header": b"access_token=" + _RAW,
+}
 
 #: Every variable asgi_apikey reads; tests/conftest.py clears them before each test.
 AUTH_VARIABLES = (

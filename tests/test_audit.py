@@ -56,7 +56,17 @@ from asgi_apikey.audit import (
 )
 from asgi_apikey.keys import Accepted
 from asgi_apikey.responses import Denials, SecurityHeaders
-from tests.asgi import CANARY, OTHER_KEY, Recorder, bearer, call, http_scope, plain_digest
+from tests.asgi import (
+    CANARY,
+    CANARY_QUERIES,
+    CANARY_SHAPES,
+    OTHER_KEY,
+    Recorder,
+    bearer,
+    call,
+    http_scope,
+    plain_digest,
+)
 
 REALM = "audit-tests"
 ROOT_KEY = "sk-root-5t6y7u8i9o0p1q2w3e4r"
@@ -680,38 +690,8 @@ def test_without_request_logging_an_accepted_request_does_no_logging_work(
 # ========================================================= 4. no secret leaks
 
 RAW = CANARY.encode()
-SHAPES: dict[str, list[tuple[bytes, bytes]]] = {
-    "valid": [(b"authorization", b"Bearer " + RAW)],
-    "extra spaces": [(b"authorization", b"  Bearer    " + RAW + b"   ")],
-    "lower scheme": [(b"authorization", b"bearer " + RAW)],
-    "trailing junk": [(b"authorization", b"Bearer " + RAW + b" junk")],
-    "appended char": [(b"authorization", b"Bearer " + RAW + b"x")],
-    "space inside": [(b"authorization", b"Bearer " + RAW[:8] + b" " + RAW[8:])],
-    "tab": [(b"authorization", b"Bearer\t" + RAW)],
-    "NUL": [(b"authorization", b"Bearer " + RAW + b"\x00")],
-    "control bytes": [(b"authorization", b"Bearer " + RAW[:5] + b"\x01\x1b\x7f" + RAW[5:])],
-    "CRLF": [(b"authorization", b"Bearer " + RAW + b"\r\nX-Injected: 1")],
-    "unicode": [(b"authorization", b"Bearer " + RAW + "\u00e9\u2028".encode())],
-    "equals inside": [(b"authorization", b"Bearer " + RAW[:5] + b"=" + RAW[5:])],
-    "quoted": [(b"authorization", b'Bearer "' + RAW + b'"')],
-    "no scheme": [(b"authorization", RAW)],
-    "basic": [(b"authorization", b"Basic " + RAW)],
-    "no separator": [(b"authorization", b"Bearer" + RAW)],
-    "twice": [(b"authorization", b"Bearer " + RAW)] * 2,
-    "huge": [(b"authorization", b"Bearer " + RAW * 300)],
-    "just over the limit": [(b"authorization", b"Bearer " + RAW + b"a" * (4097 - len(RAW)))],
-    "custom header": [(b"x-api-key", RAW)],
-    "custom header bad": [(b"x-api-key", RAW + b" !")],
-    "custom header twice": [(b"x-api-key", RAW), (b"x-api-key", RAW)],
-    "two methods": [(b"authorization", b"Bearer " + RAW), (b"x-api-key", RAW)],
-}
-QUERIES: dict[str, bytes] = {
-    "query": b"access_token=" + RAW,
-    "query bad": b"access_token=" + quote(CANARY + " !").encode(),
-    "query twice": b"access_token=" + RAW + b"&access_token=" + RAW,
-    "query with control": b"access_token=" + quote(CANARY + "\x00\n").encode(),
-    "query plus header": b"access_token=" + RAW,
-}
+SHAPES = CANARY_SHAPES
+QUERIES = CANARY_QUERIES
 QUERY_HEADERS = {"query plus header": [(b"authorization", b"Bearer " + RAW)]}
 SECRETS = (
     CANARY,

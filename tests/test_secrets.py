@@ -6,42 +6,18 @@ import logging
 import traceback
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import quote
 
 import pytest
 
 from asgi_apikey import APIKey, APIKeyAuth, APIKeyMiddleware, ConfigurationError
 from asgi_apikey.credentials import CredentialReader
 from asgi_apikey.keys import KeyEntry
-from tests.asgi import CANARY, OTHER_KEY, Recorder, call, http_scope
+from tests.asgi import CANARY, CANARY_QUERIES, CANARY_SHAPES, OTHER_KEY, Recorder, call, http_scope
 
 RAW = CANARY.encode()
 
-# Every shape in which a client might send the canary wrongly (or rightly).
-SHAPES: dict[str, list[tuple[bytes, bytes]]] = {
-    "valid": [(b"authorization", b"Bearer " + RAW)],
-    "lower scheme": [(b"authorization", b"bearer " + RAW)],
-    "as unknown key": [(b"authorization", b"Bearer " + RAW + b"x")],
-    "space inside": [(b"authorization", b"Bearer " + RAW[:8] + b" " + RAW[8:])],
-    "tab": [(b"authorization", b"Bearer\t" + RAW)],
-    "NUL inside": [(b"authorization", b"Bearer " + RAW + b"\x00")],
-    "CRLF": [(b"authorization", b"Bearer " + RAW + b"\r\n")],
-    "non-ASCII": [(b"authorization", b"Bearer " + RAW + "\u00e9".encode())],
-    "equals inside": [(b"authorization", b"Bearer " + RAW[:5] + b"=" + RAW[5:])],
-    "quoted": [(b"authorization", b'Bearer "' + RAW + b'"')],
-    "no scheme": [(b"authorization", RAW)],
-    "basic": [(b"authorization", b"Basic " + RAW)],
-    "twice": [(b"authorization", b"Bearer " + RAW)] * 2,
-    "too long": [(b"authorization", b"Bearer " + RAW * 300)],
-    "custom header": [(b"x-api-key", RAW)],
-    "custom header bad": [(b"x-api-key", RAW + b" !")],
-    "two methods": [(b"authorization", b"Bearer " + RAW), (b"x-api-key", RAW)],
-}
-QUERIES = {
-    "query": b"access_token=" + RAW,
-    "query bad": b"access_token=" + quote(CANARY + " !").encode(),
-    "query twice": b"access_token=" + RAW + b"&access_token=" + RAW,
-}
+SHAPES = CANARY_SHAPES
+QUERIES = CANARY_QUERIES
 
 
 @pytest.fixture
