@@ -217,7 +217,7 @@ class FailureThrottle:
         logged = self._by_reason.get(reason, 0)
         seen = self._by_client.get(pair, 0) if pair is not None else 0
         if logged >= self.limit or seen >= self.per_client:  # spent while we waited
-            self._suppressed[reason] = self._suppressed.get(reason, 0) + 1
+            self.hold(reason)
             return False
         self._by_reason[reason] = logged + 1
         if pair is not None:

@@ -2140,3 +2140,32 @@ def test_an_unknown_scope_type_passes_through_uncounted() -> None:
     assert inner.seen == [scope]
     assert "auth" not in scope
     assert auth.counters().requests == 0
+
+
+def test_budget_spent_by_another_thread_while_waiting_for_the_lock_is_held_back() -> None:
+    throttle = FailureThrottle(1, 60.0, per_client=1, clock=lambda: 0.0)
+    assert throttle.admit("invalid", "a")
+    # What a second thread finds once it holds the lock: the budget already spent.
+    assert throttle._admit("invalid", ("invalid", "b")) is False
+    assert throttle._admit("missing", ("missing", "a")) is True
+    assert throttle._admit("missing", ("missing", "a")) is False
+    assert throttle.drain(force=True) == {"invalid": 1, "missing": 1}
+
+
+@pytest.mark.parametrize(
+    ("client", "logged"),
+    [
+        pytest.param((b"10.0.0.1", 1), "b'10.0.0.1'", id="bytes-host"),
+        pytest.param((4242, 1), "4242", id="int-host"),
+    ],
+)
+def test_a_host_that_is_not_a_str_is_logged_as_text(
+    client: tuple[object, int], logged: str
+) -> None:
+    auth = authenticator()
+    app, inner = middleware(auth)
+    scope = http_scope("/v1/x")
+    scope["client"] = client
+    with capture_logs() as logs:
+        assert call(app, scope, inner).status == 401
+    assert logs[0]["client"] == logged
