@@ -45,6 +45,7 @@ __all__ = [
     "Audit",
     "Counters",
     "FailureThrottle",
+    "emit",
     "loggable",
     "token_fingerprint",
 ]
@@ -57,6 +58,8 @@ REASONS = ("missing", "invalid", "malformed", "insufficient_scope", "expired", "
 MAX_COUNTED_KEY_IDS = 10_000
 #: Clients the failure throttle remembers in one interval; the oldest is forgotten first.
 MAX_THROTTLED_CLIENTS = 4096
+# The throttle's key for verifier failures, next to the refusal reasons.
+_VERIFIER_FAILED = "verifier_failed"
 #: Hex characters of a token fingerprint (64 bits).
 FINGERPRINT_LENGTH = 16
 #: Longest path written to an event; longer ones are cut and marked.
@@ -87,8 +90,8 @@ def loggable(text: str, limit: int = MAX_LOGGED_PATH) -> str:
 
     Backslashes are doubled, controls become ``\xNN`` and anything beyond
     ASCII (lone surrogates, bidi controls) a Python escape, so any stream can
-    print it, nothing can fake a line or reorder it on a terminal, and the
-    escapes cannot be confused with the text.
+    print it, nothing can fake a line or reorder it on a terminal, and an
+    escape is never mistaken for the text (though the cut may end inside one).
 
     >>> loggable("/v1/chat\n200 OK")
     '/v1/chat\\x0a200 OK'
@@ -316,7 +319,7 @@ class Audit:
     def succeeded(self, scope: Mapping[str, Any], key_id: str, realm: str) -> None:
         """Log ``authentication_succeeded`` (only called with request logging on)."""
         fields = {"key_id": loggable(key_id), **_request(scope, _client(scope)), "realm": realm}
-        _emit(_log.info, "authentication_succeeded", fields)
+        emit("info", "authentication_succeeded", fields)
 
     def refused(
         self,
@@ -369,22 +372,34 @@ class Audit:
             fields["detail"] = denial.description
         fields.update(_request(scope, host))
         fields["realm"] = realm
-        _emit(_log.info if reason == "missing" else _log.warning, "authentication_failed", fields)
+        emit("info" if reason == "missing" else "warning", "authentication_failed", fields)
+
+    def verifier_failed(self, verifier: str, problem: str) -> None:
+        """Log ``verifier_failed``, at most ``per_client`` times per verifier and problem.
+
+        A broken verifier fails on every token it sees; a flood of tokens must
+        not become a flood of errors. What is held back is reported in one
+        ``verifier_failures_suppressed`` when the interval ends.
+        """
+        throttle = self.throttle
+        if throttle.due():
+            self.flush()
+        if throttle.admit(_VERIFIER_FAILED, f"{verifier}: {problem}"):
+            emit("error", _VERIFIER_FAILED, {"verifier": verifier, "problem": problem})
+        else:
+            self._schedule_flush()
 
     # -- reading and flushing ---------------------------------------------------------------
 
     def flush(self, *, force: bool = False) -> None:
         """Log ``authentication_failures_suppressed`` for an ended interval (or now, ``force``)."""
-        self._flush_pending = None
         throttle = self.throttle
         for reason, count in throttle.drain(force=force).items():
-            fields = {
-                "reason": reason,
-                "count": count,
-                "limit": throttle.limit,
-                "interval": throttle.interval,
-            }
-            _emit(_log.warning, "authentication_failures_suppressed", fields)
+            fields = {"count": count, "limit": throttle.limit, "interval": throttle.interval}
+            if reason == _VERIFIER_FAILED:
+                emit("warning", "verifier_failures_suppressed", fields)
+            else:
+                emit("warning", "authentication_failures_suppressed", {"reason": reason, **fields})
 
     def _schedule_flush(self) -> None:
         # Report a flood's count when its interval ends, even if no refusal follows.
@@ -411,6 +426,9 @@ class Audit:
             else:
                 self._flush_pending = None  # a refusal already reported it
             return
+        # Only the timer clears this: a refusal's flush leaves its timer in place,
+        # so a sustained flood keeps one timer, not one more per interval.
+        self._flush_pending = None
         self.flush()
 
     def counters(self) -> Counters:
@@ -429,11 +447,15 @@ class Audit:
         )
 
 
-def _emit(method: Callable[..., Any], event: str, fields: dict[str, Any]) -> None:
-    # A logging failure (a stream that cannot encode, a broken handler) must never
-    # turn a refusal into a 500 or stop a request; the counters still count it.
+def emit(level: str, event: str, fields: dict[str, Any]) -> None:
+    """Log ``event`` at ``level`` from the ``asgi_apikey`` logger, come what may.
+
+    A logging failure (a closed stream, a logger factory that raises, a
+    broken handler) must never turn a request into a 500; the counters still
+    count what happened.
+    """
     with contextlib.suppress(Exception):
-        method(event, **fields)
+        getattr(_log, level)(event, **fields)
 
 
 def _request(scope: Mapping[str, Any], host: str | None) -> dict[str, Any]:

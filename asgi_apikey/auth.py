@@ -283,6 +283,7 @@ class APIKeyAuth:
             development=development,
             verifiers=self._verifiers,
             clock=self._clock,
+            report_verifier_failure=self._audit.verifier_failed,
         )
 
     def _swap(

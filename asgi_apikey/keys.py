@@ -22,8 +22,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-import structlog
-
+from .audit import emit
 from .context import (
     AUTHENTICATED,
     DEVELOPMENT_MODES,
@@ -46,7 +45,6 @@ __all__ = [
     "Verifier",
 ]
 
-_log = structlog.get_logger("asgi_apikey")
 
 _DIGEST = re.compile(r"sha256:([0-9a-fA-F]{64})")
 _MAX_NAME_LENGTH = 128
@@ -324,6 +322,8 @@ class Rejected:
             )
 
 
+# 16 or more characters of the b64token alphabet (RFC 6750 §2.1).
+_TOKEN_RUN = re.compile(r"[A-Za-z0-9\-._~+/=]{16,}")
 _REJECTION_REASONS = ("invalid", "expired", "not_yet_valid")
 _EXPIRED = Rejected("The API key has expired", reason="expired")
 _NOT_YET_VALID = Rejected("The API key is not valid yet", reason="not_yet_valid")
@@ -334,6 +334,11 @@ _NOT_YET_VALID = Rejected("The API key is not valid yet", reason="not_yet_valid"
 #: token is not one it recognises. It runs on the event loop: keep it fast and
 #: free of I/O (a signature check, not a network call).
 Verifier = Callable[[str], "AuthContext | Rejected | None"]
+
+
+def log_verifier_failure(verifier: str, problem: str) -> None:
+    """Log ``verifier_failed`` (unthrottled: an authenticator passes its audit's instead)."""
+    emit("error", "verifier_failed", {"verifier": verifier, "problem": problem})
 
 
 def entry_for(key: APIKey, mode: str) -> KeyEntry:
@@ -374,6 +379,8 @@ class KeySnapshot:
     development: bool = False
     verifiers: tuple[Verifier, ...] = ()
     clock: Callable[[], float] = field(default=lambda: 0.0)
+    # Called with the verifier's name and the problem when a verifier fails.
+    report_verifier_failure: Callable[[str, str], None] = log_verifier_failure
 
     def resolve(self, token: bytes) -> Accepted | Rejected | None:
         """What ``token`` (raw bytes) is: accepted, refused with a reason, or unknown (None)."""
@@ -396,27 +403,27 @@ class KeySnapshot:
             try:
                 result = verifier(text)
             except InvalidRejection as error:  # our own message, which quotes nothing
-                _verifier_failed(verifier, f"built a Rejected that is not valid: {error}")
+                self._verifier_failed(verifier, f"built a Rejected that is not valid: {error}")
                 return None
             except Exception as error:  # a verifier's bug must not become a 500
-                _verifier_failed(verifier, f"raised {type(error).__name__}")
+                self._verifier_failed(verifier, f"raised {type(error).__name__}")
                 return None
             if result is None:
                 continue
             if isinstance(result, Rejected):
                 if _quotes(text, result.description) or _quotes(text, result.key_id):
-                    _verifier_failed(verifier, "returned a Rejected that quotes the token")
+                    self._verifier_failed(verifier, "returned a Rejected that quotes the token")
                     return None
                 return result
             if not isinstance(result, AuthContext):
                 if inspect.iscoroutine(result):
                     result.close()  # an async verifier slipped through: never awaited
-                _verifier_failed(verifier, f"returned {type(result).__name__}")
+                self._verifier_failed(verifier, f"returned {type(result).__name__}")
                 return None
             key_id = result.key_id
             problem = self._misfit(result, text)
             if problem is not None or not key_id:
-                _verifier_failed(verifier, problem or "returned a context without a key_id")
+                self._verifier_failed(verifier, problem or "returned a context without a key_id")
                 return None
             if AUTHENTICATED not in result.scopes:
                 result = replace(result, scopes=frozenset(result.scopes) | {AUTHENTICATED})
@@ -424,6 +431,12 @@ class KeySnapshot:
                 result = replace(result, metadata=freeze(result.metadata))
             return Accepted(result, APIKeyUser(key_id))
         return None
+
+    def _verifier_failed(self, verifier: Verifier, problem: str) -> None:
+        # The token then counts as invalid (401). The event names the verifier and
+        # the problem only: an exception's message could quote the token.
+        name = getattr(verifier, "__qualname__", type(verifier).__qualname__)
+        self.report_verifier_failure(name, problem)
 
     def _misfit(self, context: AuthContext, token: str) -> str | None:
         """Why a verifier's context cannot be accepted, or None when it can."""
@@ -457,23 +470,32 @@ def _is_key_id(key_id: object) -> bool:
 def _quotes(token: str, text: str | None) -> bool:
     """Whether ``text`` (logged, counted, sent) holds the token or 16 characters of it.
 
-    A shorter piece (a public prefix such as ``"acct_42"``) is allowed: token
-    formats often carry an id. 16 is the shortest key production accepts.
-    Short texts (most key ids) cost nothing; a long one costs a scan per window.
+    Shorter pieces are allowed, and so is a ``text`` that is the token's
+    public selector: its start up to a separator (``.``, ``_``, ``-``)
+    with 16 or more characters after it, as in ``"<id>.<secret>"`` tokens.
+    Either way at least 16 characters of the token (96 bits of a random
+    key) stay out of every log. 16 is the shortest key production accepts.
     """
     if not text:
         return False
     if token in text:
         return True
     size = MIN_PRODUCTION_KEY_LENGTH
-    return any(text[start : start + size] in token for start in range(len(text) - size + 1))
-
-
-def _verifier_failed(verifier: Verifier, problem: str) -> None:
-    # The token then counts as invalid (401). The event names the verifier and
-    # the problem only: an exception's message could quote the token.
-    name = getattr(verifier, "__qualname__", type(verifier).__qualname__)
-    _log.error("verifier_failed", verifier=name, problem=problem)
+    if len(token) - len(text) > size and token.startswith(text) and token[len(text)] in "._-":
+        return False  # the selector of a "<selector>.<secret>" token
+    # A shared piece lies within a run of token characters (a b64token's alphabet),
+    # so sentences and short ids cost a regex pass and nothing more. Any shared
+    # piece of 16 holds one of a run's 8-character blocks at multiples of 8: look
+    # for those, and check the 16-character windows only around a block found.
+    half = size // 2
+    for run in _TOKEN_RUN.findall(text):
+        for block in range(0, len(run) - half + 1, half):
+            if run[block : block + half] in token:
+                last = min(block, len(run) - size)
+                for start in range(max(0, block - half), last + 1):
+                    if run[start : start + size] in token:
+                        return True
+    return False
 
 
 def index(

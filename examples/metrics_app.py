@@ -59,7 +59,8 @@ def prometheus_text(counters: Counters) -> str:
     )
     family(
         "asgi_apikey_anonymous_total",
-        "Requests passed without credentials (public and optional paths).",
+        "Requests that ran unauthenticated (optional paths without credentials, public "
+        "paths without valid ones, CORS preflights, development mode).",
         [("", counters.anonymous)],
     )
     family(

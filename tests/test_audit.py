@@ -2169,3 +2169,127 @@ def test_a_host_that_is_not_a_str_is_logged_as_text(
     with capture_logs() as logs:
         assert call(app, scope, inner).status == 401
     assert logs[0]["client"] == logged
+
+
+# ============================================================ the second review's findings
+
+
+def test_a_sustained_flood_keeps_one_timer_not_one_more_per_interval(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[float] = []
+    original = Audit._on_timer
+
+    def counted(self: Audit, loop: asyncio.AbstractEventLoop) -> None:
+        calls.append(time.monotonic())
+        original(self, loop)
+
+    monkeypatch.setattr(Audit, "_on_timer", counted)
+    auth = authenticator(failure_log_limit=1, failure_log_interval=0.1)
+    app, _ = middleware(auth)
+
+    async def flood(seconds: float) -> None:
+        ends = time.monotonic() + seconds
+        while time.monotonic() < ends:
+            await refuse_from_clients(app, 5)
+            await asyncio.sleep(0)
+
+    with capture_logs():
+        asyncio.run(flood(0.8))
+    # About one timer call per interval (8), a few more for early firing; with a
+    # timer added per interval, the calls grow with the square of the intervals.
+    assert 4 <= len(calls) <= 16
+
+
+@pytest.fixture
+def broken_logger_factory() -> Iterator[None]:
+    def factory(*args: object) -> Any:
+        raise RuntimeError("logger factory down")
+
+    structlog.configure(logger_factory=factory, cache_logger_on_first_use=False)
+    try:
+        yield
+    finally:
+        structlog.reset_defaults()
+
+
+def failing_verifier(token: str) -> AuthContext | None:
+    if token.startswith("jwt-"):
+        raise KeyError(token)
+    return None
+
+
+@pytest.mark.usefixtures("broken_logger_factory")
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        pytest.param([], 401, id="missing"),
+        pytest.param([bearer("jwt-broken-token")], 401, id="verifier-raises"),
+        pytest.param([bearer(CANARY)], 200, id="accepted"),
+    ],
+)
+def test_a_logger_factory_that_raises_changes_no_response(
+    headers: list[tuple[bytes, bytes]], status: int
+) -> None:
+    auth = authenticator(verifiers=[failing_verifier], request_logging=True)
+    app, inner = middleware(auth)
+    assert call(app, http_scope("/v1/x", headers=headers), inner).status == status
+    auth.audit.flush(force=True)  # what the lifespan shutdown does: no exception either
+    assert auth.counters().requests == 1
+
+
+def test_a_flood_of_tokens_to_a_broken_verifier_logs_boundedly_and_reports_the_rest() -> None:
+    auth = authenticator(verifiers=[failing_verifier])
+    app, inner = middleware(auth)
+    with capture_logs() as logs:
+        for n in range(1000):
+            scope = client_scope((f"10.1.{n >> 8}.{n & 255}", 1), headers=[bearer(f"jwt-{n}")])
+            assert call(app, scope, inner).status == 401
+        auth.audit.flush(force=True)
+    events = Counter(entry["event"] for entry in logs)
+    per_problem = auth.audit.throttle.per_client
+    assert events["verifier_failed"] == per_problem
+    assert [entry for entry in logs if entry["event"] == "verifier_failures_suppressed"] == [
+        {
+            "count": 1000 - per_problem,
+            "limit": auth.audit.throttle.limit,
+            "interval": auth.audit.throttle.interval,
+            "event": "verifier_failures_suppressed",
+            "log_level": "warning",
+        }
+    ]
+    assert auth.counters().refused["invalid"] == 1000
+    assert auth.counters().suppressed_events == 1000 - auth.audit.throttle.limit
+
+
+@pytest.mark.parametrize("separator", [".", "_", "-"])
+def test_a_key_id_that_is_the_tokens_public_selector_is_accepted(separator: str) -> None:
+    selector = "ak_9f8e7d6c5b4a39281706f5e4"
+    token = f"{selector}{separator}Zm9vYmFyYmF6cXV4cXV1eHF1dXg"
+    auth = APIKeyAuth(
+        keys=[OTHER_KEY],
+        verifiers=[lambda t: AuthContext(authenticated=True, key_id=t[: len(selector)])],
+    )
+    app, inner = middleware(auth)
+    assert call(app, http_scope("/v1/x", headers=[bearer(token)]), inner).status == 200
+    assert auth.counters().by_key_id == {selector: 1}
+
+
+@pytest.mark.parametrize(
+    "key_id",
+    [
+        pytest.param("ak_9f8e7d6c5b4a39281706f5e4.Zm9vYmFy", id="selector-and-a-piece"),
+        pytest.param("ak_9f8e7d6c5b4a39281706f5e4.Zm9vYmFyYmF6", id="all-but-15"),
+    ],
+)
+def test_more_than_the_selector_is_still_refused(key_id: str) -> None:
+    token = "ak_9f8e7d6c5b4a39281706f5e4.Zm9vYmFyYmF6cXV4cXV1eHF1dXg"
+    auth = APIKeyAuth(
+        keys=[OTHER_KEY], verifiers=[lambda t: AuthContext(authenticated=True, key_id=key_id)]
+    )
+    app, inner = middleware(auth)
+    with capture_logs() as logs:
+        assert call(app, http_scope("/v1/x", headers=[bearer(token)]), inner).status == 401
+    assert (
+        logs[0]["problem"] == "returned a key_id that quotes the token (it is logged and counted)"
+    )
