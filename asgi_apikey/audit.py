@@ -9,11 +9,12 @@ middleware built on it reports its decisions there:
 - an accepted request counts under its ``key_id`` and, with request logging
   on, logs ``authentication_succeeded``; with it off (the default) the
   accepted path does no logging work at all;
-- an anonymous request (public and optional paths, development mode) counts.
+- an anonymous request (public and optional paths, development mode) counts;
+- a failing verifier logs ``verifier_failed``, throttled the same way.
 
 Events never carry a token. A token that matched no key is identified by
 :func:`token_fingerprint`, a truncated HMAC under a secret drawn at random
-when the process starts and never written anywhere: equal tokens give equal
+when the package is imported and never written anywhere: equal tokens give equal
 fingerprints within one process, and nobody can test a guess against a
 fingerprint offline. The package logs through ``structlog.get_logger
 ("asgi_apikey")`` and never configures structlog or logging itself.
@@ -392,7 +393,11 @@ class Audit:
     # -- reading and flushing ---------------------------------------------------------------
 
     def flush(self, *, force: bool = False) -> None:
-        """Log ``authentication_failures_suppressed`` for an ended interval (or now, ``force``)."""
+        """Report what an ended interval (or, with ``force``, this one) held back.
+
+        One ``authentication_failures_suppressed`` per reason, and one
+        ``verifier_failures_suppressed``; then a new interval starts.
+        """
         throttle = self.throttle
         for reason, count in throttle.drain(force=force).items():
             fields = {"count": count, "limit": throttle.limit, "interval": throttle.interval}

@@ -272,6 +272,7 @@ async def _nothing(scope: Any, receive: Any, send: Any) -> None:  # pragma: no c
 def report(auth: APIKeyAuth, middleware: APIKeyMiddleware | None = None) -> dict[str, Any]:
     """What ``check`` prints: the status, the rules, and warnings. Holds no secret."""
     status = auth.status()
+    del status["counters"]  # always zero here: nothing has been served yet
     warnings: list[str] = []
     if auth.is_development_mode:
         warnings.append(

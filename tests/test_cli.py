@@ -485,11 +485,9 @@ def test_check_json_report(
 
     _set_env(monkeypatch, {"API_KEY": CANARY, "ENVIRONMENT": "production"})
     report = _check_json(capsys)
-    assert report == {
-        "status": APIKeyAuth(keys=[CANARY], environment="production").status(),
-        "rules": [],
-        "warnings": [],
-    }
+    status = APIKeyAuth(keys=[CANARY], environment="production").status()
+    del status["counters"]  # nothing served yet: check leaves them out
+    assert report == {"status": status, "rules": [], "warnings": []}
 
 
 @pytest.mark.parametrize(
