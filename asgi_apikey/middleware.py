@@ -112,6 +112,7 @@ class APIKeyMiddleware:
         self._by_key_id = self._audit.by_key_id  # one dict for the life of the authenticator
         self._log_successes = self._audit.log_successes
         self._track_users = self._audit.track_users
+        self._observed = self._log_successes or self._track_users
         self._described = {
             "default": self.rules.rules[-1].access.name.lower(),
             "realm": realm,
@@ -173,7 +174,6 @@ class APIKeyMiddleware:
                 await denial.send_websocket(scope, receive, send)
             return
 
-        tracked: str | None = None
         if accepted is None:
             self._audit.anonymous += 1
             scope["auth"] = keys.anonymous
@@ -181,37 +181,45 @@ class APIKeyMiddleware:
         else:
             context = scope["auth"] = accepted.context
             scope["user"] = accepted.user
-            key_id: str = context.key_id  # type: ignore[assignment]  # never None when accepted
             try:
-                self._by_key_id[key_id] += 1
+                self._by_key_id[context.key_id] += 1  # type: ignore[index]  # set when accepted
             except KeyError:
-                self._audit.first_use(key_id)
-            if self._log_successes:
-                self._audit.succeeded(scope, key_id, self._realm)
-            if self._track_users:
-                tracked = key_id
+                self._audit.first_use(context.key_id)  # type: ignore[arg-type]
+            if self._observed:  # request logging or user tracking: off by default
+                await self._call_observed(scope, receive, send, via_query)
+                return
 
+        await self.app(scope, receive, self._sender(scope, send, via_query))
+
+    def _sender(self, scope: Scope, send: Send, via_query: bool) -> Send:
+        """``send``, or ``send`` wrapped to add the security headers to the response."""
         added, names = self._added.pick(scope.get("scheme", "http"), via_query)
-        if kind == "websocket" or not added:
-            app_send = send
-        else:
+        if scope["type"] == "websocket" or not added:
+            return send
 
-            async def send_with_headers(message: Message) -> None:
-                if message["type"] == "http.response.start":
-                    headers = merge_headers(message.get("headers") or (), added, names)
-                    message = {**message, "headers": headers}
-                await send(message)
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = merge_headers(message.get("headers") or (), added, names)
+                message = {**message, "headers": headers}
+            await send(message)
 
-            app_send = send_with_headers
+        return send_with_headers
 
-        if tracked is None:
-            await self.app(scope, receive, app_send)
+    async def _call_observed(
+        self, scope: Scope, receive: Receive, send: Send, via_query: bool
+    ) -> None:
+        """The app for an accepted request, with request logging and user tracking."""
+        key_id: str = scope["auth"].key_id
+        if self._log_successes:
+            self._audit.succeeded(scope, key_id, self._realm)
+        if not self._track_users:
+            await self.app(scope, receive, self._sender(scope, send, via_query))
             return
-        # User tracking: the app's own structlog lines carry key_id during this
-        # request; the binding is undone afterwards, whatever the app raised.
-        bound = bind_contextvars(key_id=tracked)
+        # The app's own structlog lines carry key_id during this request; the
+        # binding is undone afterwards, whatever the app raised.
+        bound = bind_contextvars(key_id=key_id)
         try:
-            await self.app(scope, receive, app_send)
+            await self.app(scope, receive, self._sender(scope, send, via_query))
         finally:
             reset_contextvars(**bound)
 
