@@ -26,6 +26,8 @@ from urllib.parse import quote, urlsplit
 
 import pytest
 import structlog
+from hypothesis import given
+from hypothesis import strategies as st
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from structlog.contextvars import (
     bind_contextvars,
@@ -54,7 +56,7 @@ from asgi_apikey.audit import (
     FailureThrottle,
     token_fingerprint,
 )
-from asgi_apikey.keys import Accepted
+from asgi_apikey.keys import Accepted, KeySnapshot, _quotes
 from asgi_apikey.responses import Denials, SecurityHeaders
 from tests.asgi import (
     CANARY,
@@ -2293,3 +2295,79 @@ def test_more_than_the_selector_is_still_refused(key_id: str) -> None:
     assert (
         logs[0]["problem"] == "returned a key_id that quotes the token (it is logged and counted)"
     )
+
+
+def test_verifier_failures_held_back_are_reported_before_the_next_interval_s_first() -> None:
+    ticker = Ticker()
+    auth = authenticator(verifiers=[failing_verifier], failure_log_per_client=1)
+    auth.audit.throttle = FailureThrottle(100, 60.0, per_client=1, clock=ticker)
+    app, inner = middleware(auth)
+    with capture_logs() as logs:
+        for n in range(3):
+            call(app, http_scope("/v1/x", headers=[bearer(f"jwt-{n}")]), inner)
+        ticker.now += 60.0
+        call(app, http_scope("/v1/x", headers=[bearer("jwt-next")]), inner)
+    verifier_events = [entry for entry in logs if entry["event"].startswith("verifier_")]
+    assert [entry["event"] for entry in verifier_events] == [
+        "verifier_failed",
+        "verifier_failures_suppressed",
+        "verifier_failed",
+    ]
+    assert verifier_events[1]["count"] == 2
+
+
+def test_a_snapshot_without_an_authenticator_logs_verifier_failures_itself() -> None:
+    snapshot = KeySnapshot(
+        by_digest={}, by_id={}, anonymous=AuthContext(False), verifiers=(failing_verifier,)
+    )
+    with capture_logs() as logs:
+        assert snapshot.resolve(b"jwt-token") is None
+    assert logs == [
+        {
+            "verifier": "failing_verifier",
+            "problem": "raised KeyError",
+            "event": "verifier_failed",
+            "log_level": "error",
+        }
+    ]
+
+
+def naive_quotes(token: str, text: str | None) -> bool:
+    """_quotes by its definition, window by window."""
+    if not text:
+        return False
+    if token in text:
+        return True
+    if len(token) - len(text) > 16 and token.startswith(text) and token[len(text)] in "._-":
+        return False
+    return any(text[start : start + 16] in token for start in range(len(text) - 15))
+
+
+@pytest.mark.parametrize(
+    ("text", "quotes"),
+    [
+        pytest.param("abcdefgh-0000000000", False, id="a-block-but-no-16-window"),
+        pytest.param("xx abcdefghijklmnop yy", True, id="16-in-a-sentence"),
+        pytest.param("abcdefghijklmno", False, id="15-only"),
+        pytest.param("The token has expired", False, id="sentence"),
+        pytest.param("", False, id="empty"),
+    ],
+)
+def test_quotes_finds_16_shared_characters_and_nothing_less(text: str, quotes: bool) -> None:
+    token = "abcdefghijklmnopqrstuvwxyz0123456789"
+    assert _quotes(token, text) is quotes
+    assert naive_quotes(token, text) is quotes
+
+
+@given(
+    token=st.text(alphabet="ab._-", min_size=1, max_size=60),
+    prefix=st.text(alphabet="ab .", max_size=12),
+    suffix=st.text(alphabet="ab .", max_size=12),
+    cut=st.tuples(st.integers(0, 60), st.integers(0, 60)),
+)
+def test_quotes_agrees_with_its_definition(
+    token: str, prefix: str, suffix: str, cut: tuple[int, int]
+) -> None:
+    start, end = sorted(cut)
+    text = prefix + token[start:end] + suffix
+    assert _quotes(token, text) == naive_quotes(token, text)
