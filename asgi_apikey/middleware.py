@@ -9,7 +9,7 @@ counted, and each refusal audited, by the authenticator's ``audit.Audit``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -84,6 +84,7 @@ class APIKeyMiddleware:
         )
         security = SecurityHeaders(security_headers)
         self._added = AddedHeaders(security)
+        self._plain_http = self._added.pick("http", False)
         _check_flag(allow_query_token, "allow_query_token")
         _check_flag(allow_cors_preflight, "allow_cors_preflight")
         if (
@@ -193,15 +194,22 @@ class APIKeyMiddleware:
 
     def _sender(self, scope: Scope, send: Send, via_query: bool) -> Send:
         """``send``, or ``send`` wrapped to add the security headers to the response."""
-        added, names = self._added.pick(scope.get("scheme", "http"), via_query)
-        if scope["type"] == "websocket" or not added:
+        scheme = scope.get("scheme", "http")
+        if scheme == "http" and not via_query:
+            added, names = self._plain_http  # what nearly every request behind a proxy is
+        else:
+            added, names = self._added.pick(scheme, via_query)
+        if not added or scope["type"] == "websocket":
             return send
 
-        async def send_with_headers(message: Message) -> None:
+        # A plain function that returns send's awaitable: no extra coroutine to
+        # drive for each message, which is most of what adding headers costs.
+        def send_with_headers(message: Message) -> Awaitable[None]:
             if message["type"] == "http.response.start":
-                headers = merge_headers(message.get("headers") or (), added, names)
-                message = {**message, "headers": headers}
-            await send(message)
+                # In place, as Starlette's own middleware edit the message they pass on;
+                # merging again adds nothing, so a message an app reuses stays right.
+                message["headers"] = merge_headers(message.get("headers") or (), added, names)
+            return send(message)
 
         return send_with_headers
 

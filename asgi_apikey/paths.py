@@ -26,6 +26,10 @@ from .errors import ConfigurationError
 
 __all__ = ["Access", "Rule", "RuleTable", "normalize_path", "route_path"]
 
+# The decision cache: at most this many paths, each at most this long.
+_MAX_DECIDED = 4096
+_MAX_DECIDED_PATH = 256
+
 
 class Access(enum.IntEnum):
     """What a path asks of a request, ordered from lenient to strict."""
@@ -125,7 +129,7 @@ class RuleTable:
     ('PROTECTED', 'PROTECTED')
     """
 
-    __slots__ = ("_default", "_rules")
+    __slots__ = ("_decided", "_default", "_rules")
 
     def __init__(
         self,
@@ -174,6 +178,9 @@ class RuleTable:
             for raw in _paths(protected, "protected"):
                 add(raw, "protected", Access.PROTECTED, frozenset())
         self._rules = _inherit_scopes(compiled)
+        # Decisions by exact path: a service has few routes, and a dict lookup is a
+        # tenth of a decision. Bounded: paths come from clients (see decide()).
+        self._decided: dict[str, Rule] = {}
 
     def match(self, path: str) -> Rule:
         """The longest rule that covers ``path`` as spelled (segment boundaries)."""
@@ -190,9 +197,18 @@ class RuleTable:
 
     def decide(self, path: str) -> Rule:
         """The rule for a request path: the strictest of every reading a router may make."""
+        rule = self._decided.get(path)
+        if rule is not None:
+            return rule
         if path[:1] == "/" and "//" not in path and "/." not in path:
-            return self.match(path)  # canonical already: what nearly every request takes
-        return self._decide_unusual(path)
+            rule = self.match(path)  # canonical already: what nearly every request takes
+        else:
+            rule = self._decide_unusual(path)
+        if len(path) <= _MAX_DECIDED_PATH:
+            if len(self._decided) >= _MAX_DECIDED:
+                self._decided.clear()  # a flood of distinct paths: start afresh, stay bounded
+            self._decided[path] = rule
+        return rule
 
     def _decide_unusual(self, path: str) -> Rule:
         # Judge the path as spelled and resolved, and, when it is not in origin

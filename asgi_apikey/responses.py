@@ -165,10 +165,13 @@ def merge_headers(
     if not isinstance(headers, (list, tuple)):
         headers = list(headers)  # ASGI allows any iterable; read it once
     for name, _ in headers:
-        if name.lower() in names:
+        # Names are nearly always lowercase already: lower() only those that are not.
+        if name in names or (not name.islower() and name.lower() in names):
             present = {name.lower() for name, _ in headers}
             return [*headers, *(pair for pair in added if pair[0] not in present)]
-    return [*headers, *added]
+    merged = list(headers)
+    merged += added
+    return merged
 
 
 class Denial:

@@ -681,3 +681,18 @@ def test_reader_agrees_with_parse_authorization(value: bytes, max_length: int) -
     else:
         assert result == parsed
     assert isinstance(reader.read([(b"authorization", value)] * 2, b""), Malformed)
+
+
+@given(header_values, max_lengths)
+def test_the_readers_inline_fast_path_agrees_with_parse_authorization(
+    value: bytes, max_length: int
+) -> None:
+    # The Authorization-only reader parses "Bearer <token>" inline; whatever it
+    # answers must be what the general parser answers for the same header.
+    plain = CredentialReader(max_token_length=max_length)
+    expected = parse_authorization(value, max_length)
+    read = plain.read([(b"host", b"x"), (b"authorization", value)], b"")
+    if isinstance(expected, bytes):
+        assert read == (expected, False)
+    else:
+        assert read == expected

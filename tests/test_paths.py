@@ -828,3 +828,32 @@ def test_root_path_cannot_hide_a_protected_rule() -> None:
     result = call(app, http_scope("/api/admin/x", root_path="/api"), recorder)
     assert result.status == 401
     assert call(app, http_scope("/api/public", root_path="/api"), recorder).status == 200
+
+
+def _uncached(table: RuleTable, path: str) -> Rule:
+    fresh = RuleTable(
+        public=[r.path for r in table.rules if r.access is Access.PUBLIC and r.path != "/"],
+        protected={r.path: r.scopes for r in table.rules[:-1] if r.access is Access.PROTECTED},
+        optional=[r.path for r in table.rules[:-1] if r.access is Access.OPTIONAL],
+        default=table.rules[-1].access.name.lower(),
+    )
+    return fresh.decide(path)
+
+
+@given(st.lists(st.text(alphabet="/.abdmin%2e", max_size=30), min_size=1, max_size=40))
+def test_cached_decisions_are_the_decisions(paths: list[str]) -> None:
+    table = RuleTable(public=["/docs"], optional=["/maybe"], protected={"/admin": {"ops"}})
+    for path in paths * 2:  # the second time from the cache
+        assert table.decide(path) == _uncached(table, path)
+
+
+def test_the_decision_cache_stays_bounded_and_skips_long_paths() -> None:
+    table = RuleTable(public=["/docs"])
+    for n in range(10_000):
+        assert table.decide(f"/v1/items/{n}").access is Access.PROTECTED
+        assert len(table._decided) <= 4096
+    long_path = "/docs/" + "a" * 300
+    assert table.decide(long_path).access is Access.PUBLIC
+    assert long_path not in table._decided
+    assert table.decide("/docs/x").access is Access.PUBLIC
+    assert table._decided["/docs/x"].access is Access.PUBLIC
