@@ -4,6 +4,7 @@
     python3 dev.py demo      # serve the demo app on 127.0.0.1 with fresh keys
     python3 dev.py test      # the whole test suite (extra args go to pytest)
     python3 dev.py lint      # ruff (lint + format check) and mypy --strict
+    python3 dev.py bench     # the benchmark suite (--smoke: a quick check of it)
 
 Each creates ./.venv on first use and installs the package with the extras it
 needs; it reinstalls when pyproject.toml changes.
@@ -54,7 +55,7 @@ def ensure_venv() -> None:
                 f"could not create a virtual environment ({error}); on Debian/Ubuntu "
                 "install it with: apt-get install python3-venv"
             )
-    print("installing asgi_apikey with its demo, test and lint extras ...", flush=True)
+    print("installing asgi_apikey with its demo, test, lint and bench extras ...", flush=True)
     quiet = ["--quiet", "--disable-pip-version-check"]
     if _run(PYTHON, "-m", "pip", "install", *quiet, "--upgrade", "pip") != 0:
         sys.exit("pip could not upgrade itself; see the output above")
@@ -64,7 +65,7 @@ def ensure_venv() -> None:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("demo", "test", "lint"):
+    if not argv or argv[0] not in ("demo", "test", "lint", "bench"):
         print(__doc__)
         return 2
     command, rest = argv[0], argv[1:]
@@ -73,6 +74,8 @@ def main(argv: list[str]) -> int:
         return _run(PYTHON, "-m", "asgi_apikey", "demo", *rest)
     if command == "test":
         return _run(PYTHON, "-m", "pytest", *rest)
+    if command == "bench":
+        return _run(PYTHON, "-m", "benchmarks", *rest)
     status = _run(PYTHON, "-m", "ruff", "check", ".")
     status |= _run(PYTHON, "-m", "ruff", "format", "--check", ".")
     status |= _run(PYTHON, "-m", "mypy")

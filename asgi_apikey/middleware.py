@@ -85,6 +85,7 @@ class APIKeyMiddleware:
         security = SecurityHeaders(security_headers)
         self._added = AddedHeaders(security)
         self._plain_http = self._added.pick("http", False)
+        self._decided = self.rules._decided  # the rule table's decision cache, read inline
         _check_flag(allow_query_token, "allow_query_token")
         _check_flag(allow_cors_preflight, "allow_cors_preflight")
         if (
@@ -140,7 +141,8 @@ class APIKeyMiddleware:
         refused_id: str | None = None  # the key_id of a known key that is refused
         via_query = False
         if not keys.development:
-            rule = self.rules.decide(route_path(scope) if scope.get("root_path") else scope["path"])
+            path = route_path(scope) if scope.get("root_path") else scope["path"]
+            rule = self._decided.get(path) or self.rules.decide(path)  # the cache first
             access = rule.access
             found = self._reader.read(scope["headers"], scope.get("query_string", b""))
             if found is None:
@@ -155,7 +157,11 @@ class APIKeyMiddleware:
                 token, via_query = found
                 result = keys.resolve(token)
                 if isinstance(result, Accepted):
-                    if access is _PROTECTED and not rule.scopes <= result.context.scopes:
+                    if (
+                        access is _PROTECTED
+                        and rule.scopes
+                        and not rule.scopes <= result.context.scopes
+                    ):
                         denial = self._denials.forbidden(rule.scopes)
                         refused_id = result.context.key_id
                     else:

@@ -1,0 +1,705 @@
+"""End to end: requests per second through uvicorn, asgi_apikey against the bare app.
+
+Each timed run starts a fresh uvicorn (``--http h11`` or ``--http httptools``,
+``--loop asyncio``) on a free port of 127.0.0.1 serving one of the factories in
+:mod:`benchmarks.apps`, checks that it answers the way it must (the bare app
+serves :data:`~benchmarks.apps.BODY`; asgi_apikey serves it to the bearer
+request and refuses a request without credentials with 401), warms it up, puts
+a bounded load on it and stops it. The load generator is ``wrk`` where it is
+installed, else an async ``httpx2`` client in this process. Both send the same
+bearer request to both apps.
+
+Rounds are interleaved: each round runs, for every HTTP implementation, the
+bare app and asgi_apikey in a shuffled order, and the round's ratio
+asgi_apikey/bare compares two runs made moments apart, so a machine that slows
+down or speeds up during the suite moves both sides of a ratio together.
+
+    python -m benchmarks.e2e --duration 5 --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import platform
+import random
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import httpx2
+
+from benchmarks.apps import BODY, KEY, ROUTE
+
+ROOT = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"  # the only address this module ever connects to
+APPS = ("bare", "asgi_apikey")
+FACTORIES = {"bare": "benchmarks.apps:bare", "asgi_apikey": "benchmarks.apps:apikey_named"}
+HTTP = ("h11", "httptools")
+TOOLS = ("wrk", "httpx")
+BEARER = {"Authorization": f"Bearer {KEY}"}
+
+#: How long a server may take to answer on its port, and to stop when asked.
+START_TIMEOUT = 15.0
+STOP_TIMEOUT = 5.0
+#: A request of the check or of the httpx load may take this long before it counts as failed.
+REQUEST_TIMEOUT = 10.0
+#: What a wrk run may take beyond its duration before it is killed.
+WRK_GRACE = 30.0
+
+#: The variables asgi_apikey reads; the servers start without them, whatever the shell has set.
+AUTH_VARIABLES = frozenset(
+    {
+        "API_KEY",
+        "ADDITIONAL_API_KEYS",
+        "API_KEYS_FILE",
+        "AUTH_MODE",
+        "ENABLE_USER_TRACKING",
+        "ENABLE_REQUEST_LOGGING",
+        "ENVIRONMENT",
+    }
+)
+
+CAVEATS = {
+    "wrk": (
+        "wrk (one thread) and the server share the machine's cores; the ratio is the "
+        "server's own throughput with and without the middleware, as far as one "
+        "uvicorn worker and this machine allow."
+    ),
+    "httpx": (
+        "wrk was not used: the load comes from an async httpx2 client in the driver "
+        "process, which costs far more CPU per request than wrk and shares the cores with "
+        "the server. The client, not the server, sets most of both rates, so the "
+        "middleware's cost is mostly hidden (the ratios tend towards 1) and the "
+        "client's own jitter dominates the spread. "
+        "Compare ratios only with runs made with the same tool."
+    ),
+}
+
+
+class BenchError(Exception):
+    """A run that cannot give a trustworthy number: the server, its answers or the load failed."""
+
+
+# -- the server -------------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    """One uvicorn subprocess; :attr:`returncode` is set once it has been stopped."""
+
+    app: str
+    http: str
+    factory: str
+    port: int = 0
+    pid: int | None = None
+    returncode: int | None = None
+    log: IO[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}{ROUTE}"
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "app": self.app,
+            "http": self.http,
+            "factory": self.factory,
+            "port": self.port,
+            "pid": self.pid,
+            "returncode": self.returncode,
+        }
+
+    def output(self, limit: int = 2_000) -> str:
+        """The tail of what the server wrote (stdout and stderr), for error messages."""
+        if self.log is None:
+            return ""
+        self.log.flush()
+        self.log.seek(0)
+        text = self.log.read().decode("utf-8", "replace").strip()
+        return text[-limit:]
+
+
+def free_port() -> int:
+    """A port of 127.0.0.1 nothing listens on now (the server binds it moments later)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((HOST, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def server_command(factory: str, http: str, port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        factory,
+        "--factory",
+        "--http",
+        http,
+        "--loop",
+        "asyncio",
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+
+
+def server_environment() -> dict[str, str]:
+    return {name: value for name, value in os.environ.items() if name.upper() not in AUTH_VARIABLES}
+
+
+def _stop(child: subprocess.Popen[bytes]) -> None:
+    """Terminate, wait a bounded time, kill: the child is reaped whatever happens here."""
+    try:
+        if child.poll() is None:
+            child.terminate()
+            with suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=STOP_TIMEOUT)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+
+def _wait_for_port(server: Server, child: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if child.poll() is not None:
+            raise BenchError(
+                f"uvicorn ({server.factory}, --http {server.http}) exited with status "
+                f"{child.returncode} before answering on {HOST}:{server.port}:\n{server.output()}"
+            )
+        try:
+            with socket.create_connection((HOST, server.port), timeout=0.25):
+                return
+        except OSError:
+            pass
+        if time.monotonic() >= deadline:
+            raise BenchError(
+                f"uvicorn ({server.factory}, --http {server.http}) did not answer on "
+                f"{HOST}:{server.port} within {timeout:g} s:\n{server.output()}"
+            )
+        time.sleep(0.05)
+
+
+@contextmanager
+def serve(
+    app: str, http: str, factory: str, servers: list[Server] | None = None
+) -> Iterator[Server]:
+    """Run ``factory`` under uvicorn until the block ends, then stop it (also on Ctrl-C).
+
+    The server is appended to ``servers`` as soon as it has a process, so a caller
+    can see every process it caused, and whether each has exited.
+    """
+    for attempt in range(3):
+        server = Server(app, http, factory, port=free_port())
+        if servers is not None:
+            servers.append(server)
+        with tempfile.TemporaryFile() as log:
+            server.log = log
+            try:
+                child = subprocess.Popen(  # noqa: S603 - our argv: this interpreter, fixed arguments
+                    server_command(factory, http, server.port),
+                    cwd=ROOT,
+                    env=server_environment(),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+                server.pid = child.pid
+                try:
+                    _wait_for_port(server, child, START_TIMEOUT)
+                except BenchError:
+                    # Another process took the port between our probe and uvicorn's bind.
+                    if attempt < 2 and "address already in use" in server.output().lower():
+                        continue
+                    raise
+                yield server
+                if child.poll() is not None:
+                    raise BenchError(
+                        f"uvicorn ({factory}, --http {http}) exited with status "
+                        f"{child.returncode} during the run:\n{server.output()}"
+                    )
+                return
+            finally:
+                if server.pid is not None:
+                    _stop(child)
+                    server.returncode = child.returncode
+                server.log = None
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def check(server: Server) -> None:
+    """The answers that make a number mean something; anything else is a :class:`BenchError`."""
+    must_refuse = server.app == "asgi_apikey"
+    with httpx2.Client(trust_env=False, timeout=REQUEST_TIMEOUT) as client:
+        try:
+            accepted = client.get(server.url, headers=BEARER)
+            anonymous = client.get(server.url)
+        except httpx2.HTTPError as error:
+            raise BenchError(f"{server.app} (--http {server.http}): {error!r}") from error
+    if accepted.status_code != 200 or accepted.content != BODY:
+        raise BenchError(
+            f"{server.app} (--http {server.http}) answered the bearer request with "
+            f"{accepted.status_code} {accepted.content[:200]!r}, not 200 {BODY!r}"
+        )
+    if must_refuse and anonymous.status_code != 401:
+        raise BenchError(
+            f"{server.app} (--http {server.http}) answered a request without credentials "
+            f"with {anonymous.status_code}, not 401: it does not check keys"
+        )
+    if not must_refuse and (anonymous.status_code != 200 or anonymous.content != BODY):
+        raise BenchError(
+            f"{server.app} (--http {server.http}) answered a request without credentials "
+            f"with {anonymous.status_code} {anonymous.content[:200]!r}, not 200 {BODY!r}"
+        )
+
+
+# -- the load ---------------------------------------------------------------------------------
+
+
+def wrk_seconds(duration: float) -> int:
+    """wrk takes whole seconds: ``duration`` rounded, at least 1."""
+    return max(1, round(duration))
+
+
+_WRK_RATE = re.compile(r"^Requests/sec:\s+([0-9.]+)", re.MULTILINE)
+_WRK_TOTAL = re.compile(r"^\s*(\d+) requests in ([0-9.]+)(us|ms|s|m|h)", re.MULTILINE)
+_WRK_NON_2XX = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
+_WRK_SOCKET = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
+_WRK_PERCENTILE = re.compile(r"^\s+(50|75|90|99)%\s+([0-9.]+)(us|ms|s|m)\s*$", re.MULTILINE)
+_TO_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_wrk(output: str) -> dict[str, Any]:
+    """Requests/s, the request count, latency percentiles (ms) and the errors of a wrk run."""
+    rate = _WRK_RATE.search(output)
+    if rate is None:
+        raise BenchError(f"wrk printed no 'Requests/sec:' line:\n{output[-2_000:]}")
+    found: dict[str, Any] = {"rps": float(rate.group(1))}
+    total = _WRK_TOTAL.search(output)
+    if total is not None:
+        found["requests"] = int(total.group(1))
+        found["elapsed"] = float(total.group(2)) * _TO_SECONDS[total.group(3)]
+    found["latency_ms"] = {
+        f"p{pct}": round(float(value) * _TO_SECONDS[unit] * 1e3, 3)
+        for pct, value, unit in _WRK_PERCENTILE.findall(output)
+    }
+    non_2xx = _WRK_NON_2XX.search(output)
+    found["non_2xx"] = int(non_2xx.group(1)) if non_2xx else 0
+    socket_errors = _WRK_SOCKET.search(output)
+    found["socket_errors"] = dict(
+        zip(
+            ("connect", "read", "write", "timeout"),
+            (int(n) for n in socket_errors.groups()) if socket_errors else (0, 0, 0, 0),
+            strict=True,
+        )
+    )
+    return found
+
+
+def wrk_load(url: str, connections: int, duration: float) -> dict[str, Any]:
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise BenchError("wrk is not on PATH")
+    seconds = wrk_seconds(duration)
+    command = [
+        wrk,
+        "-t1",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--latency",
+        "-H",
+        f"Authorization: Bearer {KEY}",
+        url,
+    ]
+    try:
+        done = subprocess.run(  # noqa: S603 - our argv: wrk found on PATH, fixed arguments
+            command, capture_output=True, text=True, timeout=seconds + WRK_GRACE, check=False
+        )
+    except subprocess.TimeoutExpired as error:
+        raise BenchError(f"wrk did not finish within {seconds + WRK_GRACE:g} s") from error
+    if done.returncode != 0:
+        raise BenchError(f"wrk exited with status {done.returncode}:\n{done.stderr[-2_000:]}")
+    found = parse_wrk(done.stdout)
+    if found["non_2xx"]:
+        raise BenchError(f"wrk got {found['non_2xx']} answers that were not 2xx or 3xx")
+    if any(found["socket_errors"].values()):
+        raise BenchError(f"wrk had socket errors: {found['socket_errors']}")
+    if found["rps"] <= 0:
+        raise BenchError(f"wrk measured {found['rps']} requests/s")
+    return found
+
+
+async def _httpx_load(url: str, connections: int, duration: float) -> dict[str, Any]:
+    limits = httpx2.Limits(max_connections=connections, max_keepalive_connections=connections)
+    loop = asyncio.get_running_loop()
+    async with httpx2.AsyncClient(
+        limits=limits, trust_env=False, timeout=REQUEST_TIMEOUT, headers=BEARER
+    ) as client:
+        deadline = loop.time() + duration
+
+        async def worker() -> tuple[int, int, int]:
+            ok = wrong = failed = 0
+            while loop.time() < deadline:
+                try:
+                    response = await client.get(url)
+                except httpx2.HTTPError:
+                    failed += 1
+                    await asyncio.sleep(0.01)  # a dead server must not turn this into a spin
+                    continue
+                if response.status_code == 200 and response.content == BODY:
+                    ok += 1
+                else:
+                    wrong += 1
+            return ok, wrong, failed
+
+        started = time.perf_counter()
+        async with asyncio.timeout(duration + REQUEST_TIMEOUT + 5):
+            counts = await asyncio.gather(*(worker() for _ in range(connections)))
+        elapsed = time.perf_counter() - started
+    ok, wrong, failed = (sum(column) for column in zip(*counts, strict=True))
+    return {
+        "rps": ok / elapsed,
+        "requests": ok,
+        "elapsed": elapsed,
+        "wrong": wrong,
+        "failed": failed,
+    }
+
+
+def httpx_load(url: str, connections: int, duration: float) -> dict[str, Any]:
+    try:
+        found = asyncio.run(_httpx_load(url, connections, duration))
+    except TimeoutError as error:
+        raise BenchError(
+            f"the httpx load did not finish within {duration:g} s and its grace"
+        ) from error
+    if found["wrong"] or found["failed"]:
+        raise BenchError(
+            f"the httpx load got {found['wrong']} wrong answers "
+            f"and {found['failed']} failed requests"
+        )
+    if found["requests"] == 0:
+        raise BenchError("the httpx load got no answer at all")
+    return found
+
+
+def load(tool: str, url: str, connections: int, duration: float) -> dict[str, Any]:
+    if tool == "wrk":
+        return wrk_load(url, connections, duration)
+    return httpx_load(url, connections, duration)
+
+
+def choose_tool(tool: str | None) -> str:
+    if tool is None:
+        return "wrk" if shutil.which("wrk") else "httpx"
+    if tool not in TOOLS:
+        raise ValueError(f"tool must be one of {TOOLS}, not {tool!r}")
+    if tool == "wrk" and shutil.which("wrk") is None:
+        raise ValueError("tool='wrk' but wrk is not on PATH")
+    return tool
+
+
+def tool_version(tool: str) -> str:
+    if tool == "httpx":
+        return f"httpx2 {httpx2.__version__}"
+    wrk = shutil.which("wrk")
+    if wrk is None:  # pragma: no cover - choose_tool checked it
+        return "wrk (missing)"
+    try:
+        done = subprocess.run(  # noqa: S603 - our argv: wrk found on PATH, fixed arguments
+            [wrk, "--version"], capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "wrk"
+    text = (done.stdout or done.stderr).strip()
+    return text.splitlines()[0] if text else "wrk"
+
+
+# -- the suite --------------------------------------------------------------------------------
+
+
+def spread(values: Sequence[float]) -> dict[str, float | int | None]:
+    if not values:
+        return {"n": 0, "median": None, "min": None, "max": None}
+    return {
+        "n": len(values),
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+    }
+
+
+def _loadavg() -> list[float] | None:
+    try:
+        return [round(value, 2) for value in os.getloadavg()]
+    except (AttributeError, OSError):  # not on every platform
+        return None
+
+
+def _uvicorn_version() -> str | None:
+    try:
+        import uvicorn
+    except ImportError:
+        return None
+    version: str = uvicorn.__version__
+    return version
+
+
+def measure(
+    app: str,
+    http: str,
+    *,
+    factory: str,
+    tool: str,
+    duration: float,
+    connections: int,
+    warmup: float,
+    servers: list[Server],
+) -> dict[str, Any]:
+    """One timed run on a fresh server: start, check, warm up, load, stop."""
+    with serve(app, http, factory, servers) as server:
+        check(server)
+        if warmup > 0:
+            httpx_load(server.url, connections, warmup)
+        found = load(tool, server.url, connections, duration)
+    return found
+
+
+def run(
+    *,
+    http: Sequence[str] = HTTP,
+    duration: float = 5.0,
+    connections: int = 32,
+    rounds: int = 3,
+    tool: str | None = None,
+    warmup: float | None = None,
+    bare_factory: str = FACTORIES["bare"],
+    apikey_factory: str = FACTORIES["asgi_apikey"],
+    seed: int | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Time the bare app and asgi_apikey under uvicorn; JSON-ready results.
+
+    ``tool`` is ``"wrk"``, ``"httpx"`` or ``None`` (wrk where installed).
+    ``warmup`` seconds of httpx load precede each timed run (default: a fifth of
+    ``duration``, at most 1 s). The factories are uvicorn ``--factory`` import
+    strings; the checks expect the bare one to serve everyone and the asgi_apikey
+    one to refuse a request without credentials.
+
+    A failed run (the server did not start, answered wrongly, or the load saw
+    errors) ends that HTTP implementation's rounds and is reported under its
+    ``error`` and in the top-level ``error``; the others go on. Every server is
+    stopped before this returns, also on Ctrl-C; ``servers`` lists each one's
+    pid, port and exit status.
+    """
+    if duration <= 0 or connections < 1 or rounds < 1:
+        raise ValueError("duration must be positive, connections and rounds at least 1")
+    if not http:
+        raise ValueError("http must name at least one implementation")
+    chosen = choose_tool(tool)
+    if warmup is None:
+        warmup = min(1.0, duration / 5)
+    factories = {"bare": bare_factory, "asgi_apikey": apikey_factory}
+    shuffle = random.Random(seed)
+    servers: list[Server] = []
+    effective = float(wrk_seconds(duration)) if chosen == "wrk" else duration
+
+    per_http: dict[str, dict[str, Any]] = {
+        name: {"rounds": [], "error": None} for name in dict.fromkeys(http)
+    }
+    result: dict[str, Any] = {
+        "benchmark": "e2e",
+        "tool": chosen,
+        "tool_version": tool_version(chosen),
+        "caveat": CAVEATS[chosen],
+        "settings": {
+            "http": list(per_http),
+            "loop": "asyncio",
+            "duration": duration,
+            "effective_duration": effective,
+            "warmup": warmup,
+            "connections": connections,
+            "rounds": rounds,
+            "seed": seed,
+            "host": HOST,
+            "route": ROUTE,
+            "request": "GET with Authorization: Bearer <KEY> (the same for both apps)",
+            "factories": factories,
+            "server": "a fresh uvicorn process per timed run, one worker",
+        },
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "loadavg_before": _loadavg(),
+            "loadavg_after": None,
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "uvicorn": _uvicorn_version(),
+        },
+        "results": per_http,
+        "servers": [],
+        "error": None,
+    }
+    log(
+        f"e2e: {chosen}, {connections} connections, {effective:g} s per run, "
+        f"{rounds} round(s), http: {', '.join(per_http)}"
+    )
+    try:
+        for number in range(1, rounds + 1):
+            for name, entry in per_http.items():
+                if entry["error"] is not None:
+                    continue
+                order = list(APPS)
+                shuffle.shuffle(order)
+                this_round: dict[str, Any] = {"round": number, "order": order}
+                try:
+                    for app in order:
+                        this_round[app] = measure(
+                            app,
+                            name,
+                            factory=factories[app],
+                            tool=chosen,
+                            duration=duration,
+                            connections=connections,
+                            warmup=warmup,
+                            servers=servers,
+                        )
+                        log(
+                            f"  round {number}/{rounds}  {name:<9}  {app:<11}  "
+                            f"{this_round[app]['rps']:10.1f} req/s"
+                        )
+                except BenchError as error:
+                    entry["error"] = f"round {number}: {error}"
+                    log(f"  {name}: ERROR {entry['error']}")
+                    continue
+                this_round["ratio"] = this_round["asgi_apikey"]["rps"] / this_round["bare"]["rps"]
+                entry["rounds"].append(this_round)
+    finally:
+        result["servers"] = [server.record() for server in servers]
+        result["machine"]["loadavg_after"] = _loadavg()
+
+    for entry in per_http.values():
+        bare_rps = [r["bare"]["rps"] for r in entry["rounds"]]
+        apikey_rps = [r["asgi_apikey"]["rps"] for r in entry["rounds"]]
+        ratios = [r["ratio"] for r in entry["rounds"]]
+        entry["bare_rps"] = bare_rps
+        entry["asgi_apikey_rps"] = apikey_rps
+        entry["ratio"] = ratios
+        entry["summary"] = {
+            "bare_rps": spread(bare_rps),
+            "asgi_apikey_rps": spread(apikey_rps),
+            "ratio": spread(ratios),
+        }
+    errors = [f"{name}: {entry['error']}" for name, entry in per_http.items() if entry["error"]]
+    result["error"] = "; ".join(errors) if errors else None
+    return result
+
+
+# -- the command line -------------------------------------------------------------------------
+
+
+def _number(value: float | int | None, digits: int) -> str:
+    if value is None or not math.isfinite(value):
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def table(result: dict[str, Any]) -> str:
+    """Medians and [min, max] per HTTP implementation, as plain text."""
+    lines = [
+        f"{'http':<10} {'bare req/s':>28} {'asgi_apikey req/s':>28} {'ratio':>24}",
+    ]
+    for name, entry in result["results"].items():
+        cells = []
+        for column, digits in (("bare_rps", 0), ("asgi_apikey_rps", 0), ("ratio", 3)):
+            s = entry["summary"][column]
+            cells.append(
+                f"{_number(s['median'], digits)} "
+                f"[{_number(s['min'], digits)}, {_number(s['max'], digits)}]"
+            )
+        lines.append(f"{name:<10} {cells[0]:>28} {cells[1]:>28} {cells[2]:>24}")
+        if entry["error"]:
+            lines.append(f"{'':<10} error: {entry['error']}")
+    machine = result["machine"]
+    lines.append(
+        f"tool: {result['tool']} ({result['tool_version']}); cpus: {machine['cpu_count']}; "
+        f"load average before/after: {machine['loadavg_before']} / {machine['loadavg_after']}"
+    )
+    lines.append(f"caveat: {result['caveat']}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.e2e", description=__doc__.split("\n\n")[0] if __doc__ else None
+    )
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per timed run")
+    parser.add_argument("--connections", type=int, default=32, help="concurrent connections")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
+    parser.add_argument("--tool", choices=TOOLS, default=None, help="default: wrk if installed")
+    parser.add_argument(
+        "--http",
+        action="append",
+        choices=HTTP,
+        default=None,
+        help="an HTTP implementation (repeat for several; default: both)",
+    )
+    parser.add_argument("--warmup", type=float, default=None, help="seconds before each run")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the shuffled orders")
+    parser.add_argument("--json", type=Path, default=None, help="also write the JSON here")
+    args = parser.parse_args(argv)
+
+    # A plain `kill` should stop the servers too: turn SIGTERM into an exception.
+    def terminated(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        result = run(
+            http=tuple(args.http or HTTP),
+            duration=args.duration,
+            connections=args.connections,
+            rounds=args.rounds,
+            tool=args.tool,
+            warmup=args.warmup,
+            seed=args.seed,
+        )
+    except ValueError as error:
+        parser.error(str(error))
+    except KeyboardInterrupt:
+        print("interrupted; every server it started has been stopped", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    text = json.dumps(result, indent=2)
+    print()
+    print(table(result))
+    print()
+    print(text)
+    if args.json is not None:
+        args.json.write_text(text + "\n")
+    return 1 if result["error"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,250 @@
+"""The suite's output: the targets, a markdown table, a PNG chart, the environment."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from benchmarks.driver import BenchmarkError, Summary, paired
+
+APIKEY = "asgi_apikey"
+STARLETTE_AUTH = "starlette AuthenticationMiddleware"
+HTTP_BEARER = "fastapi HTTPBearer"
+REFUSALS = (
+    "asgi_apikey: no credentials",
+    "asgi_apikey: unknown key",
+    "asgi_apikey: malformed header",
+)
+ONE_KEY, MANY_KEYS = "asgi_apikey, 1 key", "asgi_apikey, 100,000 keys"
+PACKAGES = (
+    "asgi_apikey",
+    "starlette",
+    "fastapi",
+    "uvicorn",
+    "httptools",
+    "structlog",
+    "fastapi-key-auth",
+)
+
+
+def environment() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    versions: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    commit: str | None
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607 - git from PATH, fixed argv
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=Path(__file__).resolve().parent,
+        ).stdout.strip()
+    except OSError:
+        commit = None
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "python": sys.version.split()[0],
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "commit": commit or None,
+        "versions": versions,
+    }
+
+
+def targets(times: dict[str, list[float]], e2e: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Each target of the suite with its measured ratio and whether it is met."""
+    found: list[dict[str, Any]] = []
+
+    def add(name: str, summary: Summary | None, limit: float, at_most: bool, unit: str) -> None:
+        met = None
+        if summary is not None:
+            met = summary.median <= limit if at_most else summary.median >= limit
+        found.append(
+            {
+                "target": name,
+                "measured": None if summary is None else summary.as_dict(),
+                "limit": limit,
+                "at_most": at_most,
+                "unit": unit,
+                "met": met,
+            }
+        )
+
+    def ratio_of(a: tuple[str, str], b: tuple[str, str]) -> Summary | None:
+        if not all(name in times for name in (*a, *b)):
+            return None
+        try:
+            return paired(times, a, b)
+        except BenchmarkError:
+            return None
+
+    add(
+        "accepted: asgi_apikey's added cost / Starlette AuthenticationMiddleware's",
+        ratio_of((APIKEY, "bare"), (STARLETTE_AUTH, "bare")),
+        1.0,
+        True,
+        "x",
+    )
+    add(
+        "accepted: FastAPI HTTPBearer's added cost / asgi_apikey's",
+        ratio_of((HTTP_BEARER, "fastapi"), (APIKEY, "bare")),
+        15.0,
+        False,
+        "x",
+    )
+    for refusal in REFUSALS:
+        summary = None
+        if refusal in times and "canned 401" in times:
+            summary = Summary.of(
+                [t / c for t, c in zip(times[refusal], times["canned 401"], strict=True)]
+            )
+        add(f"refused ({refusal.split(': ')[1]}): time / a canned 401's", summary, 2.0, True, "x")
+    add(
+        "100,000 keys: added cost / 1 key's",
+        ratio_of((MANY_KEYS, "bare"), (ONE_KEY, "bare")),
+        1.10,
+        True,
+        "x",
+    )
+    for http in ("httptools", "h11"):
+        summary = None
+        result = (e2e or {}).get("results", {}).get(http)
+        if result and result.get("ratio"):
+            summary = Summary.of(result["ratio"])
+        add(
+            f"end to end, uvicorn + {http}: requests/s / the bare app's",
+            summary,
+            0.95,
+            False,
+            "x",
+        )
+    return found
+
+
+def _us(summary: dict[str, float]) -> str:
+    return f"{summary['median']:.2f} ({summary['q1']:.2f} to {summary['q3']:.2f})"
+
+
+def _ratio(summary: dict[str, float]) -> str:
+    return f"{summary['median']:.2f} ({summary['q1']:.2f} to {summary['q3']:.2f})"
+
+
+def markdown(data: dict[str, Any]) -> str:
+    """The results as a markdown page."""
+    env = data["environment"]
+    lines = [
+        "# asgi_apikey benchmark results",
+        "",
+        f"Measured {env['date']} on {env['platform']}, {env['cpu_count']} CPUs, "
+        f"{env['implementation']} {env['python']}, commit {env['commit']}; "
+        f"load average before: {', '.join(f'{x:.2f}' for x in env['load_average'] or [])}.",
+        f"In process: {data['settings']['rounds']} rounds of {data['settings']['requests']:,} "
+        "requests per variant, shuffled each round; medians of per-round values, "
+        "quartiles in parentheses.",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v) + ".",
+        "",
+        "## Targets",
+        "",
+        "| target | measured | limit | met |",
+        "|---|---|---|---|",
+    ]
+    for target in data["targets"]:
+        measured = "not measured" if target["measured"] is None else _ratio(target["measured"])
+        bound = ("≤ " if target["at_most"] else "≥ ") + f"{target['limit']:g}"
+        met = {True: "yes", False: "**no**", None: "—"}[target["met"]]
+        lines.append(f"| {target['target']} | {measured} | {bound} | {met} |")
+    titles = {
+        "accepted": "Accepted request (µs per request; added = over its baseline's)",
+        "refused": "Refused request (ratio = time / a canned 401's)",
+        "keys": "Key count (accepted request)",
+    }
+    for group, title in titles.items():
+        lines += ["", f"## {title}", ""]
+        lines += ["| variant | µs per request | added µs | ratio | baseline | note |"]
+        lines += ["|---|---|---|---|---|---|"]
+        for row in data["rows"]:
+            if row["group"] != group:
+                continue
+            lines.append(
+                f"| {row['name']} | {_us(row['us_per_request'])} | {_us(row['added_us'])} "
+                f"| {_ratio(row['ratio'])} | {row['baseline']} | {row['note']} |"
+            )
+    e2e = data.get("e2e")
+    if e2e:
+        lines += ["", "## End to end (uvicorn on 127.0.0.1)", ""]
+        settings = e2e.get("settings", {})
+        lines += [
+            f"Load: {e2e.get('tool')} ({e2e.get('tool_version')}) with "
+            f"{settings.get('connections')} connections, {settings.get('effective_duration')} s "
+            f"a run, {settings.get('rounds')} rounds; a fresh uvicorn process (one worker, "
+            "asyncio loop) per run, bare and asgi_apikey paired in each round.",
+        ]
+        if e2e.get("caveat"):
+            lines.append(f"Caveat: {e2e['caveat']}")
+        lines += ["", "| server | bare req/s | asgi_apikey req/s | ratio |", "|---|---|---|---|"]
+        for http, result in e2e.get("results", {}).items():
+            if not result.get("ratio"):
+                lines.append(f"| uvicorn + {http} | — | — | {result.get('error') or 'no result'} |")
+                continue
+            bare = Summary.of(result["bare_rps"]).median
+            apikey = Summary.of(result["asgi_apikey_rps"]).median
+            ratio = Summary.of(result["ratio"]).as_dict()
+            lines.append(f"| uvicorn + {http} | {bare:,.0f} | {apikey:,.0f} | {_ratio(ratio)} |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def chart(data: dict[str, Any], path: Path) -> None:
+    """A PNG: added cost of each accepted-path variant, refusals, key counts."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = [
+        ("accepted", "added_us", "Accepted request: µs added over the bare app (log scale)", True),
+        ("refused", "us_per_request", "Refused request: µs per request", False),
+        ("keys", "added_us", "Key count: µs added over the bare app", False),
+    ]
+    figure, axes = plt.subplots(3, 1, figsize=(9, 10), height_ratios=[3, 1.4, 1.4])
+    for axis, (group, field, title, log) in zip(axes, groups, strict=True):
+        rows = [
+            row
+            for row in data["rows"]
+            if row["group"] == group and not (field == "added_us" and row["name"] == "bare")
+        ]
+        names = [row["name"] for row in rows]
+        medians = [max(row[field]["median"], 0.01) for row in rows]
+        low = [max(0.0, row[field]["median"] - row[field]["q1"]) for row in rows]
+        high = [max(0.0, row[field]["q3"] - row[field]["median"]) for row in rows]
+        colours = ["#d62728" if name.startswith("asgi_apikey") else "#7f7f7f" for name in names]
+        axis.barh(names, medians, xerr=[low, high], color=colours, capsize=3)
+        axis.invert_yaxis()
+        axis.set_title(title, fontsize=10, loc="left")
+        if log:
+            axis.set_xscale("log")
+        for y, value in enumerate(medians):
+            axis.text(value, y, f" {value:.2f}", va="center", fontsize=8)
+        axis.tick_params(axis="y", labelsize=8)
+    env = data["environment"]
+    figure.suptitle(
+        f"asgi_apikey {env['versions'].get('asgi_apikey')} — Python {env['python']}, "
+        f"{env['cpu_count']} CPUs; medians with quartiles",
+        fontsize=10,
+    )
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

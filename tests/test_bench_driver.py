@@ -1,0 +1,148 @@
+"""The in-process benchmark driver: it checks answers before timing, and reports honestly."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import structlog
+
+from benchmarks import apps
+from benchmarks.__main__ import main
+from benchmarks.driver import BenchmarkError, Summary, measure, paired, summarise, verify
+from benchmarks.report import chart, markdown, targets
+
+
+@pytest.fixture(autouse=True)
+def _restore() -> Iterator[None]:
+    # The suite configures structlog and the peer reads a variable: undo both.
+    yield
+    structlog.reset_defaults()
+    os.environ.pop(apps.PEER_ENV, None)
+
+
+def by_name() -> dict[str, apps.Variant]:
+    return {variant.name: variant for variant in apps.variants((1, 1_000))}
+
+
+@pytest.mark.parametrize("name", list(by_name()))
+def test_every_variant_answers_its_request_as_declared(name: str) -> None:
+    variant = by_name()[name]
+    got = asyncio.run(verify(variant, variant.build()))
+    assert got.status == variant.status
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        pytest.param({"status": 401}, "status 200, expected 401", id="status"),
+        pytest.param({"body": b"nope"}, "body b'{\"ok\":true}', expected b'nope'", id="body"),
+        pytest.param({"must_have": (b"x-missing",)}, "missing headers x-missing", id="header"),
+        pytest.param(
+            {"status": 200, "body": None}, "should have been refused", id="refusal-that-ran"
+        ),
+    ],
+)
+def test_a_wrong_answer_stops_the_benchmark(changes: dict[str, object], message: str) -> None:
+    variant = by_name()["asgi_apikey"]
+    wrong = apps.Variant(**{**variant.__dict__, **changes})
+    with pytest.raises(BenchmarkError, match="asgi_apikey: ") as caught:
+        asyncio.run(verify(wrong, wrong.build()))
+    assert message in str(caught.value)
+
+
+def test_a_variant_that_refuses_the_key_it_should_accept_is_caught() -> None:
+    variant = by_name()["asgi_apikey"]
+    unknown = apps.Variant(
+        "asgi_apikey", "accepted", apps.apikey, [(b"authorization", b"Bearer sk-other-key-0000")]
+    )
+    with pytest.raises(BenchmarkError, match="status 401, expected 200"):
+        asyncio.run(verify(unknown, variant.build()))
+
+
+def test_measure_pairs_every_variant_with_its_baseline_in_each_round() -> None:
+    chosen = [v for v in apps.variants((1,)) if v.name in ("bare", "noop", "asgi_apikey")]
+    times = measure(chosen, rounds=3, requests=5, seed=1, log=lambda _: None)
+    assert {name: len(values) for name, values in times.items()} == {
+        "bare": 3,
+        "noop": 3,
+        "asgi_apikey": 3,
+    }
+    assert all(value > 0 for values in times.values() for value in values)
+    rows = {row["name"]: row for row in summarise(chosen, times)}
+    assert rows["bare"]["ratio"] == {"median": 1.0, "q1": 1.0, "q3": 1.0}
+    assert rows["bare"]["added_us"]["median"] == 0.0
+
+
+def test_summaries_and_paired_ratios() -> None:
+    assert Summary.of([3.0]).as_dict() == {"median": 3.0, "q1": 3.0, "q3": 3.0}
+    assert Summary.of([1.0, 2.0, 3.0, 4.0, 5.0]).as_dict() == {
+        "median": 3.0,
+        "q1": 2.0,
+        "q3": 4.0,
+    }
+    times = {"a": [3.0, 5.0], "base": [1.0, 1.0], "b": [2.0, 3.0]}
+    # (3-1)/(2-1) = 2 and (5-1)/(3-1) = 2
+    assert paired(times, ("a", "base"), ("b", "base")).median == 2.0
+    with pytest.raises(BenchmarkError, match="cost nothing"):
+        paired({"a": [2.0], "base": [1.0], "b": [1.0]}, ("a", "base"), ("b", "base"))
+
+
+def synthetic_times() -> dict[str, list[float]]:
+    us = 1e-6
+    return {
+        "bare": [10 * us] * 3,
+        "fastapi": [40 * us] * 3,
+        "asgi_apikey": [12 * us] * 3,
+        "starlette AuthenticationMiddleware": [13 * us] * 3,
+        "fastapi HTTPBearer": [100 * us] * 3,
+        "canned 401": [2 * us] * 3,
+        "asgi_apikey: no credentials": [3 * us] * 3,
+        "asgi_apikey: unknown key": [5 * us] * 3,
+        "asgi_apikey: malformed header": [3.5 * us] * 3,
+        "asgi_apikey, 1 key": [12 * us] * 3,
+        "asgi_apikey, 100,000 keys": [12.1 * us] * 3,
+    }
+
+
+def test_targets_compare_the_right_pairs() -> None:
+    e2e = {"results": {"httptools": {"ratio": [0.97, 0.96]}, "h11": {"ratio": [0.9]}}}
+    found = {target["target"]: target for target in targets(synthetic_times(), e2e)}
+    measured = {name: target["measured"]["median"] for name, target in found.items()}
+    met = {name: target["met"] for name, target in found.items()}
+    starlette = "accepted: asgi_apikey's added cost / Starlette AuthenticationMiddleware's"
+    bearer = "accepted: FastAPI HTTPBearer's added cost / asgi_apikey's"
+    assert measured[starlette] == pytest.approx(2 / 3)
+    assert met[starlette] is True
+    assert measured[bearer] == pytest.approx(60 / 2)
+    assert met[bearer] is True
+    assert measured["refused (unknown key): time / a canned 401's"] == pytest.approx(2.5)
+    assert met["refused (unknown key): time / a canned 401's"] is False
+    assert measured["100,000 keys: added cost / 1 key's"] == pytest.approx(2.1 / 2)
+    assert measured["end to end, uvicorn + httptools: requests/s / the bare app's"] == 0.965
+    assert met["end to end, uvicorn + h11: requests/s / the bare app's"] is False
+
+
+def test_a_target_without_its_variants_is_reported_as_not_measured() -> None:
+    found = targets({"bare": [1.0], "asgi_apikey": [2.0]}, None)
+    assert all(target["met"] is None for target in found)
+    assert all(target["measured"] is None for target in found)
+
+
+def test_the_suite_writes_its_table_chart_and_data(tmp_path: Path) -> None:
+    options = ["--rounds", "1", "--requests", "3", "--no-e2e", "--seed", "2"]
+    only = ["--only", "asgi_apikey", "--only", "canned"]
+    status = main([*options, *only, "--out", str(tmp_path)])
+    assert status == 0
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert {row["name"] for row in data["rows"]} >= {"bare", "asgi_apikey", "canned 401"}
+    page = (tmp_path / "results.md").read_text()
+    assert page == markdown(data)
+    assert "| asgi_apikey |" in page
+    assert (tmp_path / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    chart(data, tmp_path / "again.png")
+    assert (tmp_path / "again.png").stat().st_size > 10_000
