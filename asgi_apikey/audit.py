@@ -350,7 +350,9 @@ class Audit:
                 self._log_failure(scope, denial, realm, key_id, token, host)
                 return
         self.suppressed_events += 1
-        self._schedule_flush()
+        pending = self._flush_pending
+        if pending is None or pending.is_closed():  # else that loop's timer will report it
+            self._schedule_flush()
 
     def _log_failure(
         self,

@@ -223,14 +223,12 @@ class Denial:
     def headers(self, scheme: str) -> Headers:
         return self._secure if scheme in ("https", "wss") else self._plain
 
+    def _secure_for(self, scope: Scope) -> Headers:
+        return self.headers(scope.get("scheme", "http"))
+
     async def send_http(self, scope: Scope, send: Send) -> None:
-        await send(
-            {
-                "type": "http.response.start",
-                "status": self.status,
-                "headers": list(self.headers(scope.get("scheme", "http"))),
-            }
-        )
+        headers = self._plain if scope.get("scheme", "http") == "http" else self._secure_for(scope)
+        await send({"type": "http.response.start", "status": self.status, "headers": [*headers]})
         await send({"type": "http.response.body", "body": self._body})
 
     async def send_websocket(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -241,7 +241,8 @@ def fastapi_http_bearer() -> FastAPI:
     valid = KEY.encode()
     bearer = HTTPBearer()
 
-    def check(credentials: HTTPAuthorizationCredentials = Depends(bearer)) -> str:  # noqa: B008
+    # async, as FastAPI's security tutorial writes it (a plain def would run in a thread).
+    async def check(credentials: HTTPAuthorizationCredentials = Depends(bearer)) -> str:  # noqa: B008
         if not hmac.compare_digest(credentials.credentials.encode(), valid):
             raise HTTPException(status_code=401, detail="Invalid API key")
         return credentials.credentials
