@@ -1,6 +1,6 @@
 """Run the benchmark suite and write its results.
 
-    python3 dev.py bench                # the full suite: about 10 minutes on 2 cores
+    python3 dev.py bench                # the full suite: about 8 minutes on 2 cores
     python3 dev.py bench --smoke        # tiny rounds: proves it works, asserts no timing
 
 The results go to ``benchmarks/results/`` (``results.md``, ``results.json``,
@@ -27,8 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=30, help="in-process rounds (default 30)")
     parser.add_argument("--requests", type=int, default=2000, help="requests per variant a round")
     parser.add_argument("--no-e2e", action="store_true", help="skip the uvicorn end-to-end runs")
-    parser.add_argument("--e2e-duration", type=float, default=5.0, help="seconds per e2e run")
-    parser.add_argument("--e2e-rounds", type=int, default=3)
+    parser.add_argument("--e2e-duration", type=float, default=3.0, help="seconds per e2e run")
+    parser.add_argument("--e2e-rounds", type=int, default=8)
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the results go")
     parser.add_argument("--seed", type=int, default=None, help="the shuffle's seed")
     parser.add_argument(

@@ -142,8 +142,21 @@ def free_port() -> int:
         return port
 
 
+def pinned(cpu: int) -> list[str]:
+    """A ``taskset`` prefix that keeps a process on one CPU, where that is possible.
+
+    With the server on one core and the load generator on another, neither
+    steals the other's time slices: the runs vary far less on a 2-core machine.
+    """
+    taskset = shutil.which("taskset")
+    if taskset is None or (os.cpu_count() or 1) < 2:
+        return []
+    return [taskset, "-c", str(cpu)]
+
+
 def server_command(factory: str, http: str, port: int) -> list[str]:
     return [
+        *pinned(1),
         sys.executable,
         "-m",
         "uvicorn",
@@ -323,6 +336,7 @@ def wrk_load(url: str, connections: int, duration: float) -> dict[str, Any]:
         raise BenchError("wrk is not on PATH")
     seconds = wrk_seconds(duration)
     command = [
+        *pinned(0),
         wrk,
         "-t1",
         f"-c{connections}",
