@@ -76,9 +76,10 @@ AUTH_VARIABLES = frozenset(
 
 CAVEATS = {
     "wrk": (
-        "wrk (one thread) and the server share the machine's cores; the ratio is the "
-        "server's own throughput with and without the middleware, as far as one "
-        "uvicorn worker and this machine allow."
+        "wrk (one thread) and the server run side by side, each pinned to its own CPU "
+        "with taskset where it is available; the ratio is the server's own throughput "
+        "with and without the middleware, as far as one uvicorn worker and this "
+        "machine allow. Runs on a shared virtual machine vary by several per cent."
     ),
     "httpx": (
         "wrk was not used: the load comes from an async httpx2 client in the driver "

@@ -236,8 +236,8 @@ def chart(data: dict[str, Any], path: Path) -> None:
         axis.set_title(title, fontsize=10, loc="left")
         if log:
             axis.set_xscale("log")
-        for y, value in enumerate(medians):
-            axis.text(value, y, f" {value:.2f}", va="center", fontsize=8)
+        for y, value in enumerate(medians):  # the label clear of the error bar
+            axis.text(value + high[y], y, f"  {value:.2f}", va="center", fontsize=8)
         axis.tick_params(axis="y", labelsize=8)
     env = data["environment"]
     figure.suptitle(
