@@ -43,6 +43,7 @@ from typing import IO, Any
 
 import httpx2
 
+from asgi_apikey.settings import AuthSettings
 from benchmarks.apps import BODY, KEY, ROUTE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,17 +63,7 @@ REQUEST_TIMEOUT = 10.0
 WRK_GRACE = 30.0
 
 #: The variables asgi_apikey reads; the servers start without them, whatever the shell has set.
-AUTH_VARIABLES = frozenset(
-    {
-        "API_KEY",
-        "ADDITIONAL_API_KEYS",
-        "API_KEYS_FILE",
-        "AUTH_MODE",
-        "ENABLE_USER_TRACKING",
-        "ENABLE_REQUEST_LOGGING",
-        "ENVIRONMENT",
-    }
-)
+AUTH_VARIABLES = frozenset(name.upper() for name in AuthSettings.model_fields)
 
 CAVEATS = {
     "wrk": (
