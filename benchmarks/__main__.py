@@ -11,14 +11,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
 from pathlib import Path
+from types import FrameType
 
+from asgi_apikey.settings import AuthSettings
 from benchmarks import apps
 from benchmarks.driver import measure, summarise
 from benchmarks.report import chart, environment, markdown, targets
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _terminated(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
         options.rounds, options.requests = 2, 20
         options.e2e_duration, options.e2e_rounds = 0.5, 1
 
+    # The suite measures the defaults: no AUTH_MODE, ENABLE_* or key variable of the
+    # shell may change what the in-process variants do (the e2e servers drop them too).
+    for name in AuthSettings.model_fields:
+        os.environ.pop(name.upper(), None)
     env = environment()
     key_counts = (1, 1_000) if options.smoke else (1, 1_000, 100_000)
     chosen = apps.variants(key_counts)
@@ -55,11 +67,16 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks import e2e as end_to_end
 
         print("end to end: uvicorn on 127.0.0.1", flush=True)
-        e2e = end_to_end.run(
-            duration=options.e2e_duration,
-            rounds=options.e2e_rounds,
-            tool="httpx" if options.smoke else None,
-        )
+        # A plain `kill` must stop the servers too: SIGTERM becomes an exception.
+        previous = signal.signal(signal.SIGTERM, _terminated)
+        try:
+            e2e = end_to_end.run(
+                duration=options.e2e_duration,
+                rounds=options.e2e_rounds,
+                tool="httpx" if options.smoke else None,
+            )
+        finally:
+            signal.signal(signal.SIGTERM, previous)
 
     data = {
         "environment": env,

@@ -192,18 +192,27 @@ class BearerBackend(AuthenticationBackend):
         self.valid = frozenset(valid)
 
     async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, SimpleUser] | None:
-        header = conn.headers.get("authorization")
-        if header is None:
-            return None
-        scheme, _, token = header.partition(" ")
+        scheme, _, token = conn.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or token not in self.valid:
-            raise AuthenticationError("Invalid API key")
+            raise AuthenticationError("Invalid API key")  # missing ones too: deny by default
         return AuthCredentials(["authenticated"]), SimpleUser("bench")
 
 
+def _unauthorized(conn: HTTPConnection, error: AuthenticationError) -> Response:
+    return JSONResponse(
+        {"detail": str(error)}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
+    )
+
+
 def starlette_authentication() -> Starlette:
-    """Starlette's ``AuthenticationMiddleware`` with a bearer backend (no hashing, no headers)."""
-    return starlette([Middleware(AuthenticationMiddleware, backend=BearerBackend([KEY]))])
+    """Starlette's ``AuthenticationMiddleware`` with a bearer backend (no hashing, no headers).
+
+    Every request without a valid key gets a 401, as with asgi_apikey's default.
+    """
+    backend = BearerBackend([KEY])
+    return starlette(
+        [Middleware(AuthenticationMiddleware, backend=backend, on_error=_unauthorized)]
+    )
 
 
 class BaseHTTPKeyMiddleware(BaseHTTPMiddleware):
@@ -314,10 +323,18 @@ class Variant:
     must_have: tuple[bytes, ...] = ()
     baseline: str = "bare"  # the variant whose per-round time this one is compared with
     note: str = ""
+    # Requests that must be refused, with the statuses that count as refusing them:
+    # a rival that waves bad keys through must not be timed as a fast one.
+    probes: tuple[tuple[tuple[tuple[bytes, bytes], ...], tuple[int, ...]], ...] = ()
     options: dict[str, Any] = field(default_factory=dict)
 
 
 _SECURITY = tuple(name for name, _ in SECURITY_HEADERS)
+_UNKNOWN: tuple[tuple[bytes, bytes], ...] = ((b"authorization", b"Bearer " + UNKNOWN_KEY.encode()),)
+_UNKNOWN_X: tuple[tuple[bytes, bytes], ...] = ((b"x-api-key", UNKNOWN_KEY.encode()),)
+#: Every authenticating variant must refuse a request without a key and one with an unknown key.
+REFUSES = (((), (401, 403)), (_UNKNOWN, (401, 403)))
+REFUSES_X = (((), (401, 403)), (_UNKNOWN_X, (401, 403)))
 
 
 def _keys(count: int) -> str:
@@ -338,7 +355,7 @@ def variants(key_counts: Iterable[int] = (1, 1_000, 100_000)) -> list[Variant]:
             lambda: starlette([Middleware(HeadersMiddleware)]),
             must_have=_SECURITY,
         ),
-        Variant("asgi_apikey", "accepted", apikey, BEARER, must_have=_SECURITY),
+        Variant("asgi_apikey", "accepted", apikey, BEARER, must_have=_SECURITY, probes=REFUSES),
         Variant(
             "asgi_apikey + request logging",
             "accepted",
@@ -346,9 +363,16 @@ def variants(key_counts: Iterable[int] = (1, 1_000, 100_000)) -> list[Variant]:
             BEARER,
             must_have=_SECURITY,
             note="structlog JSON lines, rendered and dropped",
+            probes=REFUSES,
         ),
-        Variant("starlette AuthenticationMiddleware", "accepted", starlette_authentication, BEARER),
-        Variant("BaseHTTPMiddleware", "accepted", base_http_middleware, BEARER),
+        Variant(
+            "starlette AuthenticationMiddleware",
+            "accepted",
+            starlette_authentication,
+            BEARER,
+            probes=REFUSES,
+        ),
+        Variant("BaseHTTPMiddleware", "accepted", base_http_middleware, BEARER, probes=REFUSES),
         Variant("fastapi", "accepted", fastapi_bare, note="FastAPI, no dependency"),
         Variant(
             "fastapi HTTPBearer",
@@ -357,6 +381,7 @@ def variants(key_counts: Iterable[int] = (1, 1_000, 100_000)) -> list[Variant]:
             BEARER,
             baseline="fastapi",
             note="async def dependency, as FastAPI's tutorial writes it",
+            probes=REFUSES,
         ),
         Variant(
             "fastapi HTTPBearer, def dependency",
@@ -365,9 +390,17 @@ def variants(key_counts: Iterable[int] = (1, 1_000, 100_000)) -> list[Variant]:
             BEARER,
             baseline="fastapi",
             note="a plain def: FastAPI runs it in a thread",
+            probes=REFUSES,
         ),
-        Variant("fastapi-key-auth", "accepted", peer, X_API_KEY, note="a published peer"),
-        Variant("naive compare_digest", "accepted", naive, BEARER, note="1 key"),
+        Variant(
+            "fastapi-key-auth",
+            "accepted",
+            peer,
+            X_API_KEY,
+            note="a published peer",
+            probes=REFUSES_X,
+        ),
+        Variant("naive compare_digest", "accepted", naive, BEARER, note="1 key", probes=REFUSES),
         # Refusals: each against the floor of refusal.
         Variant(
             "canned 401",
@@ -405,6 +438,7 @@ def variants(key_counts: Iterable[int] = (1, 1_000, 100_000)) -> list[Variant]:
             BEARER,
             must_have=_SECURITY,
             options={"keys": count},
+            probes=REFUSES,
         )
         for count in key_counts
     )
@@ -416,6 +450,7 @@ def variants(key_counts: Iterable[int] = (1, 1_000, 100_000)) -> list[Variant]:
             partial(naive, count),
             BEARER,
             options={"keys": count},
+            probes=REFUSES,
         )
         for count in key_counts
         if count <= 1_000

@@ -24,7 +24,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Scope
 
-from benchmarks.apps import ROUTE, USUAL_HEADERS, Variant
+from benchmarks.apps import BODY, ROUTE, USUAL_HEADERS, Variant
 
 __all__ = ["Answer", "BenchmarkError", "Summary", "measure", "summarise", "verify"]
 
@@ -90,12 +90,18 @@ async def verify(variant: Variant, app: ASGIApp) -> Answer:
         problems.append(f"status {got.status}, expected {variant.status}")
     if variant.body is not None and got.body != variant.body:
         problems.append(f"body {got.body[:60]!r}, expected {variant.body!r}")
-    if variant.body is None and got.body == b'{"ok":true}':
+    if variant.body is None and got.body == BODY:
         problems.append("the endpoint ran, but the request should have been refused")
     names = {name.lower() for name, _ in got.headers}
     missing = [name.decode() for name in variant.must_have if name not in names]
     if missing:
         problems.append(f"missing headers {', '.join(missing)}")
+    for headers, refusing in variant.probes:
+        probe = {**scope_for(variant), "headers": [*USUAL_HEADERS, *headers]}
+        refused = await answer(app, probe)
+        if refused.status not in refusing or refused.body == BODY:
+            shown = ", ".join(name.decode() for name, _ in headers) or "no credentials"
+            problems.append(f"answered {refused.status} to a request it must refuse ({shown})")
     if problems:
         raise BenchmarkError(f"{variant.name}: {'; '.join(problems)}")
     return got

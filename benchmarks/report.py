@@ -33,6 +33,22 @@ PACKAGES = (
 )
 
 
+#: Known limits of the method, printed with every result.
+CAVEATS = (
+    "Refusals are timed in a sustained flood from one client: after the first few in each "
+    "minute the failure log throttles them, so no `authentication_failed` line is rendered. "
+    "A refusal that is logged costs the structlog pipeline on top (several times a canned 401).",
+    "Every accepted request presents the same key; with many distinct keys in use the lookup "
+    "touches more memory (the key-count rows are a best case).",
+    "In process, response headers are not serialised; a server pays for the security headers "
+    "again when it encodes them, which is part of why the end-to-end cost is larger.",
+    "The apps are moved out of the garbage collector's way (gc.freeze) once built; a server "
+    "that does not do so pays for traversing a large key table in full collections.",
+    "Quartiles show how rounds vary, not a confidence interval; a median within a few per "
+    "cent of its limit is a coin toss on this machine.",
+)
+
+
 def environment() -> dict[str, Any]:
     """What the numbers were measured on."""
     versions: dict[str, str | None] = {}
@@ -59,6 +75,8 @@ def environment() -> dict[str, Any]:
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        # fastapi-key-auth scans the whole environment on every request.
+        "environment_variables": len(os.environ),
         "commit": commit or None,
         "versions": versions,
     }
@@ -166,6 +184,8 @@ def markdown(data: dict[str, Any]) -> str:
         bound = ("≤ " if target["at_most"] else "≥ ") + f"{target['limit']:g}"
         met = {True: "yes", False: "**no**", None: "—"}[target["met"]]
         lines.append(f"| {target['target']} | {measured} | {bound} | {met} |")
+    lines += ["", "## What these numbers do not show", ""]
+    lines += [f"- {caveat}" for caveat in CAVEATS]
     titles = {
         "accepted": "Accepted request (µs per request; added = over its baseline's)",
         "refused": "Refused request (ratio = time / a canned 401's)",
@@ -226,7 +246,12 @@ def chart(data: dict[str, Any], path: Path) -> None:
             for row in data["rows"]
             if row["group"] == group and not (field == "added_us" and row["name"] == "bare")
         ]
-        names = [row["name"] for row in rows]
+        names = [
+            row["name"]
+            if row["baseline"] in ("bare", group, "canned 401")
+            else f"{row['name']} (over {row['baseline']})"
+            for row in rows
+        ]
         medians = [max(row[field]["median"], 0.01) for row in rows]
         low = [max(0.0, row[field]["median"] - row[field]["q1"]) for row in rows]
         high = [max(0.0, row[field]["q3"] - row[field]["median"]) for row in rows]

@@ -146,3 +146,17 @@ def test_the_suite_writes_its_table_chart_and_data(tmp_path: Path) -> None:
     assert (tmp_path / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     chart(data, tmp_path / "again.png")
     assert (tmp_path / "again.png").stat().st_size > 10_000
+
+
+def test_a_rival_that_waves_bad_keys_through_is_never_timed() -> None:
+    noop = by_name()["noop"]
+    lax = apps.Variant(**{**noop.__dict__, "name": "lax", "probes": apps.REFUSES})
+    with pytest.raises(BenchmarkError, match=r"lax: answered 200 to a request it must refuse"):
+        asyncio.run(verify(lax, lax.build()))
+
+
+def test_starlettes_variant_refuses_like_asgi_apikey() -> None:
+    # Deny by default on both sides: the comparison is like for like.
+    variant = by_name()["starlette AuthenticationMiddleware"]
+    assert variant.probes == apps.REFUSES
+    asyncio.run(verify(variant, variant.build()))
