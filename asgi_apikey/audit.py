@@ -195,9 +195,16 @@ class FailureThrottle:
         self._by_client: dict[tuple[str, str], int] = {}
         self._suppressed: dict[str, int] = {}
 
-    def spent(self, reason: str) -> bool:
-        """Whether ``reason`` has used up its budget for this interval (a lock-free look)."""
-        return self._by_reason.get(reason, 0) >= self.limit
+    def hold_if_spent(self, reason: str) -> bool:
+        """Whether ``reason`` has used up its budget; if so, count this refusal as held back.
+
+        A lock-free look (dict reads are atomic): what nearly every refusal of a
+        flood takes, without looking at the client.
+        """
+        if self._by_reason.get(reason, 0) < self.limit:
+            return False
+        self.hold(reason)
+        return True
 
     def hold(self, reason: str) -> None:
         """Count one refusal of ``reason`` as held back."""
@@ -208,10 +215,10 @@ class FailureThrottle:
         """Whether to log this refusal; when not, it is counted as suppressed."""
         pair = (reason, client) if client is not None else None
         # Under a flood nearly every refusal is over budget: say so from a lock-free
-        # look (dict reads are atomic), and take the lock only to spend budget.
-        if self.spent(reason) or (
-            pair is not None and self._by_client.get(pair, 0) >= self.per_client
-        ):
+        # look, and take the lock only to spend budget.
+        if self.hold_if_spent(reason):
+            return False
+        if pair is not None and self._by_client.get(pair, 0) >= self.per_client:
             self.hold(reason)
             return False
         with self._lock:
@@ -342,9 +349,7 @@ class Audit:
         throttle = self.throttle
         if throttle.due():
             self.flush()
-        if throttle.spent(reason):  # most of a flood: no need to look at the client
-            throttle.hold(reason)
-        else:
+        if not throttle.hold_if_spent(reason):  # most of a flood: no need to look at the client
             host = _client(scope)
             if throttle.admit(reason, host):
                 self._log_failure(scope, denial, realm, key_id, token, host)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import unquote_to_bytes
 
 __all__ = [
@@ -90,19 +91,26 @@ def parse_token(value: bytes, what: str, max_length: int) -> bytes | Malformed:
     Malformed(description='The bearer token contains a space')
     """
     if len(value) > max_length:
-        return Malformed(f"The {what} is longer than {max_length} bytes")
+        return _malformed(f"The {what} is longer than {max_length} bytes")
     if _B64TOKEN.fullmatch(value) is not None:
         return value
     if not value:
-        return Malformed(f"The {what} is empty")
+        return _malformed(f"The {what} is empty")
     if _FORBIDDEN.search(value.replace(b" ", b"")) is not None:
-        return Malformed(f"The {what} contains control, whitespace or non-ASCII bytes")
+        return _malformed(f"The {what} contains control, whitespace or non-ASCII bytes")
     if b" " in value:
-        return Malformed(f"The {what} contains a space")
-    return Malformed(
+        return _malformed(f"The {what} contains a space")
+    return _malformed(
         f"The {what} has characters outside the RFC 6750 b64token set "
         "(letters, digits, - . _ ~ + / and trailing =)"
     )
+
+
+@lru_cache(maxsize=64)
+def _malformed(description: str) -> Malformed:
+    # Descriptions come from a fixed set (times the few credential names and
+    # lengths configured): one shared value each instead of one per request.
+    return Malformed(description)
 
 
 def parse_authorization(
@@ -121,7 +129,7 @@ def parse_authorization(
     if match is not None:
         token = match.group(1)
         if len(token) > max_length:
-            return Malformed(f"The bearer token is longer than {max_length} bytes")
+            return _malformed(f"The bearer token is longer than {max_length} bytes")
         return token
     return _classify_authorization(value.strip(b" "), max_length)
 
@@ -193,6 +201,9 @@ class CredentialReader:
                 body = token.rstrip(b"=")
                 if body and not body.translate(None, _B64_CHARS) and len(token) <= self._max:
                     return token, False
+                # The scheme is right: only the token (with any optional spaces) is left.
+                checked = parse_token(token.strip(b" "), "bearer token", self._max)
+                return checked if isinstance(checked, Malformed) else (checked, False)
             parsed = parse_authorization(authorization, self._max)
             return parsed if parsed is None or isinstance(parsed, Malformed) else (parsed, False)
         return self._read_all(headers, query_string)

@@ -176,7 +176,9 @@ class APIKeyMiddleware:
         if denial is not None:
             self._audit.refused(scope, denial, self._realm, key_id=refused_id, token=token)
             if kind == "http":
-                await denial.send_http(scope, send)
+                start, body = denial.http_messages(scope.get("scheme", "http"))
+                await send(start)
+                await send(body)
             else:
                 await denial.send_websocket(scope, receive, send)
             return

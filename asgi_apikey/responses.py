@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from types import MappingProxyType
 
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from .credentials import is_http_token
 from .errors import ConfigurationError
@@ -223,13 +223,13 @@ class Denial:
     def headers(self, scheme: str) -> Headers:
         return self._secure if scheme in ("https", "wss") else self._plain
 
-    def _secure_for(self, scope: Scope) -> Headers:
-        return self.headers(scope.get("scheme", "http"))
-
-    async def send_http(self, scope: Scope, send: Send) -> None:
-        headers = self._plain if scope.get("scheme", "http") == "http" else self._secure_for(scope)
-        await send({"type": "http.response.start", "status": self.status, "headers": [*headers]})
-        await send({"type": "http.response.body", "body": self._body})
+    def http_messages(self, scheme: str) -> tuple[Message, Message]:
+        """The two messages of the HTTP response, fresh (whoever is sent them may edit them)."""
+        headers = self._plain if scheme == "http" else self.headers(scheme)
+        return (
+            {"type": "http.response.start", "status": self.status, "headers": [*headers]},
+            {"type": "http.response.body", "body": self._body},
+        )
 
     async def send_websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Refuse a handshake: never accepted, whatever the server supports."""

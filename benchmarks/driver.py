@@ -209,8 +209,12 @@ def paired(
     times: dict[str, list[float]],
     numerator: tuple[str, str],
     denominator: tuple[str, str],
-) -> Summary:
-    """Per-round ratio of two added costs: (a - a_base) / (b - b_base), summarised."""
+) -> tuple[Summary, int]:
+    """Per-round ratio of two added costs: (a - a_base) / (b - b_base), summarised.
+
+    A round in which ``b`` cost nothing over its baseline has no ratio; the
+    second value says how many rounds were left out for that.
+    """
     (a, a_base), (b, b_base) = numerator, denominator
     ratios = [
         (ta - tab) / (tb - tbb)
@@ -219,4 +223,4 @@ def paired(
     ]
     if not ratios:
         raise BenchmarkError(f"{b} cost nothing over {b_base} in every round: no ratio")
-    return Summary.of(ratios)
+    return Summary.of(ratios), len(times[a]) - len(ratios)

@@ -14,7 +14,7 @@ import structlog
 from benchmarks import apps
 from benchmarks.__main__ import main
 from benchmarks.driver import BenchmarkError, Summary, measure, paired, summarise, verify
-from benchmarks.report import chart, markdown, targets
+from benchmarks.report import chart, markdown, targets, verdict
 
 
 @pytest.fixture(autouse=True)
@@ -87,7 +87,12 @@ def test_summaries_and_paired_ratios() -> None:
     }
     times = {"a": [3.0, 5.0], "base": [1.0, 1.0], "b": [2.0, 3.0]}
     # (3-1)/(2-1) = 2 and (5-1)/(3-1) = 2
-    assert paired(times, ("a", "base"), ("b", "base")).median == 2.0
+    summary, dropped = paired(times, ("a", "base"), ("b", "base"))
+    assert (summary.median, dropped) == (2.0, 0)
+    # A round where b costs nothing over its baseline has no ratio: left out, and counted.
+    times = {"a": [3.0, 5.0, 9.0], "base": [1.0, 1.0, 1.0], "b": [2.0, 3.0, 1.0]}
+    summary, dropped = paired(times, ("a", "base"), ("b", "base"))
+    assert (summary.median, dropped) == (2.0, 1)
     with pytest.raises(BenchmarkError, match="cost nothing"):
         paired({"a": [2.0], "base": [1.0], "b": [1.0]}, ("a", "base"), ("b", "base"))
 
@@ -131,6 +136,57 @@ def test_a_target_without_its_variants_is_reported_as_not_measured() -> None:
     found = targets({"bare": [1.0], "asgi_apikey": [2.0]}, None)
     assert all(target["met"] is None for target in found)
     assert all(target["measured"] is None for target in found)
+    assert {target["verdict"] for target in found} == {"not measured"}
+
+
+@pytest.mark.parametrize(
+    ("values", "at_most", "expected"),
+    [
+        ([0.8, 0.9, 0.95], True, "met"),
+        ([1.05, 1.1, 1.2], True, "missed"),
+        ([0.9, 1.0, 1.1], True, "unclear"),  # the limit between the quartiles
+        ([0.9, 1.0, 1.1], False, "unclear"),
+        ([1.05, 1.1, 1.2], False, "met"),
+        ([0.8, 0.9, 0.95], False, "missed"),
+        ([1.0, 1.0, 1.0], True, "met"),  # exactly at the limit meets it either way
+        ([1.0, 1.0, 1.0], False, "met"),
+    ],
+)
+def test_a_verdict_is_unclear_when_the_limit_is_within_the_quartiles(
+    values: list[float], at_most: bool, expected: str
+) -> None:
+    assert verdict(Summary.of(values), 1.0, at_most=at_most) == expected
+
+
+def test_the_table_says_when_a_verdict_is_unclear_and_when_rounds_were_left_out() -> None:
+    times = synthetic_times()
+    # Starlette's middleware costs less than bare in one round: no ratio for that round.
+    times["starlette AuthenticationMiddleware"] = [13e-6, 9e-6, 13e-6]
+    e2e = {"results": {"httptools": {"ratio": [0.9, 0.95, 1.0]}}}
+    found = {target["target"]: target for target in targets(times, e2e)}
+    starlette = found["accepted: asgi_apikey's added cost / Starlette AuthenticationMiddleware's"]
+    assert starlette["dropped_rounds"] == 1
+    assert found["accepted: FastAPI HTTPBearer's added cost / asgi_apikey's"]["dropped_rounds"] == 0
+    httptools = found["end to end, uvicorn + httptools: requests/s / the bare app's"]
+    assert httptools["verdict"] == "unclear"
+    data = {
+        "environment": {
+            "date": "d",
+            "platform": "p",
+            "cpu_count": 2,
+            "implementation": "CPython",
+            "python": "3",
+            "commit": "c",
+            "load_average": None,
+            "versions": {},
+        },
+        "settings": {"rounds": 3, "requests": 1},
+        "targets": list(found.values()),
+        "rows": [],
+    }
+    page = markdown(data)
+    assert "1 round(s) with no added cost left out" in page
+    assert page.count("unclear") == 1
 
 
 def test_the_suite_writes_its_table_chart_and_data(tmp_path: Path) -> None:
