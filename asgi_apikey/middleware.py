@@ -79,6 +79,7 @@ class APIKeyMiddleware:
     ) -> None:
         self.app = app
         self.auth = _authenticator(keys, auth)
+        self._root_path = _own_root_path(app)
         self.rules = RuleTable(
             public=public, optional=optional, protected=protected, default=default
         )
@@ -141,7 +142,8 @@ class APIKeyMiddleware:
         refused_id: str | None = None  # the key_id of a known key that is refused
         via_query = False
         if not keys.development:
-            path = route_path(scope) if scope.get("root_path") else scope["path"]
+            root = self._root_path or scope.get("root_path")
+            path = route_path(scope, root) if root else scope["path"]
             rule = self._decided.get(path) or self.rules.decide(path)  # the cache first
             access = rule.access
             found = self._reader.read(scope["headers"], scope.get("query_string", b""))
@@ -285,6 +287,29 @@ def _authenticator(keys: Iterable[str | APIKey] | None, auth: APIKeyAuth | None)
     if keys is None:
         return APIKeyAuth()  # the environment, read once, here, never per request
     return APIKeyAuth(keys)
+
+
+def _own_root_path(app: object) -> str:
+    """The mount point the wrapped app sets itself when it is called, or ``""``.
+
+    ``FastAPI(root_path="/api")`` overwrites ``scope["root_path"]`` with
+    ``"/api"`` and then routes ``/api/admin`` as ``/admin``. Installed with
+    ``add_middleware`` this middleware runs after that and sees it; wrapped
+    around the app from outside it runs before, so it must judge paths against
+    the same mount point, or ``/api/admin`` would escape a rule for ``/admin``.
+    Middleware between this one and the app keep it as ``.app``; follow a few.
+    """
+    for _ in range(_MAX_WRAPPERS):
+        root_path = getattr(app, "root_path", None)
+        if isinstance(root_path, str) and root_path:
+            return root_path
+        app = getattr(app, "app", None)
+        if app is None:
+            break
+    return ""
+
+
+_MAX_WRAPPERS = 16
 
 
 def _check_flag(value: object, setting: str) -> None:

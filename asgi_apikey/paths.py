@@ -67,17 +67,21 @@ def normalize_path(path: str) -> str:
     return "/" + "/".join(segments)
 
 
-def route_path(scope: Scope) -> str:
+def route_path(scope: Scope, root_path: str | None = None) -> str:
     """The path the app routes on: ``scope["path"]`` less the mount point.
 
     Mirrors Starlette's ``get_route_path`` so that rules are relative to
-    ``root_path`` exactly as routes are.
+    ``root_path`` exactly as routes are. ``root_path``, when given, is the
+    mount point the app will set itself, in place of the scope's.
 
     >>> route_path({"path": "/api/v1/x", "root_path": "/api"})
     '/v1/x'
+    >>> route_path({"path": "/api/v1/x", "root_path": ""}, "/api")
+    '/v1/x'
     """
     path: str = scope["path"]
-    root_path: str = scope.get("root_path", "")
+    if root_path is None:
+        root_path = scope.get("root_path", "")
     if not root_path or not path.startswith(root_path):
         return path
     if len(path) == len(root_path):

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Annotated, Any
 
 import httpx2
 import pytest
 from fastapi import Depends, FastAPI
+from fastapi.exceptions import FastAPIDeprecationWarning
 from starlette.applications import Starlette
 from starlette.authentication import requires
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.testclient import TestClient, WebSocketDenialResponse
+from starlette.types import ASGIApp
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from asgi_apikey import (
@@ -253,3 +257,69 @@ async def test_through_httpx_asgi_transport() -> None:
     async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as client:
         assert (await client.get("/items", headers=READER)).status_code == 200
         assert (await client.get("/items")).status_code == 401
+
+
+# -- FastAPI(root_path=...) wrapped from outside ------------------------------------------------
+
+
+def _rooted_fastapi(root_path: str = "/prefix") -> FastAPI:
+    with warnings.catch_warnings():
+        # Deprecated in favour of the server's --root-path, still honoured by FastAPI.
+        warnings.simplefilter("ignore", FastAPIDeprecationWarning)
+        app = FastAPI(root_path=root_path)
+
+    @app.get("/admin/users")
+    async def admin_users() -> dict[str, str]:
+        return {"ran": "admin"}
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"ran": "health"}
+
+    return app
+
+
+ADMIN_KEY = "sk-admin-9f8e7d6c5b4a39281706"
+
+
+def _wrapped(app: ASGIApp, **rules: Any) -> TestClient:
+    keys = [APIKey(CANARY, name="user"), APIKey(ADMIN_KEY, name="admin", scopes={"admin"})]
+    wrapped = APIKeyMiddleware(app, keys=keys, **rules)
+    return TestClient(wrapped, raise_server_exceptions=False)
+
+
+@pytest.mark.parametrize("target", ["/prefix/admin/users", "/admin/users"])
+def test_a_fastapi_root_path_is_honoured_when_the_middleware_wraps_the_app(target: str) -> None:
+    # FastAPI sets scope["root_path"] itself, after an outer middleware has run: the
+    # rules must still be judged against it, or /prefix/admin escapes the /admin rule.
+    with _wrapped(_rooted_fastapi(), protected={"/admin": {"admin"}}) as client:
+        user = client.get(target, headers={"Authorization": f"Bearer {CANARY}"})
+        admin = client.get(target, headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+    assert user.status_code == 403
+    assert "insufficient_scope" in user.headers["www-authenticate"]
+    assert (admin.status_code, admin.json()) == (200, {"ran": "admin"})
+
+
+def test_a_fastapi_root_path_keeps_default_public_apps_closed_where_a_rule_says_so() -> None:
+    app = _rooted_fastapi()
+    with _wrapped(app, default="public", protected=["/admin"]) as client:
+        anonymous = client.get("/prefix/admin/users")
+        health = client.get("/prefix/health")
+    assert anonymous.status_code == 401
+    assert (health.status_code, health.json()) == (200, {"ran": "health"})
+
+
+def test_a_fastapi_root_path_is_found_through_middleware_in_between() -> None:
+    inner = CORSMiddleware(_rooted_fastapi("/v2"), allow_origins=["https://example.test"])
+    with _wrapped(inner, default="public", protected=["/admin"]) as client:
+        assert client.get("/v2/admin/users").status_code == 401
+        assert client.get("/v2/health").status_code == 200
+
+
+def test_an_app_without_a_root_path_of_its_own_keeps_the_servers() -> None:
+    app = Starlette(routes=[Route("/admin/users", lambda request: JSONResponse({"ran": "admin"}))])
+    wrapped = APIKeyMiddleware(app, keys=[CANARY], default="public", protected=["/admin"])
+    with TestClient(wrapped, root_path="/mount") as client:
+        assert client.get("/mount/admin/users").status_code == 401
+        headers = {"Authorization": f"Bearer {CANARY}"}
+        assert client.get("/mount/admin/users", headers=headers).status_code == 200
