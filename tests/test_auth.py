@@ -1444,10 +1444,16 @@ def test_snapshots_read_from_threads_are_whole_key_sets(fine_switching: None) ->
     failures: list[str] = []
     seen: list[set[frozenset[str]]] = [set() for _ in range(3)]
 
+    # On a loaded machine the writer may finish before a reader runs at all: it waits
+    # (boundedly) until each whole set has been seen once, so the test always tests.
+    seen_whole = {frozenset(big_a): threading.Event(), frozenset(big_b): threading.Event()}
+
     def writer() -> None:
         try:
+            seen_whole[frozenset(big_a)].wait(timeout=10)
             for _ in range(60):
                 auth.replace_keys(keys_b)
+                seen_whole[frozenset(big_b)].wait(timeout=10)
                 auth.add_key(extra)
                 auth.replace_keys(keys_a)
                 auth.add_key(extra)
@@ -1466,6 +1472,8 @@ def test_snapshots_read_from_threads_are_whole_key_sets(fine_switching: None) ->
                     failures.append(f"a snapshot of {len(ids)} ids is no whole set")
                     continue
                 seen[number].add(ids)
+                if ids in seen_whole:
+                    seen_whole[ids].set()
                 if set(snapshot.by_id.values()) != set(snapshot.by_digest):
                     failures.append("by_id and by_digest disagree")
                 (inside, name), outside = allowed[ids]
