@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Iterable, Mapping
 from typing import Any
 
+from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from structlog.contextvars import bind_contextvars, reset_contextvars
 
@@ -20,7 +21,7 @@ from .context import ANONYMOUS_USER
 from .credentials import DEFAULT_MAX_TOKEN_LENGTH, CredentialReader, Malformed, is_http_token
 from .errors import ConfigurationError
 from .keys import Accepted, APIKey
-from .paths import Access, RuleTable, route_path
+from .paths import Access, RuleTable
 from .responses import AddedHeaders, Denial, Denials, SecurityHeaders, merge_headers
 
 __all__ = ["APIKeyMiddleware"]
@@ -79,7 +80,7 @@ class APIKeyMiddleware:
     ) -> None:
         self.app = app
         self.auth = _authenticator(keys, auth)
-        self._root_path = _own_root_path(app)
+        self._rooted = _rooted_app(app)
         self.rules = RuleTable(
             public=public, optional=optional, protected=protected, default=default
         )
@@ -142,9 +143,13 @@ class APIKeyMiddleware:
         refused_id: str | None = None  # the key_id of a known key that is refused
         via_query = False
         if not keys.development:
-            root = self._root_path or scope.get("root_path")
-            path = route_path(scope, root) if root else scope["path"]
-            rule = self._decided.get(path) or self.rules.decide(path)  # the cache first
+            rooted = self._rooted
+            root = (rooted.root_path if rooted is not None else "") or scope.get("root_path")
+            if root:
+                rule = self.rules.decide_under(scope["path"], root)
+            else:
+                path = scope["path"]
+                rule = self._decided.get(path) or self.rules.decide(path)  # the cache first
             access = rule.access
             found = self._reader.read(scope["headers"], scope.get("query_string", b""))
             if found is None:
@@ -289,24 +294,26 @@ def _authenticator(keys: Iterable[str | APIKey] | None, auth: APIKeyAuth | None)
     return APIKeyAuth(keys)
 
 
-def _own_root_path(app: object) -> str:
-    """The mount point the wrapped app sets itself when it is called, or ``""``.
+def _rooted_app(app: object) -> Any:
+    """The Starlette app inside ``app`` that sets its own ``root_path``, or ``None``.
 
-    ``FastAPI(root_path="/api")`` overwrites ``scope["root_path"]`` with
-    ``"/api"`` and then routes ``/api/admin`` as ``/admin``. Installed with
-    ``add_middleware`` this middleware runs after that and sees it; wrapped
-    around the app from outside it runs before, so it must judge paths against
-    the same mount point, or ``/api/admin`` would escape a rule for ``/admin``.
-    Middleware between this one and the app keep it as ``.app``; follow a few.
+    ``FastAPI(root_path="/api")`` overwrites ``scope["root_path"]`` with its
+    ``root_path`` when called, then routes ``/api/admin`` as ``/admin``.
+    Installed with ``add_middleware`` this middleware runs after that and sees
+    it; wrapped around the app from outside it runs before, so it must read
+    the same attribute (at each request: it may be set after wrapping), or
+    ``/api/admin`` would escape a rule for ``/admin``. Only a Starlette app is
+    trusted with the attribute: on other objects (a Quart or Flask app) a
+    ``root_path`` is a directory, not a mount point. Middleware between this
+    one and the app keep it as ``.app``; a few are followed.
     """
     for _ in range(_MAX_WRAPPERS):
-        root_path = getattr(app, "root_path", None)
-        if isinstance(root_path, str) and root_path:
-            return root_path
+        if isinstance(app, Starlette):
+            return app if isinstance(getattr(app, "root_path", None), str) else None
         app = getattr(app, "app", None)
         if app is None:
-            break
-    return ""
+            return None
+    return None
 
 
 _MAX_WRAPPERS = 16

@@ -79,9 +79,13 @@ def route_path(scope: Scope, root_path: str | None = None) -> str:
     >>> route_path({"path": "/api/v1/x", "root_path": ""}, "/api")
     '/v1/x'
     """
-    path: str = scope["path"]
     if root_path is None:
         root_path = scope.get("root_path", "")
+    return _strip_root(scope["path"], root_path)
+
+
+def _strip_root(path: str, root_path: str) -> str:
+    # Starlette's reading: the mount point comes off only at a segment boundary.
     if not root_path or not path.startswith(root_path):
         return path
     if len(path) == len(root_path):
@@ -212,6 +216,20 @@ class RuleTable:
             if len(self._decided) >= _MAX_DECIDED:
                 self._decided.clear()  # a flood of distinct paths: start afresh, stay bounded
             self._decided[path] = rule
+        return rule
+
+    def decide_under(self, path: str, root_path: str) -> Rule:
+        """The rule for ``path`` (``scope["path"]``) under the mount point ``root_path``.
+
+        Starlette takes ``root_path`` off only at a segment boundary (``/api``
+        from ``/api/x``, never from ``/apix``); Quart and a2wsgi take it off as
+        a plain prefix, so there ``/apiadmin`` routes as ``/admin``. Both
+        readings are judged, and the stricter wins.
+        """
+        rule = self.decide(_strip_root(path, root_path))
+        cut = len(root_path)
+        if len(path) > cut and path[cut] != "/" and path.startswith(root_path):
+            rule = _stricter(rule, self.decide("/" + path[cut:]))
         return rule
 
     def _decide_unusual(self, path: str) -> Rule:

@@ -18,11 +18,31 @@ from benchmarks.report import chart, markdown, targets, verdict
 
 
 @pytest.fixture(autouse=True)
-def _restore() -> Iterator[None]:
-    # The suite configures structlog and the peer reads a variable: undo both.
+def _restore(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    # The suite configures structlog and the peer reads a variable: undo both. Its
+    # configuration caches loggers on first use, which no reset undoes: the package's
+    # logger would keep this pipeline for every later test (and their captures would
+    # see nothing). Here it is configured the same way, uncached.
+    configure = structlog.configure
+
+    def uncached(**settings: object) -> None:
+        configure(**{**settings, "cache_logger_on_first_use": False})  # type: ignore[arg-type]
+
+    monkeypatch.setattr(structlog, "configure", uncached)
     yield
     structlog.reset_defaults()
     os.environ.pop(apps.PEER_ENV, None)
+
+
+def test_the_suite_leaves_the_package_logger_uncached_for_later_tests(tmp_path: Path) -> None:
+    options = ["--rounds", "1", "--requests", "3", "--no-e2e", "--only", "asgi_apikey"]
+    assert main([*options, "--out", str(tmp_path)]) == 0
+    structlog.reset_defaults()
+    with structlog.testing.capture_logs() as logs:
+        from asgi_apikey.audit import emit
+
+        emit("warning", "probe", {})
+    assert [entry["event"] for entry in logs] == ["probe"]
 
 
 def by_name() -> dict[str, apps.Variant]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from typing import Annotated, Any
 
@@ -16,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.testclient import TestClient, WebSocketDenialResponse
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from asgi_apikey import (
@@ -282,10 +283,11 @@ def _rooted_fastapi(root_path: str = "/prefix") -> FastAPI:
 ADMIN_KEY = "sk-admin-9f8e7d6c5b4a39281706"
 
 
-def _wrapped(app: ASGIApp, **rules: Any) -> TestClient:
+def _wrapped(app: ASGIApp, root_path: str = "", **rules: Any) -> TestClient:
     keys = [APIKey(CANARY, name="user"), APIKey(ADMIN_KEY, name="admin", scopes={"admin"})]
     wrapped = APIKeyMiddleware(app, keys=keys, **rules)
-    return TestClient(wrapped, raise_server_exceptions=False)
+    # The server's root_path (uvicorn --root-path): in the scope, and in front of path.
+    return TestClient(wrapped, raise_server_exceptions=False, root_path=root_path)
 
 
 @pytest.mark.parametrize("target", ["/prefix/admin/users", "/admin/users"])
@@ -323,3 +325,57 @@ def test_an_app_without_a_root_path_of_its_own_keeps_the_servers() -> None:
         assert client.get("/mount/admin/users").status_code == 401
         headers = {"Authorization": f"Bearer {CANARY}"}
         assert client.get("/mount/admin/users", headers=headers).status_code == 200
+
+
+def test_a_fastapi_root_path_set_after_wrapping_is_honoured() -> None:
+    api = FastAPI()
+
+    @api.get("/admin/users")
+    async def admin_users() -> dict[str, str]:
+        return {"ran": "admin"}
+
+    client = _wrapped(api, protected={"/admin": {"admin"}})
+    api.root_path = "/prefix"  # from settings loaded at startup, say
+    with client:
+        user = client.get("/prefix/admin/users", headers={"Authorization": f"Bearer {CANARY}"})
+    assert user.status_code == 403
+
+
+class _DirectoryRooted:
+    """An ASGI app whose ``root_path`` is a directory, as on Quart and Flask apps."""
+
+    root_path = "/srv/app"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        body = json.dumps({"ran": scope["path"]}).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+
+
+class _PassThrough:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
+@pytest.mark.parametrize("inner", [_DirectoryRooted(), _PassThrough(_DirectoryRooted())])
+def test_a_root_path_attribute_of_an_app_that_is_not_starlette_is_not_a_mount_point(
+    inner: ASGIApp,
+) -> None:
+    # Quart(__name__).root_path is the module's directory: the server's mount point
+    # (uvicorn --root-path /api) must still be what rules are judged against.
+    client = _wrapped(inner, "/api", public=["/health"], protected={"/admin": {"admin"}})
+    with client:
+        user = client.get("/api/admin/users", headers={"Authorization": f"Bearer {CANARY}"})
+        health = client.get("/api/health")
+        stripped = client.get("/srv/app/admin/users", headers={"Authorization": f"Bearer {CANARY}"})
+    assert user.status_code == 403
+    assert health.status_code == 200
+    assert stripped.status_code == 200  # a path under the directory is just a path

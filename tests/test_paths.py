@@ -857,3 +857,48 @@ def test_the_decision_cache_stays_bounded_and_skips_long_paths() -> None:
     assert long_path not in table._decided
     assert table.decide("/docs/x").access is Access.PUBLIC
     assert table._decided["/docs/x"].access is Access.PUBLIC
+
+
+# -- decide_under: the mount point taken off in every way a router does ------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "root_path", "expected"),
+    [
+        ("/api/admin/users", "/api", Access.PROTECTED),  # Starlette's reading
+        ("/api/health", "/api", Access.PUBLIC),
+        # Quart and a2wsgi take "/api" off "/apiadmin" too: judged as /admin as well.
+        ("/apiadmin/users", "/api", Access.PROTECTED),
+        ("/apihealth", "/api", Access.PUBLIC),  # "/apihealth" and "/health": both public
+        ("/api/", "/api", Access.PUBLIC),  # the mount point itself is "/"
+        ("/api", "/api", Access.PUBLIC),
+        ("/api/admin", "/api/", Access.PROTECTED),  # a trailing slash: "admin" -> "/admin"
+        ("/other/admin", "/api", Access.PUBLIC),  # not under the mount point: as spelled
+    ],
+)
+def test_decide_under_judges_every_reading_of_the_mount_point(
+    path: str, root_path: str, expected: Access
+) -> None:
+    table = RuleTable(public=["/", "/health"], protected={"/admin": {"admin"}}, default="public")
+    assert table.decide_under(path, root_path).access is expected
+
+
+def test_decide_under_keeps_the_scopes_of_the_stricter_reading() -> None:
+    table = RuleTable(public=["/health"], protected={"/admin": {"admin"}})
+    assert table.decide_under("/apiadmin/users", "/api").scopes == frozenset({"admin"})
+    assert table.decide_under("/api/admin/users", "/api").scopes == frozenset({"admin"})
+
+
+def test_a_prefix_only_mount_reading_cannot_open_a_protected_path() -> None:
+    # A router that strips root_path as a plain prefix routes /apiadmin/users as
+    # /admin/users: a key without the admin scope must not get there.
+    app = Recorder()
+    middleware = APIKeyMiddleware(
+        app, keys=[CANARY], default="public", protected={"/admin": {"admin"}}
+    )
+    scope = http_scope("/apiadmin/users", headers=[bearer(CANARY)], root_path="/api")
+    assert call(middleware, scope).status == 403
+    assert call(middleware, http_scope("/apiadmin/users", root_path="/api")).status == 401
+    assert app.seen == []
+    # Under the mount point proper, the public default still applies.
+    assert call(middleware, http_scope("/api/docs", root_path="/api")).status == 200

@@ -373,9 +373,6 @@ def null_logging() -> Iterator[Counter[str]]:
         structlog.reset_defaults()
 
 
-# Coverage tracing would double the run and measures nothing new here: every line the
-# soak runs is covered by the other tests.
-@pytest.mark.no_cover
 def test_one_million_mixed_requests_leave_memory_bounded(null_logging: Counter[str]) -> None:
     born = time.monotonic()  # before the throttle's first interval starts
     auth = APIKeyAuth(
