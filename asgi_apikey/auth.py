@@ -629,12 +629,17 @@ def _ids(these: dict[bytes, KeyEntry], not_in: dict[bytes, KeyEntry]) -> tuple[s
     return tuple(sorted(e.key.key_id for d, e in these.items() if d not in not_in))
 
 
+_KEY_SOURCES = ("api_key", "additional_api_keys", "api_keys_file")
+
+
 def _names_a_key_source(config: AuthSettings) -> bool:
-    return (
-        config.api_key is not None
-        or config.additional_api_keys is not None
-        or config.api_keys_file is not None
-    )
+    if any(getattr(config, field) is not None for field in _KEY_SOURCES):
+        return True
+    # An empty value counts as unset, but a key variable that is set and empty
+    # (API_KEY=${API_KEY} with the secret missing) still names a key source: it
+    # holds no key, so every protected request is refused, never let through.
+    names = {variable(type(config), field) for field in _KEY_SOURCES}
+    return any(name.upper() in names for name in os.environ)
 
 
 def _check_clock(clock: object) -> Callable[[], float]:

@@ -312,15 +312,19 @@ def test_a_key_source_without_keys_refuses_every_protected_request(
 
 
 @pytest.mark.parametrize("name", ["API_KEY", "ADDITIONAL_API_KEYS", "API_KEYS_FILE"])
-def test_an_empty_key_variable_counts_as_unset(
+def test_an_empty_key_variable_names_a_source_that_holds_no_key(
     name: str, monkeypatch: pytest.MonkeyPatch, no_default: None
 ) -> None:
+    # API_KEY=${API_KEY} with the secret missing: fail closed, never development mode.
     monkeypatch.setenv(name, "")
     with capture_logs() as logs:
         auth = APIKeyAuth.from_env()
-    assert auth.is_development_mode is True
-    assert auth.mode == "test"
-    assert [entry["event"] for entry in logs] == ["development_mode"]
+    assert auth.is_development_mode is False
+    assert auth.mode == "simple"
+    assert [entry["event"] for entry in logs] == ["no_keys"]
+    app, inner = middleware(auth)
+    assert_refused(call(app, http_scope("/v1/chat"), inner), 401, MISSING)
+    assert_refused(call(app, http_scope("/v1/chat", headers=[bearer(CANARY)]), inner), 401, INVALID)
 
 
 @pytest.mark.parametrize(
@@ -537,7 +541,7 @@ def test_reload_keeps_development_mode_only_while_no_key_variable_is_set(
 ) -> None:
     auth = APIKeyAuth.from_env()
     app, inner = middleware(auth)
-    monkeypatch.setenv("API_KEY", "")  # empty counts as unset
+    monkeypatch.setenv("AUTH_MODE", "")  # an empty variable other than a key's counts as unset
     assert auth.reload() == changes()
     assert auth.is_development_mode is True
     assert seen_auth(call(app, http_scope("/v1/chat"), inner)).mode == "test"
@@ -549,7 +553,7 @@ def test_reload_keeps_development_mode_only_while_no_key_variable_is_set(
     assert_refused(call(app, http_scope("/v1/chat"), inner), 401, MISSING)
     # Unset again: still enforcing, never back to development mode.
     monkeypatch.delenv(name)
-    monkeypatch.delenv("API_KEY")
+    monkeypatch.delenv("AUTH_MODE")
     assert auth.reload() == changes()
     assert auth.is_development_mode is False
     assert_refused(call(app, http_scope("/v1/chat"), inner), 401, MISSING)

@@ -635,10 +635,12 @@ def test_environment_argument_lifts_the_production_refusal(
 
 # ------------------------------------------------------------- empty counts as unset
 
+KEY_VARIABLES = ("API_KEY", "ADDITIONAL_API_KEYS", "API_KEYS_FILE")
+
 
 @pytest.mark.parametrize(
     "name",
-    AUTH_VARIABLES,
+    [name for name in AUTH_VARIABLES if name not in KEY_VARIABLES],
 )
 @pytest.mark.parametrize("build", BUILDERS)
 def test_empty_variable_counts_as_unset(
@@ -652,6 +654,19 @@ def test_empty_variable_counts_as_unset(
     assert auth.mode == "test"
     for feature in ("key_file", "metadata", "user_tracking", "request_logging"):
         assert not auth.supports(feature), feature
+
+
+@pytest.mark.parametrize("name", KEY_VARIABLES)
+@pytest.mark.parametrize("build", BUILDERS)
+def test_an_empty_key_variable_is_a_key_source_that_holds_no_key(
+    monkeypatch: pytest.MonkeyPatch, build: Builder, name: str
+) -> None:
+    monkeypatch.setenv(name, "")
+    with capture_logs() as logs:
+        auth = build()
+    assert not auth.is_development_mode
+    assert auth.key_ids == ()
+    assert [entry["event"] for entry in logs] == ["no_keys"]
 
 
 def test_empty_api_key_next_to_a_real_additional_key(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -1904,9 +1919,11 @@ def test_settings_subclass_reads_prefixed_variables(monkeypatch: pytest.MonkeyPa
 
 
 def test_settings_subclass_keeps_empty_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MYAPP_API_KEY", "")
     monkeypatch.setenv("MYAPP_AUTH_MODE", "")
+    monkeypatch.setenv("API_KEY", "")  # another prefix's variable: not this app's source
     assert APIKeyAuth(settings=MyAppSettings).is_development_mode
+    monkeypatch.setenv("MYAPP_API_KEY", "")  # this app's key source, set and empty
+    assert not APIKeyAuth(settings=MyAppSettings).is_development_mode
 
 
 @pytest.mark.parametrize(
