@@ -48,6 +48,7 @@ from .settings import (
     ENVIRONMENTS,
     AuthSettings,
     environment_keys,
+    given_variables,
     load_key_file,
     read_settings,
     variable,
@@ -636,10 +637,11 @@ def _names_a_key_source(config: AuthSettings) -> bool:
     if any(getattr(config, field) is not None for field in _KEY_SOURCES):
         return True
     # An empty value counts as unset, but a key variable that is set and empty
-    # (API_KEY=${API_KEY} with the secret missing) still names a key source: it
-    # holds no key, so every protected request is refused, never let through.
+    # (API_KEY=${API_KEY} with the secret missing), in the environment, a .env
+    # file or a secrets directory, still names a key source: it holds no key, so
+    # every protected request is refused, never let through.
     names = {variable(type(config), field) for field in _KEY_SOURCES}
-    return any(name.upper() in names for name in os.environ)
+    return not names.isdisjoint(given_variables(type(config)))
 
 
 def _check_clock(clock: object) -> Callable[[], float]:

@@ -17,7 +17,7 @@ import contextlib
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import urlparse, urlsplit
 
 from starlette.types import Scope
 
@@ -226,6 +226,14 @@ class RuleTable:
         a plain prefix, so there ``/apiadmin`` routes as ``/admin``. Both
         readings are judged, and the stricter wins.
         """
+        rule = self._under(path, root_path)
+        # A target that is not in origin form: Quart routes the path of it as a URL,
+        # then takes root_path off that.
+        for reading in _url_readings(path):
+            rule = _stricter(rule, self._under(reading, root_path))
+        return rule
+
+    def _under(self, path: str, root_path: str) -> Rule:
         rule = self.decide(_strip_root(path, root_path))
         cut = len(root_path)
         if len(path) > cut and path[cut] != "/" and path.startswith(root_path):
@@ -234,14 +242,8 @@ class RuleTable:
 
     def _decide_unusual(self, path: str) -> Rule:
         # Judge the path as spelled and resolved, and, when it is not in origin
-        # form, also as the path of a URL: an absolute-form target that the server
-        # passed through ("http://host/admin", which Quart routes as "/admin") or
-        # a network-path reference ("//host/admin"). The strictest reading wins.
-        readings = [path]
-        if "://" in path or path[:2] == "//":
-            # A string that is not a URL (a broken IPv6 host, say) cannot be routed as one.
-            with contextlib.suppress(ValueError):
-                readings.append(urlsplit(path).path)
+        # form, also as the path of a URL (see _url_readings). The strictest wins.
+        readings = [path, *_url_readings(path)]
         candidates: list[str] = []
         for reading in readings:
             spelled = reading if reading[:1] == "/" else "/" + reading
@@ -256,6 +258,25 @@ class RuleTable:
         """The compiled rules, longest first, then the default as ``Rule('/', ...)``."""
         ordered = sorted(self._rules.values(), key=lambda rule: (-len(rule.path), rule.path))
         return (*ordered, self._default)
+
+
+def _url_readings(path: str) -> list[str]:
+    """The paths a router may take from ``path`` read as a URL; none for origin form.
+
+    An absolute-form target the server passed through (``http://host/admin``),
+    a network-path reference (``//host/admin``) or any path not starting with
+    ``/`` (``http:/admin``, ``x:admin``): Quart routes ``urlparse(path).path``,
+    which also drops ``;params`` from the last segment; ``urlsplit`` keeps them.
+    """
+    if path[:1] == "/" and path[:2] != "//" and "://" not in path:
+        return []
+    readings: list[str] = []
+    # A string that is not a URL (a broken IPv6 host, say) cannot be routed as one.
+    with contextlib.suppress(ValueError):
+        for reading in (urlsplit(path).path, urlparse(path).path):
+            if reading not in readings:
+                readings.append(reading)
+    return readings
 
 
 def _inherit_scopes(rules: dict[str, Rule]) -> dict[str, Rule]:

@@ -20,6 +20,7 @@ A key file holds digests only, never plain keys::
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import stat
@@ -28,6 +29,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from dotenv import dotenv_values
 from pydantic import SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -87,6 +89,37 @@ class AuthSettings(BaseSettings):
 def variable(settings: type[AuthSettings], field: str) -> str:
     """The environment variable behind ``field`` (``"api_key"`` -> ``"API_KEY"``)."""
     return (str(settings.model_config.get("env_prefix") or "") + field).upper()
+
+
+def given_variables(settings: type[AuthSettings]) -> set[str]:
+    """Every variable name ``settings`` would read that is set, empty or not, in upper case.
+
+    The process environment, the ``env_file`` files and the ``secrets_dir``
+    files: ``API_KEY=`` in any of them is a key variable that is set (to
+    nothing), which reading the settings cannot tell from one that is unset.
+    """
+    given = {name.upper() for name in os.environ}
+    config = settings.model_config
+    for file in _paths_of(config.get("env_file")):
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            if file.is_file():
+                values = dotenv_values(file, encoding=config.get("env_file_encoding") or "utf-8")
+                given.update(name.upper() for name in values)
+    for directory in _paths_of(config.get("secrets_dir")):
+        with contextlib.suppress(OSError):
+            if directory.is_dir():
+                given.update(entry.name.upper() for entry in directory.iterdir())
+    return given
+
+
+def _paths_of(value: object) -> list[Path]:
+    if value is None:
+        return []
+    if isinstance(value, str | os.PathLike):
+        return [Path(value).expanduser()]
+    if isinstance(value, list | tuple):
+        return [Path(item).expanduser() for item in value if isinstance(item, str | os.PathLike)]
+    return []
 
 
 def read_settings(settings: type[AuthSettings] = AuthSettings, **overrides: Any) -> AuthSettings:

@@ -902,3 +902,38 @@ def test_a_prefix_only_mount_reading_cannot_open_a_protected_path() -> None:
     assert app.seen == []
     # Under the mount point proper, the public default still applies.
     assert call(middleware, http_scope("/api/docs", root_path="/api")).status == 200
+
+
+# -- targets that are not in origin form, read as URLs (Quart routes urlparse(path).path) --
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "http:/admin/users",
+        "x:/admin/users",
+        "http:admin/users",
+        "http://127.0.0.1/admin;x",  # urlparse drops ;params from the last segment
+        "http://127.0.0.1/admin/users;x",
+        "//127.0.0.1/admin;x",
+    ],
+)
+def test_a_target_read_as_a_url_cannot_open_a_protected_path(path: str) -> None:
+    table = RuleTable(default="public", protected={"/admin": {"admin"}})
+    rule = table.decide(path)
+    assert (rule.access, rule.scopes) == (Access.PROTECTED, frozenset({"admin"}))
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "http://127.0.0.1/api/admin/users",
+        "http://127.0.0.1/apiadmin/users",
+        "http:/api/admin/users",
+        "http:/apiadmin;x",
+    ],
+)
+def test_a_url_target_under_a_mount_point_is_judged_without_it(path: str) -> None:
+    table = RuleTable(default="public", protected={"/admin": {"admin"}})
+    rule = table.decide_under(path, "/api")
+    assert (rule.access, rule.scopes) == (Access.PROTECTED, frozenset({"admin"}))

@@ -2088,6 +2088,61 @@ def test_settings_subclass_reads_a_dotenv_file(
 
 
 @pytest.mark.parametrize(
+    "line",
+    ["MYAPP_API_KEY=", 'MYAPP_API_KEY=""', "myapp_additional_api_keys=", "MYAPP_API_KEYS_FILE="],
+)
+def test_an_empty_key_variable_in_a_dotenv_file_names_a_key_source(
+    tmp_path: Path, line: str
+) -> None:
+    # The README's Settings(AuthSettings) with env_file=".env": API_KEY= there must
+    # fail closed as it does in the environment, never mean development mode.
+    dotenv = write(tmp_path, f"MYAPP_AUTH_MODE=simple\n{line}\n", name=".env")
+
+    class DotEnvSettings(AuthSettings):
+        model_config = SettingsConfigDict(env_prefix="MYAPP_", env_file=dotenv)
+
+    with capture_logs() as logs:
+        auth = APIKeyAuth(settings=DotEnvSettings)
+    assert not auth.is_development_mode
+    assert [entry["event"] for entry in logs] == ["no_keys"]
+
+
+def test_an_empty_secret_file_names_a_key_source(tmp_path: Path) -> None:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+
+    class SecretSettings(AuthSettings):
+        model_config = SettingsConfigDict(env_prefix="MYAPP_", secrets_dir=secrets)
+
+    assert APIKeyAuth(settings=SecretSettings).is_development_mode  # nothing given
+    (secrets / "MYAPP_API_KEY").write_text("")
+    assert not APIKeyAuth(settings=SecretSettings).is_development_mode
+
+
+@pytest.mark.parametrize(
+    "env_file",
+    [
+        pytest.param("missing", id="missing-file"),
+        pytest.param("other", id="other-variables"),
+        pytest.param("unprefixed", id="another-prefix"),
+    ],
+)
+def test_a_dotenv_file_without_key_variables_keeps_development_mode(
+    tmp_path: Path, env_file: str
+) -> None:
+    dotenv = tmp_path / ".env"
+    if env_file == "other":
+        dotenv.write_text("MYAPP_AUTH_MODE=\nDATABASE_URL=\n")
+    elif env_file == "unprefixed":
+        dotenv.write_text("API_KEY=\n")  # read only by apps without the MYAPP_ prefix
+
+    class DotEnvSettings(AuthSettings):
+        model_config = SettingsConfigDict(env_prefix="MYAPP_", env_file=dotenv)
+
+    assert APIKeyAuth(settings=DotEnvSettings).is_development_mode
+
+
+@pytest.mark.parametrize(
     "settings",
     [
         pytest.param(object, id="object"),
