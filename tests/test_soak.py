@@ -47,6 +47,7 @@ from structlog.typing import EventDict, WrappedLogger
 from asgi_apikey import APIKey, APIKeyAuth, APIKeyMiddleware, AuthContext, Rejected
 from asgi_apikey.audit import MAX_COUNTED_KEY_IDS, MAX_THROTTLED_CLIENTS, REASONS
 from asgi_apikey.paths import _MAX_DECIDED
+from tests.asgi import http_scope
 
 WARM_UP = 50_000
 REQUESTS = 1_000_000
@@ -176,25 +177,18 @@ def scope_of(
     root_path: str = "",
     extensions: dict[str, object] | None = None,
 ) -> Scope:
-    scope: Scope = {
-        "type": kind,
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "scheme": scheme,
-        "path": path,
-        "raw_path": path.encode("utf-8"),
-        "root_path": root_path,
-        "query_string": query_string,
-        "headers": [(b"host", b"soak.test"), *headers],
-        "client": client(n),
-        "server": ("127.0.0.1", 80),
-    }
-    if kind == "http":
-        scope["method"] = "GET" if n % 3 else "POST"
-    else:
-        scope["subprotocols"] = []
-    if extensions is not None:
-        scope["extensions"] = extensions
+    """Request ``n``'s scope: tests.asgi's, from one of many clients, GET or POST."""
+    scope = http_scope(
+        path,
+        headers=headers,
+        method="GET" if n % 3 else "POST",
+        scheme=scheme,
+        query_string=query_string,
+        root_path=root_path,
+        kind=kind,
+        extensions=extensions,
+    )
+    scope["client"] = client(n)
     return scope
 
 
