@@ -183,6 +183,7 @@ class APIKeyAuth:
         # Development mode only when no key source is configured at all. A source
         # that yields no key (keys=[], an empty file) refuses every request instead.
         development = not self._verifiers and self._from_env and not _names_a_key_source(config)
+        self._empty = _empty_key_variables(config) if self._from_env else ()
         if self._environment == "production" and not entries and not self._verifiers:
             raise ConfigurationError(self._no_keys_in_production())
         label = "test" if _under_test() or self._environment == "testing" else "development"
@@ -202,8 +203,9 @@ class APIKeyAuth:
         elif not entries and not self._verifiers:
             _log.warning(
                 "no_keys",
-                detail="the configured key sources hold no key, so every protected request "
-                "is refused; add keys, or leave every key source unset for development mode",
+                detail=f"{_set_but_empty(self._empty)}the configured key sources hold no key, so "
+                "every protected request is refused; add keys, or leave every key source "
+                "unset for development mode",
             )
 
     @classmethod
@@ -411,6 +413,7 @@ class APIKeyAuth:
                 config = read_settings(self._settings_class, **self._overrides)
                 sourced = environment_keys(config)
                 unconfigured = not _names_a_key_source(config)
+                self._empty = _empty_key_variables(config)
             else:
                 sourced = self._file_keys()
             fresh, fresh_labels = self._prepare(sourced)
@@ -440,6 +443,15 @@ class APIKeyAuth:
         0
         """
         return self._audit.counters()
+
+    def empty_key_variables(self) -> tuple[str, ...]:
+        """The key variables that were set to nothing when the environment was last read.
+
+        Such a variable (``API_KEY=``, a missing secret) is a key source holding no
+        key: every protected request is refused. ``python -m asgi_apikey check``
+        names them.
+        """
+        return self._empty
 
     @property
     def key_ids(self) -> tuple[str, ...]:
@@ -633,15 +645,32 @@ def _ids(these: dict[bytes, KeyEntry], not_in: dict[bytes, KeyEntry]) -> tuple[s
 _KEY_SOURCES = ("api_key", "additional_api_keys", "api_keys_file")
 
 
+def _set_but_empty(names: Sequence[str]) -> str:
+    if not names:
+        return ""
+    verb = "is" if len(names) == 1 else "are"
+    return f"{' and '.join(names)} {verb} set but empty (a missing secret?): "
+
+
 def _names_a_key_source(config: AuthSettings) -> bool:
-    if any(getattr(config, field) is not None for field in _KEY_SOURCES):
-        return True
-    # An empty value counts as unset, but a key variable that is set and empty
-    # (API_KEY=${API_KEY} with the secret missing), in the environment, a .env
-    # file or a secrets directory, still names a key source: it holds no key, so
-    # every protected request is refused, never let through.
-    names = {variable(type(config), field) for field in _KEY_SOURCES}
-    return not names.isdisjoint(given_variables(type(config)))
+    return any(getattr(config, field) is not None for field in _KEY_SOURCES) or bool(
+        _empty_key_variables(config)
+    )
+
+
+def _empty_key_variables(config: AuthSettings) -> tuple[str, ...]:
+    """The key variables that are set, but to nothing (``API_KEY=``).
+
+    An empty value counts as unset, but a key variable that is set and empty
+    (``API_KEY=${API_KEY}`` with the secret missing), in the environment, a
+    ``.env`` file or a secrets directory, still names a key source: it holds no
+    key, so every protected request is refused, never let through.
+    """
+    given = given_variables(type(config))
+    names = (
+        variable(type(config), field) for field in _KEY_SOURCES if getattr(config, field) is None
+    )
+    return tuple(name for name in names if name in given)
 
 
 def _check_clock(clock: object) -> Callable[[], float]:

@@ -28,7 +28,7 @@ from typing import Any, TextIO
 from structlog.testing import capture_logs
 
 from . import __version__
-from .auth import APIKeyAuth
+from .auth import APIKeyAuth, _set_but_empty
 from .credentials import is_b64token
 from .errors import ConfigurationError
 from .keys import MIN_PRODUCTION_KEY_LENGTH, APIKey
@@ -280,8 +280,10 @@ def report(auth: APIKeyAuth, middleware: APIKeyMiddleware | None = None) -> dict
             "(ENVIRONMENT=production refuses to start like this); set API_KEY"
         )
     elif not status["key_count"] and not status["features"]["verifiers"]:
+        empty = auth.empty_key_variables()
         warnings.append(
-            "the configured key sources hold no key, so every protected request is refused"
+            f"{_set_but_empty(empty)}the configured key sources hold no key, so every "
+            "protected request is refused"
         )
     if not auth._environment_set:
         warnings.append(

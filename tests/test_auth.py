@@ -322,9 +322,14 @@ def test_an_empty_key_variable_names_a_source_that_holds_no_key(
     assert auth.is_development_mode is False
     assert auth.mode == "simple"
     assert [entry["event"] for entry in logs] == ["no_keys"]
+    assert logs[0]["detail"].startswith(f"{name} is set but empty (a missing secret?): ")
+    assert auth.empty_key_variables() == (name,)
     app, inner = middleware(auth)
     assert_refused(call(app, http_scope("/v1/chat"), inner), 401, MISSING)
     assert_refused(call(app, http_scope("/v1/chat", headers=[bearer(CANARY)]), inner), 401, INVALID)
+    monkeypatch.setenv(name, CANARY if name != "API_KEYS_FILE" else "")
+    auth.reload()
+    assert auth.empty_key_variables() == (() if name != "API_KEYS_FILE" else (name,))
 
 
 @pytest.mark.parametrize(

@@ -1337,3 +1337,17 @@ def test_check_warns_when_the_key_sources_hold_no_key(
     assert report["warnings"] == [
         "the configured key sources hold no key, so every protected request is refused"
     ]
+
+
+def test_check_names_the_key_variables_that_are_set_but_empty(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # API_KEY=${API_KEY} with the secret missing: say which variable to fill.
+    monkeypatch.setenv("API_KEY", "")
+    monkeypatch.setenv("API_KEYS_FILE", "")
+    monkeypatch.setenv("ENVIRONMENT", "staging")
+    report = _check_json(capsys)
+    assert report["warnings"] == [
+        "API_KEY and API_KEYS_FILE are set but empty (a missing secret?): the configured "
+        "key sources hold no key, so every protected request is refused"
+    ]
