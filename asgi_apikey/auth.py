@@ -182,8 +182,10 @@ class APIKeyAuth:
 
         # Development mode only when no key source is configured at all. A source
         # that yields no key (keys=[], an empty file) refuses every request instead.
-        development = not self._verifiers and self._from_env and not _names_a_key_source(config)
         self._empty = _empty_key_variables(config) if self._from_env else ()
+        development = (
+            not self._verifiers and self._from_env and not _names_a_key_source(config, self._empty)
+        )
         if self._environment == "production" and not entries and not self._verifiers:
             raise ConfigurationError(self._no_keys_in_production())
         label = "test" if _under_test() or self._environment == "testing" else "development"
@@ -412,8 +414,8 @@ class APIKeyAuth:
             if self._from_env:
                 config = read_settings(self._settings_class, **self._overrides)
                 sourced = environment_keys(config)
-                unconfigured = not _names_a_key_source(config)
                 self._empty = _empty_key_variables(config)
+                unconfigured = not _names_a_key_source(config, self._empty)
             else:
                 sourced = self._file_keys()
             fresh, fresh_labels = self._prepare(sourced)
@@ -652,10 +654,9 @@ def _set_but_empty(names: Sequence[str]) -> str:
     return f"{' and '.join(names)} {verb} set but empty (a missing secret?): "
 
 
-def _names_a_key_source(config: AuthSettings) -> bool:
-    return any(getattr(config, field) is not None for field in _KEY_SOURCES) or bool(
-        _empty_key_variables(config)
-    )
+def _names_a_key_source(config: AuthSettings, empty: Sequence[str]) -> bool:
+    """Whether a key variable is set: to keys, or to nothing (``empty``, which holds none)."""
+    return bool(empty) or any(getattr(config, field) is not None for field in _KEY_SOURCES)
 
 
 def _empty_key_variables(config: AuthSettings) -> tuple[str, ...]:

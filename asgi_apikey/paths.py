@@ -67,21 +67,17 @@ def normalize_path(path: str) -> str:
     return "/" + "/".join(segments)
 
 
-def route_path(scope: Scope, root_path: str | None = None) -> str:
+def route_path(scope: Scope) -> str:
     """The path the app routes on: ``scope["path"]`` less the mount point.
 
     Mirrors Starlette's ``get_route_path`` so that rules are relative to
-    ``root_path`` exactly as routes are. ``root_path``, when given, is the
-    mount point the app will set itself, in place of the scope's.
+    ``root_path`` exactly as routes are (:meth:`RuleTable.decide_under` also
+    judges the readings of other routers).
 
     >>> route_path({"path": "/api/v1/x", "root_path": "/api"})
     '/v1/x'
-    >>> route_path({"path": "/api/v1/x", "root_path": ""}, "/api")
-    '/v1/x'
     """
-    if root_path is None:
-        root_path = scope.get("root_path", "")
-    return _strip_root(scope["path"], root_path)
+    return _strip_root(scope["path"], scope.get("root_path", ""))
 
 
 def _strip_root(path: str, root_path: str) -> str:
