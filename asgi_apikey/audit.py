@@ -54,7 +54,15 @@ __all__ = [
 _log = structlog.get_logger("asgi_apikey")
 
 #: Why a request was refused: the ``reason`` of ``authentication_failed``.
-REASONS = ("missing", "invalid", "malformed", "insufficient_scope", "expired", "not_yet_valid")
+REASONS = (
+    "missing",
+    "invalid",
+    "malformed",
+    "insufficient_scope",
+    "expired",
+    "not_yet_valid",
+    "unavailable",
+)
 #: Key ids counted one by one; authenticated requests of further ids count together.
 MAX_COUNTED_KEY_IDS = 10_000
 #: Clients the failure throttle remembers in one interval; the oldest is forgotten first.

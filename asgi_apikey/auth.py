@@ -44,15 +44,8 @@ from .keys import (
     entry_for,
     index,
 )
-from .settings import (
-    ENVIRONMENTS,
-    AuthSettings,
-    environment_keys,
-    given_variables,
-    load_key_file,
-    read_settings,
-    variable,
-)
+from .settings import ENVIRONMENTS, AuthSettings, read_settings, variable
+from .sources import EnvironmentSource, KeyFileSource, KeySource, LiveKeySource, SourceKeys
 
 __all__ = ["FEATURES", "APIKeyAuth", "KeyChanges", "get_auth_status", "verify_api_key_string"]
 
@@ -103,7 +96,14 @@ class APIKeyAuth:
 
     Parameters:
         keys: plain keys or :class:`APIKey` values; ``None`` reads the environment.
-        keys_file: a TOML key file (digests only) read now and on :meth:`reload`.
+        keys_file: a TOML key file (digests only) read now and on :meth:`reload`;
+            the same as ``source=KeyFileSource(keys_file)``.
+        source: where the keys come from (:mod:`asgi_apikey.sources`): the
+            environment (the default without ``keys``), a key file, or a live
+            store shared by many processes such as
+            :class:`~asgi_apikey.redis_store.RedisKeySource`, started and
+            stopped with the app's lifespan. Keys given as ``keys`` are kept
+            beside the source's.
         mode: ``"simple"`` or ``"advanced"`` (per-key metadata in the context).
         environment: ``"development"``, ``"testing"``, ``"staging"`` or ``"production"``.
         user_tracking: bind ``key_id`` into structlog's contextvars for each
@@ -125,6 +125,7 @@ class APIKeyAuth:
         keys: Iterable[str | APIKey] | None = None,
         *,
         keys_file: str | Path | None = None,
+        source: KeySource | None = None,
         mode: str | None = None,
         environment: str | None = None,
         user_tracking: bool | None = None,
@@ -168,32 +169,44 @@ class APIKeyAuth:
         self._lock = threading.Lock()
         self._vars = {field: variable(settings, field) for field in AuthSettings.model_fields}
 
-        self._from_env = keys is None and keys_file is None
-        self._keys_file = Path(keys_file) if keys_file is not None else None
+        self._config = config
+        self._source = _check_source(source, keys, keys_file)
+        self._from_env = isinstance(self._source, EnvironmentSource)
+        self._live = isinstance(self._source, LiveKeySource)
+        self._started = False
+        self._sink = _LiveSink(self)
         explicit = [] if keys is None else _explicit_keys(keys)
-        sourced = environment_keys(config) if self._from_env else self._file_keys()
-        self._has_file = (
-            self._keys_file is not None if not self._from_env else config.api_keys_file is not None
+        read = self._read_source(config)
+        sourced = list(read.keys)
+        self._has_file = isinstance(self._source, KeyFileSource) or (
+            self._from_env and config.api_keys_file is not None
         )
         entries, labels = self._prepare([*explicit, *sourced])
-        # The digests that came from a source reload() re-reads (the environment,
-        # a key file); reload() replaces these and leaves the others as they are.
+        # The digests that came from the source (the environment, a key file, a
+        # live store); reload() and a live source replace these and leave the
+        # others as they are.
         self._sourced = frozenset(key._digest for _, key in sourced)
 
         # Development mode only when no key source is configured at all. A source
         # that yields no key (keys=[], an empty file) refuses every request instead.
-        self._empty = _empty_key_variables(config) if self._from_env else ()
-        development = (
-            not self._verifiers and self._from_env and not _names_a_key_source(config, self._empty)
-        )
-        if self._environment == "production" and not entries and not self._verifiers:
+        self._empty = read.empty
+        development = not self._verifiers and keys is None and not read.configured
+        if (
+            self._environment == "production"
+            and not entries
+            and not self._verifiers
+            and not self._live
+        ):
             raise ConfigurationError(self._no_keys_in_production())
         label = "test" if _under_test() or self._environment == "testing" else "development"
         self._anonymous = {
             False: ANONYMOUS if self._mode == "simple" else AuthContext(False, mode=self._mode),
             True: AuthContext(authenticated=False, mode=label),
         }
-        self._snapshot = self._snapshot_of(entries, labels, development)
+        # A live source's keys are unavailable until it has started and loaded them.
+        self._snapshot = self._snapshot_of(
+            entries, labels, development, unavailable=_NOT_STARTED if self._live else None
+        )
         if development:
             _log.warning(
                 "development_mode",
@@ -202,7 +215,7 @@ class APIKeyAuth:
                 f"set {self._vars['api_key']} (or pass keys=[...]) before you deploy. "
                 f"{self._vars['environment']}=production refuses to start like this.",
             )
-        elif not entries and not self._verifiers:
+        elif not entries and not self._verifiers and not self._live:
             _log.warning(
                 "no_keys",
                 detail=f"{_set_but_empty(self._empty)}the configured key sources hold no key, so "
@@ -249,10 +262,18 @@ class APIKeyAuth:
 
     # -- building snapshots -------------------------------------------------------------
 
-    def _file_keys(self) -> list[tuple[str, APIKey]]:
-        if self._keys_file is None:
-            return []
-        return load_key_file(self._keys_file, "keys_file")
+    def _read_source(self, config: AuthSettings) -> SourceKeys:
+        source = self._source
+        if source is None or self._live:
+            return SourceKeys(())  # keys= alone, or a live source: nothing to read now
+        read = source.read(config)
+        if not isinstance(read, SourceKeys):
+            raise ConfigurationError(
+                f"{type(source).__name__}.read() must return SourceKeys, "
+                f"not {type(read).__name__}",
+                setting="source",
+            )
+        return read
 
     def _prepare(self, labelled: Sequence[tuple[str, APIKey]]) -> tuple[list[KeyEntry], list[str]]:
         for label, key in labelled:
@@ -278,9 +299,23 @@ class APIKeyAuth:
             )
 
     def _snapshot_of(
-        self, entries: Sequence[KeyEntry], labels: Sequence[str], development: bool
+        self,
+        entries: Sequence[KeyEntry],
+        labels: Sequence[str],
+        development: bool,
+        *,
+        unavailable: str | None = None,
     ) -> KeySnapshot:
         by_digest, by_id = index(entries, labels)
+        return self._snapshot_from(by_digest, by_id, development, unavailable)
+
+    def _snapshot_from(
+        self,
+        by_digest: dict[bytes, KeyEntry],
+        by_id: dict[str, bytes],
+        development: bool = False,
+        unavailable: str | None = None,
+    ) -> KeySnapshot:
         return KeySnapshot(
             by_digest=by_digest,
             by_id=by_id,
@@ -289,6 +324,7 @@ class APIKeyAuth:
             verifiers=self._verifiers,
             clock=self._clock,
             report_verifier_failure=self._audit.verifier_failed,
+            unavailable=unavailable,
         )
 
     def _swap(
@@ -299,9 +335,15 @@ class APIKeyAuth:
         # every request is refused, never that every request passes.
         old = self._snapshot
         development = old.development and not entries and unconfigured
-        new = self._snapshot_of(entries, labels, development)
+        new = self._snapshot_of(entries, labels, development, unavailable=old.unavailable)
         self._snapshot = new
-        if not entries and not development and not self._verifiers and old.by_digest:
+        if (
+            not entries
+            and not development
+            and not self._verifiers
+            and old.by_digest
+            and not self._live
+        ):
             _log.warning(
                 "no_keys",
                 detail="the last key was removed, so every protected request is refused",
@@ -401,24 +443,29 @@ class APIKeyAuth:
         environment and flags stay as built. On any error the current set stays.
 
         Raises :class:`ConfigurationError` when there is nothing to re-read
-        (built from ``keys=`` without ``keys_file``): use :meth:`replace_keys`.
+        (built from ``keys=`` alone: use :meth:`replace_keys`), or when the
+        source is live (it keeps itself current).
         """
-        if not self._from_env and self._keys_file is None:
+        if self._source is None:
             raise ConfigurationError(
                 "reload() re-reads the environment or keys_file, and this APIKeyAuth was "
                 "built from keys= alone: use replace_keys() to change its keys",
                 setting="reload",
             )
+        if self._live:
+            raise ConfigurationError(
+                f"reload() re-reads a local source, and this APIKeyAuth follows a "
+                f"{type(self._source).__name__}, which keeps itself current",
+                setting="reload",
+            )
         with self._lock:
-            unconfigured = False
+            config = self._config
             if self._from_env:
                 config = read_settings(self._settings_class, **self._overrides)
-                sourced = environment_keys(config)
-                self._empty = _empty_key_variables(config)
-                unconfigured = not _names_a_key_source(config, self._empty)
-            else:
-                sourced = self._file_keys()
-            fresh, fresh_labels = self._prepare(sourced)
+            read = self._read_source(config)
+            self._empty = read.empty
+            unconfigured = not read.configured
+            fresh, fresh_labels = self._prepare(read.keys)
             kept = [e for e in self._snapshot.by_digest.values() if e.digest not in self._sourced]
             changes = self._swap(
                 [*kept, *fresh],
@@ -427,6 +474,95 @@ class APIKeyAuth:
             )
             self._sourced = frozenset(entry.digest for entry in fresh)
             return changes
+
+    # -- a live source ------------------------------------------------------------------
+
+    @property
+    def source(self) -> KeySource | None:
+        """Where the keys come from; ``None`` when they were all given as ``keys=``."""
+        return self._source
+
+    @property
+    def source_is_live(self) -> bool:
+        """Whether the source keeps itself current and must be started (:meth:`start`)."""
+        return self._live
+
+    async def start(self) -> None:
+        """Start a live source: connect, load its keys, and follow its changes.
+
+        The middleware calls this when the app's lifespan starts and
+        :meth:`stop` when it ends; call them yourself where no lifespan runs.
+        Does nothing for a local source, or when already started. Raises the
+        source's error (:class:`~asgi_apikey.errors.KeySourceError`) when the
+        store cannot be reached, so that the app does not start half-blind.
+        """
+        source = self._source
+        if not isinstance(source, LiveKeySource) or self._started:
+            return
+        self._started = True
+        try:
+            await source.start(self._sink)
+        except BaseException:
+            self._started = False
+            raise
+
+    async def stop(self) -> None:
+        """Stop a live source; its keys are unavailable (503) from then on. Safe to call twice."""
+        source = self._source
+        if not isinstance(source, LiveKeySource) or not self._started:
+            return
+        self._started = False
+        try:
+            await source.stop()
+        finally:
+            self._live_unavailable(_STOPPED)
+
+    def _kept(self) -> list[KeyEntry]:
+        """The entries that did not come from the source (keys=, add_key, replace_keys)."""
+        return [e for e in self._snapshot.by_digest.values() if e.digest not in self._sourced]
+
+    def _live_replace(self, keys: Sequence[APIKey]) -> None:
+        with self._lock:
+            kept = self._kept()
+            by_digest, by_id = index(kept, [e.key.key_id for e in kept])
+            sourced = set()
+            for key in keys:
+                if _admitted_live(key, by_digest, by_id):
+                    entry = entry_for(key, self._mode)
+                    by_digest[entry.digest] = entry
+                    by_id[key.key_id] = entry.digest
+                    sourced.add(entry.digest)
+            self._snapshot = self._snapshot_from(by_digest, by_id)
+            self._sourced = frozenset(sourced)
+
+    def _live_change(self, added: Sequence[APIKey], removed: Sequence[bytes]) -> None:
+        with self._lock:
+            current = self._snapshot
+            # Copies of the two dicts: O(n) for one change, but no entry is rebuilt
+            # (a revocation among 100,000 keys costs a few milliseconds, once).
+            by_digest, by_id = dict(current.by_digest), dict(current.by_id)
+            sourced = set(self._sourced)
+            for digest in [*removed, *(key._digest for key in added)]:
+                if digest in sourced:  # removed, or about to be replaced by a newer record
+                    sourced.discard(digest)
+                    gone = by_digest.pop(digest, None)  # None: remove_key() took it already
+                    if gone is not None:
+                        del by_id[gone.key.key_id]
+            for key in added:
+                if _admitted_live(key, by_digest, by_id):
+                    entry = entry_for(key, self._mode)
+                    by_digest[entry.digest] = entry
+                    by_id[key.key_id] = entry.digest
+                    sourced.add(entry.digest)
+            self._snapshot = self._snapshot_from(by_digest, by_id, False, current.unavailable)
+            self._sourced = frozenset(sourced)
+
+    def _live_unavailable(self, detail: str) -> None:
+        with self._lock:
+            kept = self._kept()
+            by_digest, by_id = index(kept, [e.key.key_id for e in kept])
+            self._snapshot = self._snapshot_from(by_digest, by_id, unavailable=detail)
+            self._sourced = frozenset()
 
     # -- status -------------------------------------------------------------------------
 
@@ -526,6 +662,8 @@ class APIKeyAuth:
             "inactive_key_ids": inactive,
             "features": self.features(),
             "counters": self._audit.counters().as_dict(),
+            "source": self._source.describe() if self._source is not None else None,
+            "unavailable": snapshot.unavailable,
         }
 
     def _no_keys_in_production(self) -> str:
@@ -551,6 +689,42 @@ class APIKeyAuth:
         if snapshot is None:
             return "APIKeyAuth(<not built>)"
         return f"APIKeyAuth(mode={snapshot.anonymous.mode!r}, key_count={len(snapshot.by_id)})"
+
+
+class _LiveSink:
+    """The :class:`~asgi_apikey.sources.KeySink` a live source reports to."""
+
+    __slots__ = ("_auth",)
+
+    def __init__(self, auth: APIKeyAuth) -> None:
+        self._auth = auth
+
+    def replace(self, keys: Sequence[APIKey]) -> None:
+        self._auth._live_replace(keys)
+
+    def change(self, added: Sequence[APIKey], removed: Sequence[bytes]) -> None:
+        self._auth._live_change(added, removed)
+
+    def unavailable(self, detail: str) -> None:
+        self._auth._live_unavailable(detail)
+
+
+def _admitted_live(key: APIKey, by_digest: dict[bytes, KeyEntry], by_id: dict[str, bytes]) -> bool:
+    """Whether a live source's key fits beside the others; a clash is logged and skipped.
+
+    A live store checks uniqueness itself, so a clash is with a key given in
+    code: that key stays, and the store's is refused until the clash is fixed.
+    """
+    clash = by_digest.get(key._digest)
+    if clash is None and key.key_id not in by_id:
+        return True
+    _log.error(
+        "key_source_conflict",
+        key_id=key.key_id,
+        detail="a key from the key source is the same key, or has the same key_id, as a "
+        "key given in code; the key given in code is kept and the other refused",
+    )
+    return False
 
 
 # -- construction helpers -----------------------------------------------------------------
@@ -644,9 +818,6 @@ def _ids(these: dict[bytes, KeyEntry], not_in: dict[bytes, KeyEntry]) -> tuple[s
     return tuple(sorted(e.key.key_id for d, e in these.items() if d not in not_in))
 
 
-_KEY_SOURCES = ("api_key", "additional_api_keys", "api_keys_file")
-
-
 def _set_but_empty(names: Sequence[str]) -> str:
     if not names:
         return ""
@@ -654,24 +825,32 @@ def _set_but_empty(names: Sequence[str]) -> str:
     return f"{' and '.join(names)} {verb} set but empty (a missing secret?): "
 
 
-def _names_a_key_source(config: AuthSettings, empty: Sequence[str]) -> bool:
-    """Whether a key variable is set: to keys, or to nothing (``empty``, which holds none)."""
-    return bool(empty) or any(getattr(config, field) is not None for field in _KEY_SOURCES)
+def _check_source(source: object, keys: object, keys_file: object) -> KeySource | None:
+    """The authenticator's source: ``source``, else a key file, else the environment."""
+    if source is None:
+        if keys_file is not None:
+            return KeyFileSource(keys_file)  # type: ignore[arg-type]  # it checks the type
+        return EnvironmentSource() if keys is None else None
+    if keys_file is not None:
+        raise ConfigurationError(
+            "give keys_file= or source=, not both: source=KeyFileSource(path) is the same "
+            "as keys_file=path",
+            setting="source",
+        )
+    if not isinstance(source, KeySource):
+        raise ConfigurationError(
+            f"source must be a KeySource (EnvironmentSource, KeyFileSource, RedisKeySource, "
+            f"...), not {type(source).__name__}",
+            setting="source",
+        )
+    return source
 
 
-def _empty_key_variables(config: AuthSettings) -> tuple[str, ...]:
-    """The key variables that are set, but to nothing (``API_KEY=``).
-
-    An empty value counts as unset, but a key variable that is set and empty
-    (``API_KEY=${API_KEY}`` with the secret missing), in the environment, a
-    ``.env`` file or a secrets directory, still names a key source: it holds no
-    key, so every protected request is refused, never let through.
-    """
-    given = given_variables(type(config))
-    names = (
-        variable(type(config), field) for field in _KEY_SOURCES if getattr(config, field) is None
-    )
-    return tuple(name for name in names if name in given)
+_NOT_STARTED = (
+    "The API key store has not been read yet: the app's lifespan starts it "
+    "(or await auth.start())"
+)
+_STOPPED = "The API key store was stopped with the app"
 
 
 def _check_clock(clock: object) -> Callable[[], float]:

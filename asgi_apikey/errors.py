@@ -1,4 +1,4 @@
-"""The three errors the package raises.
+"""The errors the package raises.
 
 Each carries a structured ``context`` dict for logs and tests. Neither the
 message nor the context ever holds a key: they name the setting, the index of
@@ -12,7 +12,7 @@ from typing import Any
 
 from starlette.exceptions import HTTPException
 
-__all__ = ["AuthenticationError", "AuthorizationError", "ConfigurationError"]
+__all__ = ["AuthenticationError", "AuthorizationError", "ConfigurationError", "KeySourceError"]
 
 
 class ConfigurationError(ValueError):
@@ -20,6 +20,23 @@ class ConfigurationError(ValueError):
 
     >>> ConfigurationError("default must be one of ...", setting="default").context
     {'setting': 'default'}
+    """
+
+    def __init__(self, message: str, **context: Any) -> None:
+        super().__init__(message)
+        self.context: dict[str, Any] = context
+
+
+class KeySourceError(RuntimeError):
+    """A live key source could not start: its store is unreachable, or refused it.
+
+    Raised by :meth:`~asgi_apikey.APIKeyAuth.start`, which the middleware
+    calls when the app's lifespan starts; the server then reports the message
+    and does not start. The message names the store (without its password)
+    and what to check.
+
+    >>> KeySourceError("Redis at redis://127.0.0.1:6379/0 is unreachable", source="redis").context
+    {'source': 'redis'}
     """
 
     def __init__(self, message: str, **context: Any) -> None:

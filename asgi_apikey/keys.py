@@ -371,7 +371,9 @@ class KeySnapshot:
 
     ``development`` is true only for an authenticator built without keys or
     verifiers; then every request passes anonymous with ``anonymous`` as its
-    context.
+    context. ``unavailable`` says why the keys of a live source cannot be
+    trusted (not started yet, its store lost for too long); a token that
+    matches no key is then answered ``503`` with it, not ``401``.
     """
 
     # Plain dicts for lookup speed; never mutated after index() returns them.
@@ -383,6 +385,7 @@ class KeySnapshot:
     clock: Callable[[], float] = field(default=lambda: 0.0)
     # Called with the verifier's name and the problem when a verifier fails.
     report_verifier_failure: Callable[[str, str], None] = log_verifier_failure
+    unavailable: str | None = None
 
     def resolve(self, token: bytes) -> Accepted | Rejected | None:
         """What ``token`` (raw bytes) is: accepted, refused with a reason, or unknown (None)."""

@@ -19,7 +19,7 @@ from structlog.contextvars import bind_contextvars, reset_contextvars
 from .auth import APIKeyAuth, set_default
 from .context import ANONYMOUS_USER
 from .credentials import DEFAULT_MAX_TOKEN_LENGTH, CredentialReader, Malformed, is_http_token
-from .errors import ConfigurationError
+from .errors import ConfigurationError, KeySourceError
 from .keys import Accepted, APIKey
 from .paths import Access, RuleTable
 from .responses import AddedHeaders, Denial, Denials, SecurityHeaders, merge_headers
@@ -175,7 +175,11 @@ class APIKeyMiddleware:
                         accepted = result
                 elif access is not _PUBLIC:
                     if result is None:
-                        denial = self._denials.invalid
+                        unavailable = keys.unavailable  # a live source's keys cannot be trusted
+                        if unavailable is None:
+                            denial = self._denials.invalid
+                        else:
+                            denial = self._denials.unavailable(unavailable)
                     else:
                         denial = self._denials.rejected(result.description, result.reason)
                         refused_id = result.key_id
@@ -247,16 +251,33 @@ class APIKeyMiddleware:
             reset_contextvars(**bound)
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Pass the lifespan through; at shutdown, log what the failure throttle still holds."""
-        audit = self._audit
+        """Pass the lifespan through, starting and stopping a live key source with it.
+
+        The source starts once the app's own startup has completed, and a
+        store that cannot be reached turns that into ``lifespan.startup.failed``
+        with the source's message: the server reports it and does not start.
+        At shutdown the source stops and the failure throttle reports what it
+        still holds.
+        """
+        audit, auth = self._audit, self.auth
 
         async def receive_and_flush() -> Message:
             message = await receive()
             if message["type"] == "lifespan.shutdown":
                 audit.flush(force=True)
+                await auth.stop()
             return message
 
-        await self.app(scope, receive_and_flush, send)
+        async def send_after_start(message: Message) -> None:
+            if message["type"] == "lifespan.startup.complete":
+                try:
+                    await auth.start()
+                except KeySourceError as error:
+                    await send({"type": "lifespan.startup.failed", "message": str(error)})
+                    return
+            await send(message)
+
+        await self.app(scope, receive_and_flush, send_after_start if auth.source_is_live else send)
 
     def describe(self) -> dict[str, Any]:
         """The configuration as data, for ``python -m asgi_apikey check`` and for logs.

@@ -1,4 +1,4 @@
-"""Everything the middleware writes: denials (401/400/403) and security headers.
+"""Everything the middleware writes: denials (401/400/403/503) and security headers.
 
 Every response byte is computed at construction: header pairs, JSON bodies,
 ``WWW-Authenticate`` challenges. A denial is a value; sending it copies a
@@ -184,6 +184,7 @@ class Denial:
 
     __slots__ = (
         "_body",
+        "_close_code",
         "_plain",
         "_secure",
         "description",
@@ -197,12 +198,14 @@ class Denial:
         self,
         status: int,
         detail: str,
-        challenge: str,
+        challenge: str | None,
         security: SecurityHeaders,
         *,
         reason: str,
         description: str | None = None,
         required_scopes: frozenset[str] | None = None,
+        extra: Headers = (),
+        close_code: int = 1008,
     ) -> None:
         self.status = status
         self.detail = detail
@@ -210,11 +213,13 @@ class Denial:
         self.description = description
         self.required_scopes = required_scopes
         self._body = json.dumps({"detail": detail}).encode("utf-8")
+        self._close_code = close_code
         base = (
             (b"content-type", b"application/json"),
             (b"content-length", str(len(self._body)).encode("ascii")),
             (b"cache-control", b"no-store"),
-            (b"www-authenticate", challenge.encode("ascii")),
+            *(() if challenge is None else ((b"www-authenticate", challenge.encode("ascii")),)),
+            *extra,
         )
         own = {name for name, _ in base}
         self._plain = base + tuple(p for p in security.for_scheme("http") if p[0] not in own)
@@ -246,8 +251,10 @@ class Denial:
             )
             await send({"type": "websocket.http.response.body", "body": self._body})
         else:
-            # 1008: policy violation. Sent before accept, servers answer the handshake with 403.
-            await send({"type": "websocket.close", "code": 1008, "reason": self.detail[:120]})
+            # 1008: policy violation (1013, try again later, for a 503). Sent before
+            # accept, servers answer the handshake with 403.
+            code, reason = self._close_code, self.detail[:120]
+            await send({"type": "websocket.close", "code": code, "reason": reason})
 
     def __repr__(self) -> str:
         return f"Denial({self.status}, {self.detail!r})"
@@ -268,6 +275,7 @@ class Denials:
         "malformed",
         "missing",
         "rejected",
+        "unavailable",
     )
 
     def __init__(
@@ -301,6 +309,7 @@ class Denials:
         self.malformed = lru_cache(maxsize=64)(self._malformed)
         self.rejected = lru_cache(maxsize=64)(self._rejected)
         self.forbidden = lru_cache(maxsize=256)(self._forbidden)
+        self.unavailable = lru_cache(maxsize=8)(self._unavailable)
 
     def _challenge(self, **params: str) -> str:
         fields = [f'realm="{self._realm}"', *(f'{key}="{value}"' for key, value in params.items())]
@@ -325,6 +334,20 @@ class Denials:
             self._security,
             reason=reason,
             description=description,
+        )
+
+    def _unavailable(self, detail: str) -> Denial:
+        # A live key source that cannot be trusted: the key may be valid, so this is
+        # not the client's fault (no challenge), and it may work again soon.
+        return Denial(
+            503,
+            detail,
+            None,
+            self._security,
+            reason="unavailable",
+            description=detail,
+            extra=((b"retry-after", b"5"),),
+            close_code=1013,
         )
 
     def _forbidden(self, scopes: frozenset[str]) -> Denial:

@@ -1563,6 +1563,7 @@ def test_counters_count_every_decision_exactly() -> None:
             "insufficient_scope": 1,
             "expired": 2,
             "not_yet_valid": 1,
+            "unavailable": 0,
         },
         by_key_id={"svc": 3, OTHER_ID: 1, "jwt:alice": 1, "root": 1},
         other_key_ids=0,

@@ -2148,6 +2148,8 @@ def test_status_reports_keys_and_holds_no_secret(tmp_path: Path) -> None:
         "inactive_key_ids": [],
         "features": auth.features(),
         "counters": auth.counters().as_dict(),
+        "source": {"kind": "key_file"},
+        "unavailable": None,
     }
     digest_hex = hashlib.sha256(CANARY.encode()).hexdigest()
     for text in (json.dumps(status), repr(auth), str(auth), json.dumps(get_auth_status(auth))):

@@ -487,6 +487,8 @@ def test_check_json_report(
     report = _check_json(capsys)
     status = APIKeyAuth(keys=[CANARY], environment="production").status()
     del status["counters"]  # nothing served yet: check leaves them out
+    assert status["source"] is None  # keys= alone; check reads the environment
+    status["source"] = {"kind": "environment"}
     assert report == {"status": status, "rules": [], "warnings": []}
 
 
