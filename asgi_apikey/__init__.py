@@ -11,10 +11,11 @@ from .dependencies import (
     verify_api_key,
     verify_api_key_with_metadata,
 )
-from .errors import AuthenticationError, AuthorizationError, ConfigurationError
+from .errors import AuthenticationError, AuthorizationError, ConfigurationError, KeySourceError
 from .keys import APIKey, Rejected, Verifier
 from .middleware import APIKeyMiddleware
 from .settings import AuthSettings
+from .sources import EnvironmentSource, KeyFileSource, KeySink, KeySource, LiveKeySource, SourceKeys
 
 __version__ = "0.1.0"
 
@@ -29,8 +30,15 @@ __all__ = [
     "AuthorizationError",
     "ConfigurationError",
     "Counters",
+    "EnvironmentSource",
     "KeyChanges",
+    "KeyFileSource",
+    "KeySink",
+    "KeySource",
+    "KeySourceError",
+    "LiveKeySource",
     "Rejected",
+    "SourceKeys",
     "Verifier",
     "__version__",
     "get_auth_status",

@@ -269,8 +269,7 @@ class APIKeyAuth:
         read = source.read(config)
         if not isinstance(read, SourceKeys):
             raise ConfigurationError(
-                f"{type(source).__name__}.read() must return SourceKeys, "
-                f"not {type(read).__name__}",
+                f"{type(source).__name__}.read() must return SourceKeys, not {type(read).__name__}",
                 setting="source",
             )
         return read
@@ -523,6 +522,8 @@ class APIKeyAuth:
 
     def _live_replace(self, keys: Sequence[APIKey]) -> None:
         with self._lock:
+            if not self._started:
+                return  # a load that finished after stop(): the keys stay unavailable
             kept = self._kept()
             by_digest, by_id = index(kept, [e.key.key_id for e in kept])
             sourced = set()
@@ -537,6 +538,8 @@ class APIKeyAuth:
 
     def _live_change(self, added: Sequence[APIKey], removed: Sequence[bytes]) -> None:
         with self._lock:
+            if not self._started:
+                return
             current = self._snapshot
             # Copies of the two dicts: O(n) for one change, but no entry is rebuilt
             # (a revocation among 100,000 keys costs a few milliseconds, once).
@@ -847,8 +850,7 @@ def _check_source(source: object, keys: object, keys_file: object) -> KeySource 
 
 
 _NOT_STARTED = (
-    "The API key store has not been read yet: the app's lifespan starts it "
-    "(or await auth.start())"
+    "The API key store has not been read yet: the app's lifespan starts it (or await auth.start())"
 )
 _STOPPED = "The API key store was stopped with the app"
 

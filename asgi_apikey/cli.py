@@ -1,4 +1,4 @@
-"""The command line: ``python -m asgi_apikey demo | keygen | hash | check``.
+"""The command line: ``python -m asgi_apikey demo | keygen | hash | check | keys``.
 
 - ``keygen`` prints a new random key and its digest (``--toml`` prints a
   ``[[keys]]`` table for a key file, with the key itself on stderr).
@@ -7,6 +7,8 @@
 - ``check`` reads the environment and key file as the middleware would and
   prints the mode, key ids, path rules (with ``--app``) and warnings; bad
   configuration exits 1 with the message that says what to fix.
+- ``keys add | revoke | list --redis URL`` changes and lists the keys of a
+  Redis key store (the ``redis`` extra); ``list`` shows ids, never secrets.
 
 Exit codes: 0 fine, 1 bad configuration or input (or warnings with
 ``--strict``), 2 bad usage.
@@ -30,7 +32,7 @@ from structlog.testing import capture_logs
 from . import __version__
 from .auth import APIKeyAuth, _set_but_empty
 from .credentials import is_b64token
-from .errors import ConfigurationError
+from .errors import ConfigurationError, KeySourceError
 from .keys import MIN_PRODUCTION_KEY_LENGTH, APIKey
 from .middleware import APIKeyMiddleware
 
@@ -52,6 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _keygen(args, sys.stdout, sys.stderr)
     if command == "hash":
         return _hash(sys.stdin, sys.stdout, sys.stderr)
+    if command == "keys":
+        return _keys(args, sys.stdin, sys.stdout, sys.stderr)
     return _check(args, sys.stdout, sys.stderr)
 
 
@@ -116,7 +120,63 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     check.add_argument("--strict", action="store_true", help="exit 1 when there are warnings")
+    _keys_parser(commands)
     return parser
+
+
+def _keys_parser(commands: Any) -> None:
+    keys = commands.add_parser(
+        "keys",
+        help="add, revoke or list the keys of a Redis key store",
+        description="Change or list the keys of a Redis key store that RedisKeySource "
+        "follows; every instance sees a change within milliseconds. Needs the redis extra.",
+    )
+    actions = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
+    store = argparse.ArgumentParser(add_help=False)
+    store.add_argument(
+        "--redis",
+        metavar="URL",
+        default=None,
+        help="the store, such as redis://127.0.0.1:6379/0 (default: $REDIS_URL, which keeps "
+        "a password out of the process list)",
+    )
+    store.add_argument(
+        "--redis-prefix", default="asgi_apikey", help="the names' prefix in Redis (asgi_apikey)"
+    )
+    add = actions.add_parser(
+        "add",
+        parents=[store],
+        help="add a key: a new random one (printed once), --digest, or --stdin",
+        description="Add a key to the store. Without --digest or --stdin a new random key "
+        "is made and printed once: the store keeps only its digest.",
+    )
+    given = add.add_mutually_exclusive_group()
+    given.add_argument("--digest", help="add the key with this sha256: digest")
+    given.add_argument(
+        "--stdin", action="store_true", help="read the plain key from standard input"
+    )
+    add.add_argument("--name", help="the key's name, its key_id (unique in the store)")
+    add.add_argument("--scopes", default="", help="comma-separated scopes, e.g. read,write")
+    add.add_argument("--metadata", help="a JSON object carried in advanced mode")
+    add.add_argument("--not-before", help="valid from, e.g. 2027-01-01T00:00:00Z")
+    add.add_argument("--expires-at", help="valid until (exclusive), e.g. 2027-07-01T00:00:00Z")
+    add.add_argument("--json", action="store_true", help="print the result as JSON")
+    revoke = actions.add_parser(
+        "revoke",
+        parents=[store],
+        help="revoke a key by key_id or sha256: digest",
+        description="Remove a key from the store; every instance refuses it within "
+        "milliseconds. Exits 1 when the store does not hold it.",
+    )
+    revoke.add_argument("key", metavar="KEY_ID", help="the key's key_id, or its sha256: digest")
+    listing = actions.add_parser(
+        "list",
+        parents=[store],
+        help="list the keys: ids, names, scopes, validity (never secrets)",
+        description="List the store's keys by key_id, with scopes and validity; never a "
+        "key or its digest.",
+    )
+    listing.add_argument("--json", action="store_true", help="print the list as JSON")
 
 
 # -- keygen and hash ----------------------------------------------------------------------
@@ -184,6 +244,120 @@ def _hash(stdin: TextIO, out: TextIO, err: TextIO) -> int:
         return 1
     out.write("\n".join(digests) + "\n")
     return 0
+
+
+# -- keys (a Redis key store) -------------------------------------------------------------
+
+
+def _keys(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
+    url = args.redis or os.environ.get("REDIS_URL")
+    if not url:
+        err.write("error: give --redis URL, or set REDIS_URL\n")
+        return 2
+    try:
+        from . import redis_store
+    except ImportError as error:
+        err.write(f"error: {error}\n")
+        return 1
+    try:
+        if args.action == "list":
+            stored = redis_store.list_keys(url, prefix=args.redis_prefix)
+            if args.json:
+                out.write(json.dumps([key.as_dict() for key in stored], indent=2) + "\n")
+            else:
+                out.write(_key_table(stored))
+            return 0
+        if args.action == "revoke":
+            if redis_store.revoke_key(url, args.key, prefix=args.redis_prefix):
+                out.write(f"revoked {args.key}\n")
+                return 0
+            err.write(f"error: the store holds no key {args.key!r}: 'keys list' shows them\n")
+            return 1
+        made, key = _key_to_add(args, stdin, err)
+        if key is None:
+            return 1
+        added = redis_store.add_key(url, key, prefix=args.redis_prefix)
+    except (ConfigurationError, KeySourceError) as error:
+        err.write(f"error: {error}\n")
+        return 1
+    if args.json:
+        out.write(json.dumps({**added.as_dict(), "key": made}, indent=2) + "\n")
+    elif made is not None:
+        out.write(f"key:    {made}\nkey_id: {added.key_id}\n")
+        err.write("the key is shown this once: the store keeps only its digest\n")
+    else:
+        out.write(f"key_id: {added.key_id}\n")
+    return 0
+
+
+def _key_to_add(
+    args: argparse.Namespace, stdin: TextIO, err: TextIO
+) -> tuple[str | None, APIKey | None]:
+    """The key ``keys add`` adds, and the plain key when it made one (else None)."""
+    scopes = [scope.strip() for scope in args.scopes.split(",") if scope.strip()]
+    try:
+        metadata = json.loads(args.metadata) if args.metadata is not None else None
+    except ValueError:
+        err.write('error: --metadata must be a JSON object, such as \'{"team": "x"}\'\n')
+        return None, None
+    made = secret = None
+    if args.stdin:
+        line = _read_key(stdin)
+        if line is None:
+            err.write("error: no key on standard input\n")
+            return None, None
+        secret = line
+    elif args.digest is None:
+        made = secret = "sk-" + secrets.token_urlsafe(32)
+    try:
+        options: dict[str, Any] = {
+            "name": args.name,
+            "scopes": scopes,
+            "metadata": metadata,
+            "not_before": _instant(args.not_before, "--not-before"),
+            "expires_at": _instant(args.expires_at, "--expires-at"),
+        }
+        if secret is not None:
+            return made, APIKey(secret, **options)
+        return None, APIKey(digest=args.digest, **options)
+    except ConfigurationError as error:
+        message = str(error)
+    err.write(f"error: {message}\n")
+    return None, None
+
+
+def _read_key(stdin: TextIO) -> str | None:
+    if stdin is None or stdin.closed:
+        return None
+    if stdin.isatty():
+        return getpass.getpass("key (hidden): ") or None
+    return stdin.read(_MAX_HASH_INPUT).strip() or None
+
+
+def _instant(text: str | None, option: str) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        moment = None
+    if moment is None or moment.utcoffset() is None:
+        raise ConfigurationError(
+            f"{option} must be a date-time with an offset, such as 2027-01-01T00:00:00Z"
+        )
+    return moment
+
+
+def _key_table(stored: Sequence[Any]) -> str:
+    if not stored:
+        return "the store holds no key\n"
+    lines = [f"{'key_id':<28} {'state':<14} {'expires_at':<26} scopes"]
+    lines += [
+        f"{key.key_id:<28} {key.state():<14} "
+        f"{_when(key.expires_at) if key.expires_at else 'never':<26} " + " ".join(key.scopes)
+        for key in stored
+    ]
+    return "\n".join(lines) + "\n"
 
 
 # -- check --------------------------------------------------------------------------------
