@@ -546,7 +546,7 @@ class RedisKeySource(LiveKeySource):
         self._pubsub: PubSub | None = None
         self._task: asyncio.Task[None] | None = None
         self._watchdog: asyncio.TimerHandle | None = None
-        self._last_contact: float | None = None  # loop time
+        self._last_contact: float | None = None  # time.monotonic()
         self._next_full = 0.0
         self._lost_at: float | None = None
 
@@ -712,11 +712,11 @@ class RedisKeySource(LiveKeySource):
 
     def _contact(self) -> None:
         """Redis answered: the current keys stay trusted for max_staleness from now."""
-        loop = asyncio.get_running_loop()
-        self._last_contact = loop.time()
+        self._last_contact = time.monotonic()
         if self._watchdog is not None:
             self._watchdog.cancel()
-        self._watchdog = loop.call_at(self._last_contact + self._max_staleness, self._expired)
+        loop = asyncio.get_running_loop()
+        self._watchdog = loop.call_later(self._max_staleness, self._expired)
 
     def _lost(self, error: BaseException) -> None:
         if self.state != "live":
@@ -760,7 +760,7 @@ class RedisKeySource(LiveKeySource):
     def describe(self) -> dict[str, Any]:
         age = None
         if self._last_contact is not None and self._task is not None:
-            age = round(asyncio.get_running_loop().time() - self._last_contact, 3)
+            age = round(time.monotonic() - self._last_contact, 3)
         return {
             "kind": self.kind,
             "url": self._shown,

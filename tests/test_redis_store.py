@@ -1,0 +1,787 @@
+"""The Redis key store against a real redis-server on 127.0.0.1 (tests/redis_server.py).
+
+Instances are whole apps (Starlette + APIKeyMiddleware + RedisKeySource) run by
+TestClient, each with its own event loop and Redis connections, as two worker
+processes would have them; the admin side writes through RedisKeyStore or the
+command line, as an operator would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis import Redis as SyncRedis
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route, WebSocketRoute
+from starlette.testclient import TestClient, WebSocketDenialResponse
+from starlette.types import Message
+from starlette.websockets import WebSocket
+from structlog.testing import capture_logs
+
+from asgi_apikey import APIKey, APIKeyAuth, APIKeyMiddleware, ConfigurationError, KeySourceError
+from asgi_apikey.cli import main
+from asgi_apikey.redis_store import (
+    UNAVAILABLE,
+    RedisKeySource,
+    RedisKeyStore,
+    StoredKey,
+    add_key,
+    list_keys,
+    redacted,
+    revoke_key,
+)
+from tests.asgi import CANARY, OTHER_KEY, bearer, call, http_scope
+from tests.redis_server import RedisServer, running_redis
+
+#: How long a change may take to reach another instance in these tests. The
+#: benchmark measures the real figure (about a millisecond); this bound only
+#: has to hold on a loaded CI machine, and the heartbeat is set far above it,
+#: so only the published message can deliver a change in time.
+PROPAGATION_BOUND = 2.0
+SLOW_HEARTBEAT = 60.0
+
+
+@pytest.fixture
+def redis(tmp_path: Path) -> Iterator[RedisServer]:
+    with running_redis(tmp_path) as server:
+        yield server
+
+
+def raw(server: RedisServer) -> SyncRedis:
+    return SyncRedis(host="127.0.0.1", port=server.port, password=server.password)
+
+
+async def endpoint(request: Request) -> JSONResponse:
+    auth = request.scope["auth"]
+    return JSONResponse({"key_id": auth.key_id, "metadata": dict(auth.metadata)})
+
+
+async def socket_endpoint(websocket: WebSocket) -> None:
+    await websocket.accept()
+    await websocket.send_text("hello")
+    await websocket.close()
+
+
+def instance(source: RedisKeySource, **options: Any) -> tuple[Starlette, APIKeyAuth]:
+    """One app instance following the store."""
+    auth = APIKeyAuth(source=source, **options)
+    app = Starlette(
+        routes=[
+            Route("/v1/models", endpoint),
+            Route("/health", endpoint),
+            WebSocketRoute("/ws", socket_endpoint),
+        ]
+    )
+    app.add_middleware(APIKeyMiddleware, auth=auth, public=["/health"])
+    return app, auth
+
+
+def status_with(client: TestClient, key: str | None, path: str = "/v1/models") -> int:
+    headers = {"Authorization": f"Bearer {key}"} if key is not None else {}
+    return client.get(path, headers=headers).status_code
+
+
+def ws_close_code(auth: APIKeyAuth) -> int:
+    """The close code a websocket handshake with CANARY gets from a server without denials."""
+    sent: list[Message] = []
+
+    async def handshake() -> None:
+        async def receive() -> Message:
+            return {"type": "websocket.connect"}
+
+        async def send(message: Message) -> None:
+            sent.append(message)
+
+        await APIKeyMiddleware(Recorder(), auth=auth)(ws_scope, receive, send)
+
+    ws_scope = http_scope("/ws", headers=[bearer(CANARY)], kind="websocket")
+    asyncio.run(handshake())
+    assert [m["type"] for m in sent] == ["websocket.close"]
+    code: int = sent[0]["code"]
+    return code
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> float:
+    """Seconds until ``condition()`` held; fails the test past ``timeout``."""
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > timeout:
+            pytest.fail(f"not within {timeout} s: {what}")
+        time.sleep(0.002)
+    return time.monotonic() - start
+
+
+# ======================================================== many instances, one store
+
+
+def test_two_instances_share_a_store_and_a_revocation_reaches_the_other(
+    redis: RedisServer,
+) -> None:
+    store_key = APIKey(CANARY, name="billing", scopes={"read"})
+    add_key(redis.url, store_key)
+    app_a, auth_a = instance(RedisKeySource(redis.url, heartbeat=SLOW_HEARTBEAT))
+    app_b, auth_b = instance(RedisKeySource(redis.url, heartbeat=SLOW_HEARTBEAT))
+    with TestClient(app_a) as a, TestClient(app_b) as b:
+        # Both loaded the store when their lifespan started.
+        assert status_with(a, CANARY) == status_with(b, CANARY) == 200
+        assert a.get("/v1/models", headers={"Authorization": f"Bearer {CANARY}"}).json() == {
+            "key_id": "billing",
+            "metadata": {},
+        }
+        assert status_with(b, OTHER_KEY) == 401
+
+        # A key added through one store connection reaches both instances.
+        add_key(redis.url, APIKey(OTHER_KEY, name="new"))
+        wait_until(lambda: status_with(b, OTHER_KEY) == 200, PROPAGATION_BOUND, "add seen by B")
+        assert status_with(a, OTHER_KEY) == 200
+
+        # Instance A revokes (its app holds a RedisKeyStore); B refuses within the bound.
+        async def revoke_from_a() -> bool:
+            async with RedisKeyStore(redis.url) as store:
+                return await store.revoke("billing")
+
+        assert a.portal is not None
+        assert a.portal.call(revoke_from_a) is True
+        took = wait_until(
+            lambda: status_with(b, CANARY) == 401, PROPAGATION_BOUND, "revocation seen by B"
+        )
+        assert took < PROPAGATION_BOUND
+        assert status_with(a, CANARY) == 401
+        response = b.get("/v1/models", headers={"Authorization": f"Bearer {CANARY}"})
+        assert 'error="invalid_token"' in response.headers["www-authenticate"]
+        for auth in (auth_a, auth_b):
+            assert auth.key_ids == ("new",)
+            source = auth.status()["source"]
+            assert source["state"] == "live"
+            assert source["version"] == 3
+            assert source["full_loads"] == 1  # every change came as a message
+            assert source["repairs"] == 0
+    # The lifespan stopped both sources: their keys are unavailable afterwards.
+    assert auth_a.status()["unavailable"] == "The API key store was stopped with the app"
+    assert auth_b.snapshot.by_digest == {}
+
+
+def test_a_change_is_applied_as_a_whole_new_snapshot(redis: RedisServer) -> None:
+    add_key(redis.url, APIKey(CANARY, name="one"))
+    app, auth = instance(RedisKeySource(redis.url, heartbeat=SLOW_HEARTBEAT))
+    with TestClient(app):
+        before = auth.snapshot
+        add_key(redis.url, APIKey(OTHER_KEY, name="two"))
+        wait_until(lambda: auth.snapshot is not before, PROPAGATION_BOUND, "a new snapshot")
+        after = auth.snapshot
+        # The old snapshot is untouched: a request that read it keeps a consistent view.
+        assert sorted(before.by_id) == ["one"]
+        assert sorted(after.by_id) == ["one", "two"]
+        assert after.by_digest[before.by_id["one"]] is before.by_digest[before.by_id["one"]]
+
+
+def test_keys_in_code_stay_beside_the_store_and_win_a_clash(redis: RedisServer) -> None:
+    add_key(redis.url, APIKey(OTHER_KEY, name="stored"))
+    add_key(redis.url, APIKey("sk-clash-0123456789abcdef", name="local"))
+    source = RedisKeySource(redis.url, heartbeat=SLOW_HEARTBEAT)
+    auth = APIKeyAuth(keys=[APIKey(CANARY, name="local")], source=source)
+    app = Starlette(routes=[Route("/v1/models", endpoint)])
+    app.add_middleware(APIKeyMiddleware, auth=auth)
+    with capture_logs() as logs, TestClient(app) as client:
+        assert status_with(client, CANARY) == 200  # the key given in code
+        assert status_with(client, OTHER_KEY) == 200  # the store's
+        assert status_with(client, "sk-clash-0123456789abcdef") == 401  # its id is taken
+        assert sorted(auth.key_ids) == ["local", "stored"]
+    assert [e["key_id"] for e in logs if e["event"] == "key_source_conflict"] == ["local"]
+    # With the source stopped, the key given in code still works.
+    assert auth.verify(CANARY) is not None
+    assert auth.verify(OTHER_KEY) is None
+
+
+def test_metadata_and_validity_travel_with_the_key(redis: RedisServer) -> None:
+    now = datetime.now(UTC)
+    add_key(redis.url, APIKey(CANARY, name="pro", metadata={"tier": "pro", "rpm": [60]}))
+    add_key(redis.url, APIKey(OTHER_KEY, name="late", expires_at=now - timedelta(seconds=1)))
+    app, _ = instance(RedisKeySource(redis.url), mode="advanced")
+    with TestClient(app) as client:
+        response = client.get("/v1/models", headers={"Authorization": f"Bearer {CANARY}"})
+        assert response.json() == {"key_id": "pro", "metadata": {"tier": "pro", "rpm": [60]}}
+        expired = client.get("/v1/models", headers={"Authorization": f"Bearer {OTHER_KEY}"})
+        assert expired.status_code == 401
+        assert "expired" in expired.json()["detail"]
+
+
+# ======================================================== failure behaviour
+
+
+def test_redis_unreachable_at_startup_fails_clearly(redis: RedisServer) -> None:
+    url = redis.url
+    redis.stop()
+    app, _ = instance(RedisKeySource(url, timeout=0.5))
+    sent: list[Message] = []
+
+    async def lifespan() -> None:
+        messages: asyncio.Queue[Message] = asyncio.Queue()
+        messages.put_nowait({"type": "lifespan.startup"})
+
+        async def send(message: Message) -> None:
+            sent.append(message)
+
+        scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
+        task = asyncio.create_task(app(scope, messages.get, send))
+        while not sent:  # the server waits for startup.complete or startup.failed
+            await asyncio.sleep(0.01)
+        task.cancel()  # as a server does after a failed startup
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(lifespan())
+    assert sent[0]["type"] == "lifespan.startup.failed"  # the app is never told it started
+    message = sent[0]["message"]
+    assert f"the Redis key store at {url} cannot be read" in message
+    assert "start Redis there" in message
+
+
+def test_uvicorn_refuses_to_start_without_the_store(redis: RedisServer, tmp_path: Path) -> None:
+    url = redis.url
+    redis.stop()
+    (tmp_path / "down_app.py").write_text(
+        "from starlette.applications import Starlette\n"
+        "from asgi_apikey import APIKeyAuth, APIKeyMiddleware\n"
+        "from asgi_apikey.redis_store import RedisKeySource\n"
+        "app = Starlette()\n"
+        f"auth = APIKeyAuth(source=RedisKeySource({url!r}, timeout=0.5))\n"
+        "app.add_middleware(APIKeyMiddleware, auth=auth)\n"
+    )
+    command = [sys.executable, "-m", "uvicorn", "down_app:app", "--host", "127.0.0.1"]
+    command += ["--port", "0", "--lifespan", "on"]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "the Redis key store at" in done.stderr
+    assert "Application startup failed" in done.stderr
+
+
+def test_a_lost_store_keeps_the_last_keys_for_a_while_then_fails_closed_and_recovers(
+    redis: RedisServer,
+) -> None:
+    add_key(redis.url, APIKey(CANARY, name="billing"))
+    source = RedisKeySource(
+        redis.url, max_staleness=0.6, heartbeat=0.05, timeout=0.3, max_reconnect_delay=0.1
+    )
+    app, auth = instance(source)
+    with capture_logs() as logs, TestClient(app) as client:
+        assert status_with(client, CANARY) == 200
+        redis.kill()
+        lost = time.monotonic()
+        wait_until(lambda: source.state == "reconnecting", 5, "the loss noticed")
+        # Within max_staleness the last good keys still work.
+        if time.monotonic() - lost < 0.4:
+            assert status_with(client, CANARY) == 200
+        wait_until(lambda: status_with(client, CANARY) == 503, 5, "fail closed")
+        assert time.monotonic() - lost >= 0.6 - 0.1  # not before max_staleness (less the heartbeat)
+        response = client.get("/v1/models", headers={"Authorization": f"Bearer {CANARY}"})
+        assert response.status_code == 503
+        assert response.json() == {"detail": UNAVAILABLE}
+        assert response.headers["retry-after"] == "5"
+        assert response.headers["cache-control"] == "no-store"
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert "www-authenticate" not in response.headers
+        assert status_with(client, OTHER_KEY) == 503  # it might be a valid key of the store
+        assert status_with(client, None) == 401  # no key: that is the client's problem
+        assert status_with(client, None, "/health") == 200  # public paths still serve
+        assert status_with(client, CANARY, "/health") == 200  # ... anonymous
+        with (
+            pytest.raises(WebSocketDenialResponse) as refused,
+            client.websocket_connect("/ws", headers={"Authorization": f"Bearer {CANARY}"}),
+        ):
+            pass
+        assert refused.value.status_code == 503  # the denial-response extension
+        assert ws_close_code(auth) == 1013  # without it: close, try again later
+        status = auth.status()
+        assert status["unavailable"] == UNAVAILABLE
+        assert status["source"]["state"] == "unavailable"
+        assert status["counters"]["refused"]["unavailable"] >= 3
+
+        redis.start()  # the same port, the same data (append-only file)
+        wait_until(lambda: status_with(client, CANARY) == 200, 10, "recovery")
+        assert source.state == "live"
+        assert auth.status()["unavailable"] is None
+        # Changes flow again after the recovery.
+        revoke_key(redis.url, "billing")
+        wait_until(lambda: status_with(client, CANARY) == 401, PROPAGATION_BOUND, "revoked")
+    events = [e["event"] for e in logs if e["event"].startswith("key_store_")]
+    assert events[:4] == [
+        "key_store_started",
+        "key_store_lost",
+        "key_store_unavailable",
+        "key_store_recovered",
+    ]
+
+
+def test_a_short_outage_is_invisible_to_clients(redis: RedisServer) -> None:
+    add_key(redis.url, APIKey(CANARY, name="billing"))
+    source = RedisKeySource(redis.url, max_staleness=30, heartbeat=0.05, timeout=0.3)
+    app, _ = instance(source)
+    with TestClient(app) as client:
+        redis.kill()
+        wait_until(lambda: source.state == "reconnecting", 5, "the loss noticed")
+        assert status_with(client, CANARY) == 200
+        assert status_with(client, OTHER_KEY) == 401  # still an unknown key, not a 503
+        redis.start()
+        wait_until(lambda: source.state == "live", 10, "reconnected")
+        assert status_with(client, CANARY) == 200
+        assert source.losses == 1
+
+
+def test_without_a_lifespan_the_store_keys_are_unavailable_not_open(redis: RedisServer) -> None:
+    add_key(redis.url, APIKey(CANARY, name="billing"))
+    auth = APIKeyAuth(keys=[OTHER_KEY], source=RedisKeySource(redis.url))
+    app = APIKeyMiddleware(Recorder(), auth=auth)
+    result = call(app, http_scope("/v1/models", headers=[bearer(CANARY)]))
+    assert result.status == 503
+    assert "has not been read yet" in result.json()["detail"]
+    assert call(app, http_scope("/v1/models", headers=[bearer(OTHER_KEY)])).status == 200
+    assert call(app, http_scope("/v1/models")).status == 401
+    assert auth.status()["source"]["state"] == "not_started"
+
+
+class Recorder:
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+
+def test_start_and_stop_by_hand_where_no_lifespan_runs(redis: RedisServer) -> None:
+    add_key(redis.url, APIKey(CANARY, name="billing"))
+    auth = APIKeyAuth(source=RedisKeySource(redis.url))
+
+    async def scenario() -> None:
+        assert auth.verify(CANARY) is None
+        await auth.start()
+        await auth.start()  # a second start does nothing
+        assert auth.verify(CANARY) is not None
+        await auth.stop()
+        await auth.stop()
+        assert auth.verify(CANARY) is None
+
+    asyncio.run(scenario())
+    assert auth.status()["source"]["state"] == "stopped"
+
+
+# ======================================================== repairs
+
+
+def test_missed_messages_are_repaired_by_the_version_check(redis: RedisServer) -> None:
+    source = RedisKeySource(redis.url, heartbeat=0.05)
+    app, auth = instance(source)
+    with TestClient(app) as client:
+        # A change written without its message, as one lost in a network blip.
+        digest = hashlib.sha256(CANARY.encode()).hexdigest()
+        record = {"key_id": "quiet", "name": "quiet", "scopes": [], "metadata": {}}
+        connection = raw(redis)
+        connection.hset("{asgi_apikey}:keys", digest, json.dumps(record))
+        connection.hset("{asgi_apikey}:ids", "quiet", digest)
+        connection.incr("{asgi_apikey}:version")
+        wait_until(lambda: status_with(client, CANARY) == 200, 5, "repaired")
+        assert source.repairs >= 1
+        assert auth.key_ids == ("quiet",)
+
+
+def test_a_gap_in_the_versions_triggers_a_full_reload(redis: RedisServer) -> None:
+    source = RedisKeySource(redis.url, heartbeat=SLOW_HEARTBEAT)
+    app, _ = instance(source)
+    with TestClient(app) as client:
+        digest = hashlib.sha256(CANARY.encode()).hexdigest()
+        connection = raw(redis)
+        connection.hset("{asgi_apikey}:keys", digest, json.dumps({"name": "gap"}))
+        connection.set("{asgi_apikey}:version", 5)
+        # The message of version 5 arrives, but 1 to 4 never did.
+        change = {"v": 5, "op": "revoke", "digest": "0" * 64}
+        connection.publish("{asgi_apikey}:changes", json.dumps(change))
+        wait_until(lambda: status_with(client, CANARY) == 200, PROPAGATION_BOUND, "reloaded")
+        assert source.repairs == 1
+        assert source.version == 5
+
+
+def test_a_reset_store_is_followed(redis: RedisServer) -> None:
+    add_key(redis.url, APIKey(CANARY, name="billing"))
+    source = RedisKeySource(redis.url, heartbeat=0.05)
+    app, _ = instance(source)
+    with TestClient(app) as client:
+        assert status_with(client, CANARY) == 200
+        raw(redis).flushall()
+        wait_until(lambda: status_with(client, CANARY) == 401, 5, "the reset followed")
+        assert source.version == 0
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        (b"not-a-digest", b"{}"),
+        (hashlib.sha256(b"x").hexdigest().encode(), b"not json"),
+        (hashlib.sha256(b"y").hexdigest().encode(), b"[1, 2]"),
+        (hashlib.sha256(b"z").hexdigest().encode(), b'{"scopes": "read"}'),
+        (hashlib.sha256(b"w").hexdigest().encode(), b'{"expires_at": "tomorrow"}'),
+        (hashlib.sha256(b"v").hexdigest().encode(), b'{"name": " padded "}'),
+    ],
+    ids=["field", "json", "array", "scopes", "instant", "name"],
+)
+def test_a_bad_record_is_skipped_and_logged_and_the_rest_load(
+    redis: RedisServer, field: bytes, value: bytes
+) -> None:
+    add_key(redis.url, APIKey(CANARY, name="good"))
+    raw(redis).hset("{asgi_apikey}:keys", field, value)
+    auth = APIKeyAuth(source=RedisKeySource(redis.url))
+
+    async def scenario() -> None:
+        await auth.start()
+        await auth.stop()
+
+    with capture_logs() as logs:
+        asyncio.run(scenario())
+    assert [e["event"] for e in logs if e["log_level"] == "error"] == ["key_record_invalid"]
+    assert auth.status()["source"]["key_count"] == 1
+
+
+def test_a_bad_message_triggers_a_full_reload(redis: RedisServer) -> None:
+    source = RedisKeySource(redis.url, heartbeat=SLOW_HEARTBEAT)
+    app, _ = instance(source)
+    with capture_logs() as logs, TestClient(app):
+        raw(redis).publish("{asgi_apikey}:changes", b"\xff not json")
+        wait_until(lambda: source.full_loads == 2, PROPAGATION_BOUND, "reloaded")
+    assert "key_store_message_invalid" in [e["event"] for e in logs]
+
+
+# ======================================================== the admin side
+
+
+def test_the_store_refuses_the_same_key_or_id_twice(redis: RedisServer) -> None:
+    add_key(redis.url, APIKey(CANARY, name="billing"))
+    with pytest.raises(ConfigurationError, match="already holds this key, as key_id 'billing'"):
+        add_key(redis.url, APIKey(digest=APIKey(CANARY).digest, name="other"))
+    with pytest.raises(ConfigurationError, match="another key with key_id 'billing'"):
+        add_key(redis.url, APIKey(OTHER_KEY, name="billing"))
+    assert [key.key_id for key in list_keys(redis.url)] == ["billing"]
+    assert raw(redis).get("{asgi_apikey}:version") == b"1"
+
+
+def test_revoke_by_id_digest_or_key_and_report_what_matched(redis: RedisServer) -> None:
+    first, second, third = (
+        APIKey(CANARY, name="a"),
+        APIKey(OTHER_KEY),
+        APIKey("sk-third-0123456789abcdef"),
+    )
+    for key in (first, second, third):
+        add_key(redis.url, key)
+    assert revoke_key(redis.url, "a") is True
+    assert revoke_key(redis.url, "a") is False
+    assert revoke_key(redis.url, second.digest) is True
+    assert revoke_key(redis.url, third) is True
+    assert revoke_key(redis.url, "nobody") is False
+    assert list_keys(redis.url) == []
+    connection = raw(redis)
+    assert connection.hlen("{asgi_apikey}:ids") == 0
+    assert connection.get("{asgi_apikey}:version") == b"6"
+    with pytest.raises(ConfigurationError, match="revoke takes"):
+        revoke_key(redis.url, "")
+
+
+def test_list_shows_ids_scopes_and_validity_never_a_secret(redis: RedisServer) -> None:
+    later = datetime(2031, 1, 1, tzinfo=UTC)
+    add_key(redis.url, APIKey(CANARY, name="billing", scopes={"write", "read"}, expires_at=later))
+    add_key(redis.url, APIKey(OTHER_KEY))
+    stored = list_keys(redis.url)
+    assert [key.key_id for key in stored] == sorted(["billing", APIKey(OTHER_KEY).key_id])
+    billing = stored[0] if stored[0].key_id == "billing" else stored[1]
+    assert billing.scopes == ("read", "write")
+    assert billing.expires_at == later
+    assert billing.state() == "active"
+    assert billing.state(later) == "expired"
+    assert isinstance(billing.created_at, datetime)
+    text = repr(stored) + json.dumps([key.as_dict() for key in stored])
+    for secret in (CANARY, OTHER_KEY):
+        assert secret not in text
+        assert hashlib.sha256(secret.encode()).hexdigest() not in text
+
+
+def test_no_plain_key_ever_reaches_redis(redis: RedisServer) -> None:
+    add_key(redis.url, APIKey(CANARY, name="billing", metadata={"team": "x"}))
+    add_key(redis.url, OTHER_KEY)
+    connection = raw(redis)
+    everything = b""
+    for name in connection.keys("*"):
+        dumped = connection.dump(name)
+        assert isinstance(name, bytes)
+        assert isinstance(dumped, bytes)
+        everything += name + dumped
+    assert b"{asgi_apikey}:keys" in everything
+    assert CANARY.encode() not in everything
+    assert OTHER_KEY.encode() not in everything
+
+
+def test_metadata_that_is_not_json_is_refused(redis: RedisServer) -> None:
+    key = APIKey(CANARY, metadata={"when": datetime(2030, 1, 1, tzinfo=UTC)})
+    with pytest.raises(ConfigurationError, match="must be JSON"):
+        add_key(redis.url, key)
+
+
+def test_the_sync_helpers_refuse_a_running_loop(redis: RedisServer) -> None:
+    async def inside() -> None:
+        with pytest.raises(RuntimeError, match="use RedisKeyStore's async methods"):
+            list_keys(redis.url)
+
+    asyncio.run(inside())
+
+
+def test_prefixes_keep_key_sets_apart(redis: RedisServer) -> None:
+    add_key(redis.url, APIKey(CANARY, name="a"), prefix="tenant-a")
+    add_key(redis.url, APIKey(CANARY, name="b"), prefix="tenant-b")
+    assert [k.key_id for k in list_keys(redis.url, prefix="tenant-a")] == ["a"]
+    auth = APIKeyAuth(source=RedisKeySource(redis.url, prefix="tenant-b"))
+
+    async def scenario() -> None:
+        await auth.start()
+        context = auth.verify(CANARY)
+        assert context is not None
+        assert context.key_id == "b"
+        await auth.stop()
+
+    asyncio.run(scenario())
+
+
+# ======================================================== the command line
+
+
+def run_cli(*argv: str, stdin: str = "") -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    saved = sys.stdin, sys.stdout, sys.stderr
+    sys.stdin, sys.stdout, sys.stderr = io.StringIO(stdin), out, err
+    try:
+        code = main(list(argv))
+    finally:
+        sys.stdin, sys.stdout, sys.stderr = saved
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_cli_add_list_revoke(redis: RedisServer) -> None:
+    code, out, err = run_cli(
+        "keys", "add", "--redis", redis.url, "--name", "ci", "--scopes", "read, write",
+        "--expires-at", "2031-01-01T00:00:00Z",
+    )  # fmt: skip
+    assert code == 0, err
+    made = out.splitlines()[0].removeprefix("key:    ")
+    assert made.startswith("sk-")
+    assert out.splitlines()[1] == "key_id: ci"
+    assert "shown this once" in err
+    stored = list_keys(redis.url)
+    assert [(k.key_id, k.scopes) for k in stored] == [("ci", ("read", "write"))]
+
+    code, out, err = run_cli("keys", "add", "--redis", redis.url, "--stdin", stdin=CANARY + "\n")
+    assert (code, out) == (0, f"key_id: {APIKey(CANARY).key_id}\n")
+    code, out, _ = run_cli(
+        "keys", "add", "--redis", redis.url, "--digest", APIKey(OTHER_KEY).digest,
+        "--name", "by-digest", "--metadata", '{"team": "x"}', "--json",
+    )  # fmt: skip
+    assert code == 0
+    assert json.loads(out)["key_id"] == "by-digest"
+    assert json.loads(out)["key"] is None
+
+    code, out, _ = run_cli("keys", "list", "--redis", redis.url)
+    assert code == 0
+    assert out.splitlines()[0].split() == ["key_id", "state", "expires_at", "scopes"]
+    assert "ci" in out
+    assert "2031-01-01T00:00:00Z" in out
+    code, out, _ = run_cli("keys", "list", "--redis", redis.url, "--json")
+    assert sorted(k["key_id"] for k in json.loads(out)) == sorted(
+        ["ci", "by-digest", APIKey(CANARY).key_id]
+    )
+    for text in (out, repr(list_keys(redis.url))):
+        assert made not in text
+        assert CANARY not in text
+
+    assert run_cli("keys", "revoke", "--redis", redis.url, "ci") == (0, "revoked ci\n", "")
+    code, _, err = run_cli("keys", "revoke", "--redis", redis.url, "ci")
+    assert code == 1
+    assert "holds no key 'ci'" in err
+
+
+def test_cli_reads_the_url_from_the_environment(
+    redis: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert run_cli("keys", "list")[0] == 2
+    monkeypatch.setenv("REDIS_URL", redis.url)
+    assert run_cli("keys", "list") == (0, "the store holds no key\n", "")
+
+
+@pytest.mark.parametrize(
+    ("argv", "stdin", "message"),
+    [
+        (["--metadata", "[1"], "", "--metadata must be a JSON object"),
+        (["--metadata", "[1]"], "", "metadata of key"),
+        (["--expires-at", "soon"], "", "--expires-at must be a date-time with an offset"),
+        (["--not-before", "2030-01-01T00:00:00"], "", "--not-before must be"),
+        (["--stdin"], "", "no key on standard input"),
+        (["--stdin"], "sk bad key", "characters a Bearer token cannot carry"),
+        (["--digest", "sha256:abc"], "", "a key digest must be"),
+        (["--name", " x"], "", "a key name must be printable"),
+    ],
+    ids=["json", "not-object", "instant", "no-offset", "empty-stdin", "bad-key", "digest", "name"],
+)
+def test_cli_add_explains_bad_input(
+    redis: RedisServer, argv: list[str], stdin: str, message: str
+) -> None:
+    code, out, err = run_cli("keys", "add", "--redis", redis.url, *argv, stdin=stdin)
+    assert (code, out) == (1, "")
+    assert message in err
+    assert "sk bad key" not in err
+    assert list_keys(redis.url) == []
+
+
+def test_cli_says_when_the_store_is_unreachable(redis: RedisServer) -> None:
+    url = redis.url
+    redis.stop()
+    code, out, err = run_cli("keys", "list", "--redis", url)
+    assert (code, out) == (1, "")
+    assert f"the Redis key store at {url} cannot be used" in err
+
+
+# ======================================================== secrets and configuration
+
+
+def test_a_password_never_reaches_a_repr_status_log_or_error(tmp_path: Path) -> None:
+    password = "redis-pass-7c1f0e9a"
+    with running_redis(tmp_path, password=password) as server:
+        add_key(server.url, APIKey(CANARY, name="billing"))
+        source = RedisKeySource(server.url)
+        auth = APIKeyAuth(source=source)
+        wrong = RedisKeySource(server.url.replace(password, "wrong-pass-000"))
+        texts = [repr(source), repr(RedisKeyStore(server.url))]
+
+        async def scenario() -> None:
+            await auth.start()
+            texts.append(json.dumps(auth.status()))
+            await auth.stop()
+            with pytest.raises(KeySourceError) as failed:
+                await APIKeyAuth(source=wrong).start()
+            texts.extend([str(failed.value), repr(failed.value.context)])
+
+        with capture_logs() as logs:
+            asyncio.run(scenario())
+        texts.append(repr(logs))
+    assert "AuthenticationError" in texts[-3]
+    for text in texts:
+        assert password not in text
+        assert "wrong-pass-000" not in text
+        assert CANARY not in text
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+        ("redis://:pw@host:6379/1", "redis://:***@host:6379/1"),
+        ("redis://user:pw@host", "redis://user:***@host"),
+        ("redis://token@host", "redis://***@host"),
+        ("rediss://host:6380/0?password=pw&x=1", "rediss://host:6380/0?***"),
+        ("unix:///run/redis.sock?db=2", "unix:///run/redis.sock?db=2"),
+    ],
+)
+def test_redacted(url: str, shown: str) -> None:
+    assert redacted(url) == shown
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"url": "http://127.0.0.1"}, "must start with redis://"),
+        ({"url": 6379}, "must start with redis://"),
+        ({"prefix": "has space"}, "prefix must be"),
+        ({"prefix": "{tag}"}, "prefix must be"),
+        ({"max_staleness": 0}, "max_staleness must be a number of seconds above 0"),
+        ({"heartbeat": -1}, "heartbeat must be"),
+        ({"resync_interval": True}, "resync_interval must be"),
+        ({"timeout": "2"}, "timeout must be"),
+    ],
+)
+def test_bad_source_configuration_fails_at_construction(
+    options: dict[str, Any], message: str
+) -> None:
+    arguments = {"url": "redis://127.0.0.1:6379/0", **options}
+    with pytest.raises(ConfigurationError, match=message):
+        RedisKeySource(**arguments)
+
+
+def test_a_live_source_is_never_development_mode_nor_reloaded() -> None:
+    auth = APIKeyAuth(source=RedisKeySource("redis://127.0.0.1:1/0"), environment="production")
+    assert auth.is_development_mode is False
+    assert auth.mode == "simple"
+    with pytest.raises(ConfigurationError, match="keeps itself current"):
+        auth.reload()
+    with pytest.raises(ConfigurationError, match="started with the app's lifespan"):
+        RedisKeySource("redis://127.0.0.1:1/0").read(auth._config)
+
+
+def test_stored_key_state_defaults_to_now() -> None:
+    past = datetime.now(UTC) - timedelta(days=1)
+    stored = StoredKey("k", None, (), {}, None, past, None)
+    assert stored.state() == "expired"
+    assert StoredKey("k", None, (), {}, past + timedelta(days=2), None, None).state() == (
+        "not_yet_valid"
+    )
+
+
+def test_a_load_that_ends_after_stop_does_not_reopen_the_keys(redis: RedisServer) -> None:
+    add_key(redis.url, APIKey(CANARY, name="billing"))
+    auth = APIKeyAuth(source=RedisKeySource(redis.url))
+
+    async def scenario() -> None:
+        await auth.start()
+        await auth.stop()
+        # What a full load running in a thread would deliver after the stop:
+        auth._sink.replace([APIKey(CANARY, name="billing")])
+        auth._sink.change([APIKey(OTHER_KEY)], [])
+
+    asyncio.run(scenario())
+    assert auth.verify(CANARY) is None
+    assert auth.verify(OTHER_KEY) is None
+    assert auth.status()["unavailable"] == "The API key store was stopped with the app"
+
+
+def test_many_keys_load_and_change_without_stalling(redis: RedisServer) -> None:
+    store = RedisKeyStore(redis.url)
+    count = 5_000
+
+    async def fill() -> None:
+        connection = store._connection()
+        pipe = connection.pipeline(transaction=False)
+        for number in range(count):
+            key = APIKey(f"sk-many-{number:08d}-0123456789")
+            record: dict[str, Any] = {"key_id": key.key_id, "scopes": [], "metadata": {}}
+            digest = key.digest.removeprefix("sha256:")
+            pipe.hset("{asgi_apikey}:keys", digest, json.dumps(record))
+            pipe.hset("{asgi_apikey}:ids", key.key_id, digest)
+        await pipe.execute()
+        await store.aclose()
+
+    asyncio.run(fill())
+    app, auth = instance(RedisKeySource(redis.url, heartbeat=SLOW_HEARTBEAT))
+    with ExitStack() as stack:
+        client = stack.enter_context(TestClient(app))
+        assert len(auth.key_ids) == count
+        assert status_with(client, "sk-many-00004999-0123456789") == 200
+        revoke_key(redis.url, APIKey("sk-many-00004999-0123456789").key_id)
+        wait_until(
+            lambda: status_with(client, "sk-many-00004999-0123456789") == 401,
+            PROPAGATION_BOUND,
+            "revoked among many",
+        )
+        assert len(auth.key_ids) == count - 1
