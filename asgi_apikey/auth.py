@@ -41,6 +41,7 @@ from .keys import (
     KeySnapshot,
     Rejected,
     Verifier,
+    _parse_digest,
     entry_for,
     index,
 )
@@ -536,7 +537,8 @@ class APIKeyAuth:
             self._snapshot = self._snapshot_from(by_digest, by_id)
             self._sourced = frozenset(sourced)
 
-    def _live_change(self, added: Sequence[APIKey], removed: Sequence[bytes]) -> None:
+    def _live_change(self, added: Sequence[APIKey], removed: Sequence[str]) -> None:
+        dropped = [_parse_digest(digest) for digest in removed]
         with self._lock:
             if not self._started:
                 return
@@ -545,7 +547,7 @@ class APIKeyAuth:
             # (a revocation among 100,000 keys costs a few milliseconds, once).
             by_digest, by_id = dict(current.by_digest), dict(current.by_id)
             sourced = set(self._sourced)
-            for digest in [*removed, *(key._digest for key in added)]:
+            for digest in [*dropped, *(key._digest for key in added)]:
                 if digest in sourced:  # removed, or about to be replaced by a newer record
                     sourced.discard(digest)
                     gone = by_digest.pop(digest, None)  # None: remove_key() took it already
@@ -705,7 +707,7 @@ class _LiveSink:
     def replace(self, keys: Sequence[APIKey]) -> None:
         self._auth._live_replace(keys)
 
-    def change(self, added: Sequence[APIKey], removed: Sequence[bytes]) -> None:
+    def change(self, added: Sequence[APIKey], removed: Sequence[str]) -> None:
         self._auth._live_change(added, removed)
 
     def unavailable(self, detail: str) -> None:

@@ -668,7 +668,7 @@ class RedisKeySource(LiveKeySource):
                 self._sink.change([decoded[0]], [])
                 self._held.add(raw)
         else:
-            self._sink.change([], [raw])
+            self._sink.change([], ["sha256:" + digest.decode("ascii")])
             self._held.discard(raw)
         self.version = version
 

@@ -135,8 +135,8 @@ class KeySink(Protocol):
     def replace(self, keys: Sequence[APIKey]) -> None:
         """The source's whole key set, read afresh; it also ends :meth:`unavailable`."""
 
-    def change(self, added: Sequence[APIKey], removed: Sequence[bytes]) -> None:
-        """Keys added and SHA-256 digests of keys removed since the last call."""
+    def change(self, added: Sequence[APIKey], removed: Sequence[str]) -> None:
+        """Keys added (or changed), and the digests (``APIKey.digest``) of keys removed."""
 
     def unavailable(self, detail: str) -> None:
         """The source's keys can no longer be trusted: refuse them (503) until replace()."""
