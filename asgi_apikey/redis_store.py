@@ -402,11 +402,14 @@ class RedisKeyStore:
 
     async def keys(self) -> list[StoredKey]:
         """Every key the store holds, by key_id: ids, names, scopes, validity; never a secret."""
+        failure = None
         try:
             # bytes: the client does not decode responses.
             records = cast(dict[bytes, bytes], await self._connection().hgetall(self._names.keys))
         except (RedisError, OSError) as error:
-            raise self._unreachable(error) from None
+            failure = self._unreachable(error)
+        if failure is not None:
+            raise failure  # outside the except block: see _run
         found = []
         for field, value in records.items():
             decoded = _decode(field, value)
@@ -418,7 +421,10 @@ class RedisKeyStore:
         try:
             return await self._connection().eval(script, 3, *self._names.script_keys, *args)
         except (RedisError, OSError) as error:
-            raise self._unreachable(error) from None
+            failure = self._unreachable(error)
+        # Raised outside the except block, so the error chains no redis-py exception
+        # (whose frames hold the connection, and so the URL's password).
+        raise failure
 
     def _unreachable(self, error: BaseException) -> KeySourceError:
         return KeySourceError(
@@ -454,9 +460,13 @@ def _sync(work: Any) -> Any:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(work)
-    work.close()
-    raise RuntimeError("called inside an event loop: use RedisKeyStore's async methods there")
+        running = False
+    else:
+        running = True
+    if running:
+        work.close()
+        raise RuntimeError("called inside an event loop: use RedisKeyStore's async methods there")
+    return asyncio.run(work)
 
 
 async def _with_store(url: str, prefix: str, action: str, argument: Any) -> Any:
@@ -557,18 +567,21 @@ class RedisKeySource(LiveKeySource):
             return
         self._sink = sink
         self._redis = _client(self._url, self._timeout)
+        problem = None
         try:
             await self._connect()
         except (RedisError, OSError) as error:
+            problem = _why(error, self._url)
+        if problem is not None:
+            # Raised outside the except block: nothing chained holds the connection.
             await self._close()
             self.state = "not_started"
             raise KeySourceError(
-                f"the Redis key store at {self._shown} cannot be read "
-                f"({_why(error, self._url)}): start Redis there, or fix the URL, password "
-                "or ACL",
+                f"the Redis key store at {self._shown} cannot be read ({problem}): start "
+                "Redis there, or fix the URL, password or ACL",
                 source="redis",
                 url=self._shown,
-            ) from None
+            )
         self.state = "live"
         self._task = asyncio.get_running_loop().create_task(self._run())
         _log.info(

@@ -368,6 +368,8 @@ def test_start_and_stop_by_hand_where_no_lifespan_runs(redis: RedisServer) -> No
         assert auth.verify(CANARY) is None
         await auth.start()
         await auth.start()  # a second start does nothing
+        assert isinstance(auth.source, RedisKeySource)
+        await auth.source.start(auth._sink)  # nor does the source's own, started twice
         assert auth.verify(CANARY) is not None
         await auth.stop()
         await auth.stop()
@@ -432,8 +434,10 @@ def test_a_reset_store_is_followed(redis: RedisServer) -> None:
         (hashlib.sha256(b"z").hexdigest().encode(), b'{"scopes": "read"}'),
         (hashlib.sha256(b"w").hexdigest().encode(), b'{"expires_at": "tomorrow"}'),
         (hashlib.sha256(b"v").hexdigest().encode(), b'{"name": " padded "}'),
+        (hashlib.sha256(b"u").hexdigest().encode(), b'{"not_before": 5}'),
+        (hashlib.sha256(b"t").hexdigest().encode(), b'{"expires_at": "2030-01-01T00:00:00"}'),
     ],
-    ids=["field", "json", "array", "scopes", "instant", "name"],
+    ids=["field", "json", "array", "scopes", "instant", "name", "instant-int", "naive"],
 )
 def test_a_bad_record_is_skipped_and_logged_and_the_rest_load(
     redis: RedisServer, field: bytes, value: bytes
@@ -672,6 +676,7 @@ def test_a_password_never_reaches_a_repr_status_log_or_error(tmp_path: Path) -> 
             await auth.stop()
             with pytest.raises(KeySourceError) as failed:
                 await APIKeyAuth(source=wrong).start()
+            assert failed.value.__context__ is None
             texts.extend([str(failed.value), repr(failed.value.context)])
 
         with capture_logs() as logs:
@@ -785,3 +790,77 @@ def test_many_keys_load_and_change_without_stalling(redis: RedisServer) -> None:
             "revoked among many",
         )
         assert len(auth.key_ids) == count - 1
+
+
+def test_an_old_or_repeated_message_changes_nothing(redis: RedisServer) -> None:
+    add_key(redis.url, APIKey(CANARY, name="billing"))
+    source = RedisKeySource(redis.url, heartbeat=SLOW_HEARTBEAT)
+    app, _ = instance(source)
+    with TestClient(app) as client:
+        digest = hashlib.sha256(CANARY.encode()).hexdigest()
+        # Version 1 is the add the full load already had: replaying its revoke is ignored.
+        stale = {"v": 1, "op": "revoke", "digest": digest}
+        raw(redis).publish("{asgi_apikey}:changes", json.dumps(stale))
+        wait_until(lambda: source.messages == 1, PROPAGATION_BOUND, "the message read")
+        assert status_with(client, CANARY) == 200
+        assert (source.full_loads, source.version) == (1, 1)
+
+
+def test_every_key_is_reloaded_each_resync_interval(redis: RedisServer) -> None:
+    source = RedisKeySource(redis.url, heartbeat=0.02, resync_interval=0.1)
+    app, _ = instance(source)
+    with TestClient(app):
+        wait_until(lambda: source.full_loads >= 3, 5, "periodic full reloads")
+        assert source.repairs == 0  # nothing was missing: these were scheduled
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"[]",
+        b'{"v": "1", "op": "add", "digest": "%s", "record": "{}"}',
+        b'{"v": true, "op": "revoke", "digest": "%s"}',
+        b'{"v": 2, "op": "delete", "digest": "%s"}',
+        b'{"v": 2, "op": "revoke", "digest": "XYZ"}',
+        b'{"v": 2, "op": "revoke", "digest": 7}',
+        b'{"v": 2, "op": "add", "digest": "%s"}',
+        b'{"v": 2, "op": "revoke", "digest": "\\u00e9%s"}',
+        b"\xff",
+        b"[" * 100_000,
+    ],
+    ids=["array", "v-text", "v-bool", "op", "digest", "digest-int", "no-record", "unicode",
+         "bytes", "deep"],
+)  # fmt: skip
+def test_a_message_that_is_not_a_change_is_not_applied(data: bytes) -> None:
+    digest = hashlib.sha256(b"x").hexdigest().encode()
+    message = data.replace(b"%s", digest) if b"%s" in data else data
+    assert redis_store_change(message) is None
+
+
+def redis_store_change(data: bytes) -> object:
+    from asgi_apikey import redis_store
+
+    return redis_store._change(data)
+
+
+def test_a_well_formed_change_is_read() -> None:
+    digest = hashlib.sha256(b"x").hexdigest()
+    added = json.dumps({"v": 3, "op": "add", "digest": digest, "record": "{}"}).encode()
+    assert redis_store_change(added) == (3, "add", digest.encode(), b"{}")
+    revoked = json.dumps({"v": 4, "op": "revoke", "digest": digest}).encode()
+    assert redis_store_change(revoked) == (4, "revoke", digest.encode(), None)
+
+
+def test_the_store_says_when_redis_is_unreachable(redis: RedisServer) -> None:
+    url = redis.url
+    redis.stop()
+    for action in (
+        lambda: add_key(url, APIKey(CANARY)),
+        lambda: revoke_key(url, "billing"),
+        lambda: list_keys(url),
+    ):
+        with pytest.raises(KeySourceError, match="cannot be used") as failed:
+            action()
+        assert failed.value.__context__ is None
+        assert failed.value.__cause__ is None
+        assert failed.value.context == {"source": "redis", "url": url}
