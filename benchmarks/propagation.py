@@ -290,8 +290,8 @@ def markdown(data: dict[str, Any]) -> str:
         lines += [
             "",
             f"Added cost with the Redis source / with the key in code: **{ratio['median']:.2f}** "
-            f"(quartiles {ratio['q1']:.2f} to {ratio['q3']:.2f}; {data['rounds_left_out']} "
-            "rounds left out where the key in code cost nothing over bare).",
+            f"(quartiles {ratio['q1']:.2f} to {ratio['q3']:.2f}; rounds left out where the key "
+            f"in code cost nothing over bare: {data['rounds_left_out']}).",
         ]
     lines += [
         "",
