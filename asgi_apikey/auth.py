@@ -525,12 +525,18 @@ class APIKeyAuth:
         with self._lock:
             if not self._started:
                 return  # a load that finished after stop(): the keys stay unavailable
+            current = self._snapshot.by_digest
             kept = self._kept()
             by_digest, by_id = index(kept, [e.key.key_id for e in kept])
             sourced = set()
             for key in keys:
                 if _admitted_live(key, by_digest, by_id):
-                    entry = entry_for(key, self._mode)
+                    # The same APIKey object as before (a source passes the ones it
+                    # had for records that did not change): keep its entry, so a
+                    # periodic reload of 100,000 keys allocates next to nothing.
+                    entry = current.get(key._digest)
+                    if entry is None or entry.key is not key:
+                        entry = entry_for(key, self._mode)
                     by_digest[entry.digest] = entry
                     by_id[key.key_id] = entry.digest
                     sourced.add(entry.digest)

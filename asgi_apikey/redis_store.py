@@ -77,6 +77,7 @@ DEFAULT_PREFIX = "asgi_apikey"
 _PREFIX = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _HEX = re.compile(rb"[0-9a-f]{64}")
 _SCHEMES = ("redis", "rediss", "unix")
+_SCAN_COUNT = 1000  # keys a full load asks for at a time
 #: What a 503 says while the store's keys cannot be trusted (sent to clients: no URL).
 UNAVAILABLE = "The API key store is unavailable; try again later"
 
@@ -545,7 +546,8 @@ class RedisKeySource(LiveKeySource):
         )
         self.state: State = "not_started"
         self.version = 0
-        self._held: set[bytes] = set()  # the digests of the keys loaded
+        # The records loaded, by field (digest hex): the record's bytes and its key.
+        self._loaded: dict[bytes, tuple[bytes, APIKey]] = {}
         #: Full reloads, and those of them a version mismatch caused (missed messages).
         self.full_loads = 0
         self.repairs = 0
@@ -674,15 +676,14 @@ class RedisKeySource(LiveKeySource):
             await self._full_load(repair=True)  # a gap: messages were missed
             return
         assert self._sink is not None
-        raw = bytes.fromhex(digest.decode("ascii"))
         if op == "add" and record is not None:
             decoded = _decode(digest, record)
             if decoded is not None:
                 self._sink.change([decoded[0]], [])
-                self._held.add(raw)
+                self._loaded[digest] = (record, decoded[0])
         else:
             self._sink.change([], ["sha256:" + digest.decode("ascii")])
-            self._held.discard(raw)
+            self._loaded.pop(digest, None)
         self.version = version
 
     async def _check(self) -> None:
@@ -696,30 +697,49 @@ class RedisKeySource(LiveKeySource):
             await self._full_load(repair=True)
 
     async def _full_load(self, *, repair: bool = False) -> None:
+        """Read every key, and the version they are at, into a new snapshot.
+
+        The version is read first and the keys in chunks (HSCAN), so that no
+        reply is large enough to hold up the event loop: a change made during
+        the scan may or may not be in it, but its message (a later version) is
+        applied next, and applying a change twice leaves the same keys.
+        """
         assert self._redis is not None
         assert self._sink is not None
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.get(self._names.version)
-            pipe.hgetall(self._names.keys)
-            version, records = await pipe.execute()
+        version = int(await self._redis.get(self._names.version) or 0)
+        records: dict[bytes, bytes] = {}
+        cursor = 0
+        while True:
+            cursor, chunk = await self._redis.hscan(self._names.keys, cursor, count=_SCAN_COUNT)
+            records.update(cast(dict[bytes, bytes], chunk))
+            if cursor == 0:
+                break
         # Decoding and indexing 100,000 keys takes a while: off the event loop, so
         # requests keep being served from the current snapshot meanwhile.
         await asyncio.to_thread(self._replace, records)
-        self.version = int(version or 0)
+        self.version = version
         self.full_loads += 1
         self.repairs += repair
         self._next_full = asyncio.get_running_loop().time() + self._resync_interval
 
     def _replace(self, records: dict[bytes, bytes]) -> None:
         assert self._sink is not None
-        keys = [d[0] for d in (_decode(f, v) for f, v in records.items()) if d is not None]
-        self._sink.replace(keys)
-        self._held = {key._digest for key in keys}
+        before, loaded = self._loaded, {}
+        for field, value in records.items():
+            had = before.get(field)
+            if had is not None and had[0] == value:
+                loaded[field] = had  # unchanged: the same APIKey, so the same entry
+                continue
+            decoded = _decode(field, value)
+            if decoded is not None:
+                loaded[field] = (value, decoded[0])
+        self._sink.replace([key for _, key in loaded.values()])
+        self._loaded = loaded
 
     @property
     def key_count(self) -> int:
         """How many keys of the store this source holds now."""
-        return len(self._held)
+        return len(self._loaded)
 
     # -- staleness ----------------------------------------------------------------------
 

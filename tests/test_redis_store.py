@@ -864,3 +864,28 @@ def test_the_store_says_when_redis_is_unreachable(redis: RedisServer) -> None:
         assert failed.value.__context__ is None
         assert failed.value.__cause__ is None
         assert failed.value.context == {"source": "redis", "url": url}
+
+
+def test_a_full_reload_keeps_the_entries_of_unchanged_records(redis: RedisServer) -> None:
+    add_key(redis.url, APIKey(CANARY, name="same"))
+    add_key(redis.url, APIKey(OTHER_KEY, name="edited"))
+    source = RedisKeySource(redis.url, heartbeat=SLOW_HEARTBEAT)
+    auth = APIKeyAuth(source=source)
+
+    async def scenario() -> None:
+        await auth.start()
+        before = auth.snapshot
+        # Edit one record in place (its scopes), without a message, then reload.
+        digest = hashlib.sha256(OTHER_KEY.encode()).hexdigest()
+        record = {"key_id": "edited", "name": "edited", "scopes": ["admin"], "metadata": {}}
+        raw(redis).hset("{asgi_apikey}:keys", digest, json.dumps(record))
+        await source._full_load(repair=True)
+        after = auth.snapshot
+        same, edited = (before.by_id[name] for name in ("same", "edited"))
+        assert after is not before
+        assert after.by_digest[same] is before.by_digest[same]  # reused, not rebuilt
+        assert after.by_digest[edited] is not before.by_digest[edited]
+        assert "admin" in after.by_digest[edited].context.scopes
+        await auth.stop()
+
+    asyncio.run(scenario())
