@@ -453,7 +453,9 @@ def report(auth: APIKeyAuth, middleware: APIKeyMiddleware | None = None) -> dict
             "no keys are configured: development mode lets every request through "
             "(ENVIRONMENT=production refuses to start like this); set API_KEY"
         )
-    elif not status["key_count"] and not status["features"]["verifiers"]:
+    elif (
+        not status["key_count"] and not status["features"]["verifiers"] and not auth.source_is_live
+    ):
         empty = auth.empty_key_variables()
         warnings.append(
             f"{_set_but_empty(empty)}the configured key sources hold no key, so every "
@@ -511,6 +513,11 @@ def _text(one: dict[str, Any]) -> str:
         + (f" ({', '.join(status['key_ids'])})" if status["key_ids"] else ""),
         "features:    " + ", ".join(name for name, on in status["features"].items() if on),
     ]
+    source = status.get("source") or {}
+    if source.get("kind") == "redis":
+        lines.insert(
+            3, f"source:      redis at {source['url']} (its keys are read when the app starts)"
+        )
     if one["rules"]:
         lines.append("rules:")
         for rule in one["rules"]:

@@ -889,3 +889,23 @@ def test_a_full_reload_keeps_the_entries_of_unchanged_records(redis: RedisServer
         await auth.stop()
 
     asyncio.run(scenario())
+
+
+def test_check_describes_an_app_that_follows_a_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "store_app.py").write_text(
+        "from starlette.applications import Starlette\n"
+        "from asgi_apikey import APIKeyAuth, APIKeyMiddleware\n"
+        "from asgi_apikey.redis_store import RedisKeySource\n"
+        "app = Starlette()\n"
+        "source = RedisKeySource('redis://:pw-9f8e7d@127.0.0.1:1/0')\n"
+        "app.add_middleware(APIKeyMiddleware, auth=APIKeyAuth(source=source))\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ENVIRONMENT", "production")
+    code, out, err = run_cli("check", "--app", "store_app:app", "--strict")
+    assert (code, err) == (0, "")
+    assert "source:      redis at redis://:***@127.0.0.1:1/0" in out
+    assert "no warnings" in out
+    assert "pw-9f8e7d" not in out
