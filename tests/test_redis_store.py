@@ -909,3 +909,22 @@ def test_check_describes_an_app_that_follows_a_store(
     assert "source:      redis at redis://:***@127.0.0.1:1/0" in out
     assert "no warnings" in out
     assert "pw-9f8e7d" not in out
+
+
+def test_the_redis_example(redis: RedisServer) -> None:
+    from examples import redis_app
+
+    add_key(redis.url, APIKey(CANARY, name="demo", scopes={"read"}))
+    add_key(redis.url, APIKey(OTHER_KEY, name="no-read"))
+    app = redis_app.create_app(redis.url, max_staleness=0.3, heartbeat=0.05, timeout=0.3)
+    assert TestClient(app).get("/health").status_code == 503  # no lifespan: not started
+    with TestClient(app) as client:
+        assert client.get("/health").json() == {"store": "live", "keys": 2}
+        models = client.get("/v1/models", headers={"Authorization": f"Bearer {CANARY}"})
+        assert models.json() == {"models": ["small", "large"], "key_id": "demo"}
+        assert status_with(client, OTHER_KEY) == 403
+        revoke_key(redis.url, "demo")
+        wait_until(lambda: status_with(client, CANARY) == 401, PROPAGATION_BOUND, "revoked")
+        redis.kill()
+        wait_until(lambda: client.get("/health").status_code == 503, 5, "health follows")
+        assert client.get("/health").json()["store"] == "unavailable"
