@@ -253,15 +253,19 @@ class APIKeyMiddleware:
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Pass the lifespan through, starting and stopping a live key source with it.
 
-        The source starts once the app's own startup has completed, and a
-        store that cannot be reached turns that into ``lifespan.startup.failed``
-        with the source's message: the server reports it and does not start.
-        At shutdown the source stops and the failure throttle reports what it
-        still holds.
+        The source starts once the app's own startup has completed. A store
+        that cannot be read turns that into ``lifespan.startup.failed`` with the
+        source's message (the server reports it and does not start); the app
+        then runs its own shutdown, since it will serve nothing, and the error
+        is raised, as Starlette raises a failed startup. At shutdown the source
+        stops and the failure throttle reports what it still holds.
         """
         audit, auth = self._audit, self.auth
+        failure: KeySourceError | None = None
 
         async def receive_and_flush() -> Message:
+            if failure is not None:
+                return {"type": "lifespan.shutdown"}  # the app's own shutdown, after a failure
             message = await receive()
             if message["type"] == "lifespan.shutdown":
                 audit.flush(force=True)
@@ -269,15 +273,23 @@ class APIKeyMiddleware:
             return message
 
         async def send_after_start(message: Message) -> None:
+            nonlocal failure
+            if failure is not None:
+                return  # the app's answer to that shutdown: the server asked for none
             if message["type"] == "lifespan.startup.complete":
                 try:
                     await auth.start()
                 except KeySourceError as error:
-                    await send({"type": "lifespan.startup.failed", "message": str(error)})
+                    failure = error
+                if failure is not None:
+                    await send({"type": "lifespan.startup.failed", "message": str(failure)})
                     return
             await send(message)
 
-        await self.app(scope, receive_and_flush, send_after_start if auth.source_is_live else send)
+        live = auth.source_is_live
+        await self.app(scope, receive_and_flush, send_after_start if live else send)
+        if failure is not None:
+            raise failure
 
     def describe(self) -> dict[str, Any]:
         """The configuration as data, for ``python -m asgi_apikey check`` and for logs.

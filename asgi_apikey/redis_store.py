@@ -37,6 +37,8 @@ import asyncio
 import contextlib
 import json
 import re
+import secrets
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -50,6 +52,7 @@ import structlog
 try:
     from redis.asyncio import Redis
     from redis.asyncio.client import PubSub
+    from redis.asyncio.connection import parse_url
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
     from redis.exceptions import RedisError
@@ -78,6 +81,7 @@ _PREFIX = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _HEX = re.compile(rb"[0-9a-f]{64}")
 _SCHEMES = ("redis", "rediss", "unix")
 _SCAN_COUNT = 1000  # keys a full load asks for at a time
+_BATCH = 1000  # change messages applied together at most
 #: What a 503 says while the store's keys cannot be trusted (sent to clients: no URL).
 UNAVAILABLE = "The API key store is unavailable; try again later"
 
@@ -92,6 +96,7 @@ class _Names:
     keys: str
     ids: str
     version: str
+    epoch: str
     channel: str
 
     @classmethod
@@ -103,32 +108,49 @@ class _Names:
                 setting="prefix",
             )
         tag = "{" + prefix + "}"  # a cluster hashes only what is inside the braces
-        return cls(f"{tag}:keys", f"{tag}:ids", f"{tag}:version", f"{tag}:changes")
+        names = ("keys", "ids", "version", "epoch", "changes")
+        return cls(*(f"{tag}:{name}" for name in names))
 
     @property
     def script_keys(self) -> list[str]:
-        return [self.keys, self.ids, self.version]
+        return [self.keys, self.ids, self.version, self.epoch]
 
 
-# KEYS: keys, ids, version. ARGV: digest, key_id, record, channel.
-_ADD = """
-local present = redis.call('HGET', KEYS[1], ARGV[1])
-if present then return {'same_key', present} end
-local taken = redis.call('HGET', KEYS[2], ARGV[2])
-if taken then return {'id_taken', taken} end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-redis.call('HSET', KEYS[2], ARGV[2], ARGV[1])
-local v = redis.call('INCR', KEYS[3])
-local change = {v = v, op = 'add', digest = ARGV[1], record = ARGV[3]}
-redis.call('PUBLISH', ARGV[4], cjson.encode(change))
-return {'ok', tostring(v)}
+# Every change: the hashes, the version and the message in one atomic step. The epoch
+# is a random token set by the first write after the store was created (or flushed):
+# a follower that sees another epoch reloads everything, whatever the version says.
+# KEYS: keys, ids, version, epoch. ARGV: a new epoch (used if none is set), channel, ...
+_CHANGED = """
+local function changed(op, digest)
+  redis.call('SET', KEYS[4], ARGV[1], 'NX')
+  local v = redis.call('INCR', KEYS[3])
+  local epoch = redis.call('GET', KEYS[4])
+  redis.call('PUBLISH', ARGV[2], cjson.encode({v = v, e = epoch, op = op, digest = digest}))
+  return v
+end
 """
 
-# KEYS: keys, ids, version. ARGV: digest (or ''), key_id (or ''), channel.
-_REVOKE = """
-local digest = ARGV[1]
+# ARGV: epoch, channel, digest, key_id, record.
+_ADD = (
+    _CHANGED
+    + """
+local present = redis.call('HGET', KEYS[1], ARGV[3])
+if present then return {'same_key', present} end
+local taken = redis.call('HGET', KEYS[2], ARGV[4])
+if taken then return {'id_taken', taken} end
+redis.call('HSET', KEYS[1], ARGV[3], ARGV[5])
+redis.call('HSET', KEYS[2], ARGV[4], ARGV[3])
+return {'ok', tostring(changed('add', ARGV[3]))}
+"""
+)
+
+# ARGV: epoch, channel, digest (or ''), key_id (or '').
+_REVOKE = (
+    _CHANGED
+    + """
+local digest = ARGV[3]
 if digest == '' then
-  digest = redis.call('HGET', KEYS[2], ARGV[2])
+  digest = redis.call('HGET', KEYS[2], ARGV[4])
   if not digest then return 0 end
 end
 local record = redis.call('HGET', KEYS[1], digest)
@@ -140,10 +162,9 @@ if ok and type(decoded) == 'table' and type(decoded['key_id']) == 'string' then
     redis.call('HDEL', KEYS[2], decoded['key_id'])
   end
 end
-local v = redis.call('INCR', KEYS[3])
-redis.call('PUBLISH', ARGV[3], cjson.encode({v = v, op = 'revoke', digest = digest}))
-return v
+return changed('revoke', digest)
 """
+)
 
 
 # -- records -----------------------------------------------------------------------------
@@ -271,31 +292,52 @@ def _stored(key: APIKey, data: Mapping[str, Any]) -> StoredKey:
 # -- connections -------------------------------------------------------------------------
 
 
+_URL_HELP = (
+    "the Redis URL cannot be read: it must look like redis://[user:password@]host:port/db "
+    "(rediss:// for TLS, unix:///path/redis.sock), with any / ? # @ : % in the user name "
+    "or password percent-encoded (%2F %3F %23 %40 %3A %25)"
+)
+
+
 def _check_url(url: object) -> str:
+    """``url`` if redis-py reads it as it looks; else a ConfigurationError quoting none of it."""
     if not isinstance(url, str) or urlsplit(url).scheme not in _SCHEMES:
         raise ConfigurationError(
             "the Redis URL must start with redis://, rediss:// (TLS) or unix://, such as "
             "redis://127.0.0.1:6379/0",
             setting="url",
         )
+    readable = True
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises on a port that is not a number (a password cut at a '/')
+        parse_url(url)
+    except (ValueError, TypeError):
+        readable = False
+    # A '@' outside the host part: the password held a '/', '?' or '#' and was cut there.
+    if not readable or (parts.scheme != "unix" and "@" in url and "@" not in parts.netloc):
+        raise ConfigurationError(_URL_HELP, setting="url")
     return url
 
 
 def redacted(url: str) -> str:
     """``url`` without its password (for logs, errors and status).
 
+    Everything between ``://`` and the last ``@`` is credentials, however the
+    URL is spelled, so a password is masked even where it would not parse.
+
     >>> redacted("redis://app:s3cret@cache:6379/0")
     'redis://app:***@cache:6379/0'
     """
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        credentials, host = netloc.rsplit("@", 1)
-        user = credentials.split(":", 1)[0] if ":" in credentials else ""
-        netloc = f"{user}:***@{host}" if user or ":" in credentials else f"***@{host}"
-    query = "***" if "password" in parts.query.lower() else parts.query
-    shown = f"{parts.scheme}://{netloc}{parts.path}"
-    return f"{shown}?{query}" if query else shown
+    scheme, separator, rest = url.partition("://")
+    if "@" in rest:
+        credentials, host = rest.rsplit("@", 1)
+        user, colon, _ = credentials.partition(":")
+        rest = f"{user}:***@{host}" if colon else f"***@{host}"
+    path, question, query = rest.partition("?")
+    if question and "password" in query.lower():
+        rest = f"{path}?***"
+    return f"{scheme}{separator}{rest}"
 
 
 def _password(url: str) -> str | None:
@@ -368,8 +410,7 @@ class RedisKeyStore:
         key = key if isinstance(key, APIKey) else APIKey(key)
         now = datetime.now(UTC).replace(microsecond=0)
         record = _record(key, now)
-        args = [key.digest.removeprefix("sha256:"), key.key_id, record, self._names.channel]
-        answer = await self._run(_ADD, args)
+        answer = await self._run(_ADD, [key.digest.removeprefix("sha256:"), key.key_id, record])
         status = answer[0].decode() if isinstance(answer, list) and answer else "?"
         if status == "same_key":
             other = _decode(key.digest.removeprefix("sha256:").encode(), answer[1])
@@ -399,7 +440,7 @@ class RedisKeyStore:
             raise ConfigurationError(
                 "revoke takes a key_id, a 'sha256:' digest or an APIKey", setting="key"
             )
-        return bool(await self._run(_REVOKE, [digest, key_id, self._names.channel]))
+        return bool(await self._run(_REVOKE, [digest, key_id]))
 
     async def keys(self) -> list[StoredKey]:
         """Every key the store holds, by key_id: ids, names, scopes, validity; never a secret."""
@@ -419,8 +460,11 @@ class RedisKeyStore:
         return sorted(found, key=lambda stored: stored.key_id)
 
     async def _run(self, script: str, args: list[str]) -> Any:
+        names = self._names
         try:
-            return await self._connection().eval(script, 3, *self._names.script_keys, *args)
+            return await self._connection().eval(
+                script, 4, *names.script_keys, secrets.token_hex(16), names.channel, *args
+            )
         except (RedisError, OSError) as error:
             failure = self._unreachable(error)
         # Raised outside the except block, so the error chains no redis-py exception
@@ -501,13 +545,18 @@ class RedisKeySource(LiveKeySource):
             or ``unix:///path/redis.sock``.
         prefix: the names in Redis (see the module's text); several key sets
             can share one Redis under different prefixes.
-        max_staleness: how long, in seconds, the last good keys are still
-            used with Redis lost; after that the store's keys are refused with
-            ``503`` until Redis is back (keys given in code and verifiers still work).
+        max_staleness: how long, in seconds, the keys stay trusted after Redis
+            last answered; after that the store's keys are refused with ``503``
+            until Redis answers again (keys given in code and verifiers still work).
         heartbeat: how often, in seconds, the source checks the store's
-            version (repairing any change message it missed) when no message came.
+            version and epoch, repairing any change message it missed.
         resync_interval: how often, in seconds, it reloads every key anyway.
         timeout: how long, in seconds, one Redis call may take.
+        reconnect_delay, max_reconnect_delay: the first and the longest wait
+            between two attempts to reconnect (it doubles each time).
+
+    ``heartbeat + timeout`` must be below ``max_staleness``: a healthy store
+    must always answer within it.
 
     >>> RedisKeySource("redis://:secret@127.0.0.1:6379/0")
     RedisKeySource('redis://:***@127.0.0.1:6379/0', prefix='asgi_apikey', state='not_started')
@@ -539,70 +588,110 @@ class RedisKeySource(LiveKeySource):
             resync_interval, "resync_interval", "how often to reload every key"
         )
         self._timeout = _positive(timeout, "timeout", "how long one Redis call may take")
+        if self._heartbeat + self._timeout >= self._max_staleness:
+            raise ConfigurationError(
+                f"heartbeat ({self._heartbeat:g} s) + timeout ({self._timeout:g} s) must be "
+                f"below max_staleness ({self._max_staleness:g} s), or a healthy store would "
+                "be refused: lower them, or raise max_staleness",
+                setting="max_staleness",
+            )
         self._reconnect_delay = _positive(reconnect_delay, "reconnect_delay", "the first wait")
         self._max_reconnect_delay = max(
             self._reconnect_delay,
             _positive(max_reconnect_delay, "max_reconnect_delay", "the longest wait"),
         )
-        self.state: State = "not_started"
         self.version = 0
-        # The records loaded, by field (digest hex): the record's bytes and its key.
-        self._loaded: dict[bytes, tuple[bytes, APIKey]] = {}
-        #: Full reloads, and those of them a version mismatch caused (missed messages).
+        self.epoch: bytes | None = None
+        #: Full reloads; those of them that repaired something (a missed change, a
+        #: reset store); change messages read; connections lost.
         self.full_loads = 0
         self.repairs = 0
         self.messages = 0
         self.losses = 0
+        # The records loaded, by field (digest hex): the record's bytes and its key.
+        self._loaded: dict[bytes, tuple[bytes, APIKey]] = {}
+        self._phase: Literal["not_started", "running", "stopped"] = "not_started"
+        self._connected = False
+        self._trusted = False
+        self._recovering = False  # lost or expired, and not loaded since
         self._sink: KeySink | None = None
         self._redis: Redis | None = None
         self._pubsub: PubSub | None = None
         self._task: asyncio.Task[None] | None = None
         self._watchdog: asyncio.TimerHandle | None = None
         self._last_contact: float | None = None  # time.monotonic()
-        self._next_full = 0.0
         self._lost_at: float | None = None
+        self._next_check = 0.0  # loop time
+        self._next_full = 0.0
+        # A full load decodes in a thread; one that ends after stop() (or after a
+        # later start()) belongs to an older generation and is dropped.
+        self._generation = 0
+        self._generations = threading.Lock()
+
+    @property
+    def state(self) -> State:
+        """``not_started``, ``live``, ``reconnecting`` (trusted, Redis lost),
+        ``unavailable`` (the store's keys refused) or ``stopped``."""
+        if self._phase != "running":
+            return self._phase
+        if not self._trusted:
+            return "unavailable"
+        return "live" if self._connected else "reconnecting"
+
+    @property
+    def key_count(self) -> int:
+        """How many keys of the store this source holds now."""
+        return len(self._loaded)
 
     # -- lifespan -----------------------------------------------------------------------
 
     async def start(self, sink: KeySink) -> None:
-        if self._task is not None:
+        if self._phase == "running":
             return
         self._sink = sink
-        self._redis = _client(self._url, self._timeout)
+        self._new_generation()
+        self._recovering = False
         problem = None
         try:
+            self._redis = _client(self._url, self._timeout)
             await self._connect()
-        except (RedisError, OSError) as error:
+        except Exception as error:  # Redis down, refused, or answering nonsense
             problem = _why(error, self._url)
         if problem is not None:
             # Raised outside the except block: nothing chained holds the connection.
             await self._close()
-            self.state = "not_started"
             raise KeySourceError(
                 f"the Redis key store at {self._shown} cannot be read ({problem}): start "
                 "Redis there, or fix the URL, password or ACL",
                 source="redis",
                 url=self._shown,
             )
-        self.state = "live"
+        self._phase = "running"
         self._task = asyncio.get_running_loop().create_task(self._run())
         _log.info(
             "key_store_started", url=self._shown, version=self.version, key_count=self.key_count
         )
 
     async def stop(self) -> None:
+        self._new_generation()
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self._close()
-        self.state = "stopped"
+        if self._phase == "running":
+            self._phase = "stopped"
+
+    def _new_generation(self) -> None:
+        with self._generations:
+            self._generation += 1
 
     async def _close(self) -> None:
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
+        self._connected = False
         await self._drop_pubsub()
         if self._redis is not None:
             redis, self._redis = self._redis, None
@@ -636,7 +725,8 @@ class RedisKeySource(LiveKeySource):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
             raise
         self._pubsub = pubsub
-        self._contact()
+        self._next_check = asyncio.get_running_loop().time() + self._heartbeat
+        self._connected = True
 
     async def _run(self) -> None:
         delay = self._reconnect_delay
@@ -644,16 +734,8 @@ class RedisKeySource(LiveKeySource):
             try:
                 if self._pubsub is None:
                     await self._connect()
-                    self._recovered()
-                    delay = self._reconnect_delay
-                message = await self._pubsub.get_message(  # type: ignore[union-attr]
-                    ignore_subscribe_messages=True, timeout=self._heartbeat
-                )
-                if message is not None and message["type"] == "message":
-                    await self._on_message(message["data"])
-                else:
-                    await self._check()
-                self._contact()
+                if await self._follow():
+                    delay = self._reconnect_delay  # the connection held a heartbeat
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # any failure: reconnect and reload everything
@@ -662,51 +744,99 @@ class RedisKeySource(LiveKeySource):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._max_reconnect_delay)
 
-    async def _on_message(self, data: bytes) -> None:
-        self.messages += 1
-        change = _change(data)
-        if change is None:
+    async def _follow(self) -> bool:
+        """Apply the changes that come until the next heartbeat; then check. True if checked."""
+        assert self._pubsub is not None
+        loop = asyncio.get_running_loop()
+        wait = max(0.0, self._next_check - loop.time())
+        message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=wait)
+        if message is not None:
+            batch = [message]
+            while len(batch) < _BATCH:  # a burst is applied as one change
+                more = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=0)
+                if more is None:
+                    break
+                batch.append(more)
+            await self._apply([m["data"] for m in batch if m["type"] == "message"])
+        # On the clock, however many messages come: they must not hold off the check.
+        if loop.time() < self._next_check:
+            return False
+        await self._check()
+        self._next_check = loop.time() + self._heartbeat
+        return True
+
+    async def _apply(self, batch: list[bytes]) -> None:
+        """Apply published changes, as the store has them now; reload on any doubt.
+
+        A message only says which key changed and at which version: the key's
+        record is read from the store, so a message published by someone who
+        may not write the store changes nothing, and one that was read twice
+        does no harm.
+        """
+        if not batch:
+            return
+        self.messages += len(batch)
+        changes = [_change(data) for data in batch]
+        if any(change is None for change in changes):
             _log.error("key_store_message_invalid", url=self._shown, detail="reloading every key")
             await self._full_load(repair=True)
             return
-        version, op, digest, record = change
-        if version <= self.version:
-            return  # a full load already had it
-        if version != self.version + 1:
-            await self._full_load(repair=True)  # a gap: messages were missed
-            return
+        assert self._redis is not None
         assert self._sink is not None
-        if op == "add" and record is not None:
-            decoded = _decode(digest, record)
+        digests = sorted({change[2] for change in changes if change is not None})
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.mget(self._names.version, self._names.epoch)
+            pipe.hmget(self._names.keys, digests)
+            (version, epoch), records = await pipe.execute()
+        store_version = _version(version)
+        known = [c for c in changes if c is not None and c[1] == epoch and c[0] <= store_version]
+        if len(known) < len(changes):
+            # Another epoch (the store was reset) or a version the store has not
+            # reached (not a real change): trust nothing but a full load.
+            await self._full_load(repair=True)
+            return
+        versions = {change[0] for change in known}
+        newest = max(versions)
+        if newest > self.version and not set(range(self.version + 1, newest + 1)) <= versions:
+            await self._full_load(repair=True)  # a gap: some change was missed
+            return
+        added, removed = [], []
+        for field, record in zip(digests, records, strict=True):
+            decoded = _decode(field, record) if record is not None else None
             if decoded is not None:
-                self._sink.change([decoded[0]], [])
-                self._loaded[digest] = (record, decoded[0])
-        else:
-            self._sink.change([], ["sha256:" + digest.decode("ascii")])
-            self._loaded.pop(digest, None)
-        self.version = version
+                added.append(decoded[0])
+                self._loaded[field] = (record, decoded[0])
+            elif self._loaded.pop(field, None) is not None:
+                removed.append("sha256:" + field.decode("ascii"))
+        if added or removed:
+            self._sink.change(added, removed)
+        self.version = max(self.version, newest)
+        self._contact()
 
     async def _check(self) -> None:
-        """The heartbeat: the store's version, and a full reload when it differs (or is due)."""
+        """The heartbeat: a full reload when the store's version or epoch moved, or when due."""
         assert self._redis is not None
-        if asyncio.get_running_loop().time() >= self._next_full:
-            await self._full_load()
+        loop = asyncio.get_running_loop()
+        if loop.time() >= self._next_full or not self._trusted:
+            await self._full_load(repair=not self._trusted)
             return
-        remote = int(await self._redis.get(self._names.version) or 0)
-        if remote != self.version:
+        version, epoch = await self._redis.mget(self._names.version, self._names.epoch)
+        if _version(version) != self.version or epoch != self.epoch:
             await self._full_load(repair=True)
+            return
+        self._contact()
 
     async def _full_load(self, *, repair: bool = False) -> None:
-        """Read every key, and the version they are at, into a new snapshot.
+        """Read every key, and the version and epoch they are at, into a new snapshot.
 
         The version is read first and the keys in chunks (HSCAN), so that no
         reply is large enough to hold up the event loop: a change made during
         the scan may or may not be in it, but its message (a later version) is
-        applied next, and applying a change twice leaves the same keys.
+        applied next, and applying a change again leaves the same keys.
         """
         assert self._redis is not None
-        assert self._sink is not None
-        version = int(await self._redis.get(self._names.version) or 0)
+        version, epoch = await self._redis.mget(self._names.version, self._names.epoch)
+        store_version = _version(version)
         records: dict[bytes, bytes] = {}
         cursor = 0
         while True:
@@ -716,13 +846,20 @@ class RedisKeySource(LiveKeySource):
                 break
         # Decoding and indexing 100,000 keys takes a while: off the event loop, so
         # requests keep being served from the current snapshot meanwhile.
-        await asyncio.to_thread(self._replace, records)
-        self.version = version
+        with self._generations:
+            generation = self._generation
+        if not await asyncio.to_thread(self._replace, records, generation):
+            return  # stopped meanwhile
+        self.version, self.epoch = store_version, cast(bytes | None, epoch)
+        self._trusted = True
         self.full_loads += 1
         self.repairs += repair
         self._next_full = asyncio.get_running_loop().time() + self._resync_interval
+        self._contact()
+        if self._recovering:
+            self._now_current()
 
-    def _replace(self, records: dict[bytes, bytes]) -> None:
+    def _replace(self, records: dict[bytes, bytes], generation: int) -> bool:
         assert self._sink is not None
         before, loaded = self._loaded, {}
         for field, value in records.items():
@@ -733,13 +870,12 @@ class RedisKeySource(LiveKeySource):
             decoded = _decode(field, value)
             if decoded is not None:
                 loaded[field] = (value, decoded[0])
-        self._sink.replace([key for _, key in loaded.values()])
-        self._loaded = loaded
-
-    @property
-    def key_count(self) -> int:
-        """How many keys of the store this source holds now."""
-        return len(self._loaded)
+        with self._generations:
+            if generation != self._generation:
+                return False
+            self._sink.replace([key for _, key in loaded.values()])
+            self._loaded = loaded
+            return True
 
     # -- staleness ----------------------------------------------------------------------
 
@@ -748,13 +884,13 @@ class RedisKeySource(LiveKeySource):
         self._last_contact = time.monotonic()
         if self._watchdog is not None:
             self._watchdog.cancel()
-        loop = asyncio.get_running_loop()
-        self._watchdog = loop.call_later(self._max_staleness, self._expired)
+        self._watchdog = asyncio.get_running_loop().call_later(self._max_staleness, self._expired)
 
     def _lost(self, error: BaseException) -> None:
-        if self.state != "live":
+        if not self._connected:
             return  # logged when it was lost
-        self.state = "reconnecting"
+        self._connected = False
+        self._recovering = True
         self.losses += 1
         self._lost_at = time.monotonic()
         _log.warning(
@@ -765,21 +901,25 @@ class RedisKeySource(LiveKeySource):
         )
 
     def _expired(self) -> None:
+        """No answer from Redis for max_staleness: refuse the store's keys until one comes."""
         self._watchdog = None
-        if self._sink is None or self.state in ("unavailable", "stopped"):
+        if self._sink is None or self._phase != "running" or not self._trusted:
             return
-        self.state = "unavailable"
+        self._trusted = False
+        self._recovering = True
+        self._next_check = 0.0  # a connected follower reloads at once
         self._sink.unavailable(UNAVAILABLE)
         _log.error(
             "key_store_unavailable",
             url=self._shown,
             detail=f"no answer from Redis for {self._max_staleness:g} s: the store's keys are "
-            "refused (503) until it is back",
+            "refused (503) until it answers",
         )
 
-    def _recovered(self) -> None:
+    def _now_current(self) -> None:
+        """Loaded again after a loss or an expiry."""
+        self._recovering = False
         down = time.monotonic() - self._lost_at if self._lost_at is not None else 0.0
-        self.state = "live"
         _log.info(
             "key_store_recovered",
             url=self._shown,
@@ -792,7 +932,7 @@ class RedisKeySource(LiveKeySource):
 
     def describe(self) -> dict[str, Any]:
         age = None
-        if self._last_contact is not None and self._task is not None:
+        if self._last_contact is not None and self._phase == "running":
             age = round(time.monotonic() - self._last_contact, 3)
         return {
             "kind": self.kind,
@@ -805,6 +945,7 @@ class RedisKeySource(LiveKeySource):
             "max_staleness": self._max_staleness,
             "full_loads": self.full_loads,
             "repairs": self.repairs,
+            "messages": self.messages,
             "losses": self.losses,
         }
 
@@ -812,23 +953,33 @@ class RedisKeySource(LiveKeySource):
         return f"RedisKeySource({self._shown!r}, prefix={self._prefix!r}, state={self.state!r})"
 
 
-def _change(data: object) -> tuple[int, str, bytes, bytes | None] | None:
-    """A published change as (version, op, digest hex, record), or None if it is not one."""
+def _version(value: object) -> int:
+    """The store's version: a missing one is 0; one that is not a count is refused."""
+    if value is None:
+        return 0
+    if isinstance(value, bytes) and value.isdigit() and len(value) < 20:
+        return int(value)
+    raise ValueError("the store's version is not a non-negative integer")
+
+
+def _change(data: object) -> tuple[int, bytes, bytes] | None:
+    """A published change as (version, epoch, digest hex), or None if it is not one."""
     try:
         message = json.loads(data)  # type: ignore[arg-type]
     except (TypeError, ValueError, RecursionError):
         return None
     if not isinstance(message, dict):
         return None
-    version, op, digest = message.get("v"), message.get("op"), message.get("digest")
-    record = message.get("record")
+    version, epoch, op, digest = (message.get(k) for k in ("v", "e", "op", "digest"))
     if (
         isinstance(version, bool)
         or not isinstance(version, int)
+        or version < 1
+        or not isinstance(epoch, str)
+        or not epoch.isascii()
         or op not in ("add", "revoke")
         or not isinstance(digest, str)
         or not _HEX.fullmatch(digest.encode("ascii", "replace"))
-        or (op == "add" and not isinstance(record, str))
     ):
         return None
-    return version, op, digest.encode("ascii"), record.encode() if isinstance(record, str) else None
+    return version, epoch.encode("ascii"), digest.encode("ascii")

@@ -111,7 +111,7 @@ class Instance:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        self.auth = APIKeyAuth(source=RedisKeySource(url, heartbeat=60.0))
+        self.auth = APIKeyAuth(source=RedisKeySource(url, heartbeat=60.0, max_staleness=120.0))
         self.store = RedisKeyStore(url)
         self.run(self.auth.start())
 

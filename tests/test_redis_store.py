@@ -9,13 +9,15 @@ command line, as an operator would.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import io
+import itertools
 import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -53,6 +55,11 @@ from tests.redis_server import RedisServer, running_redis
 #: so only the published message can deliver a change in time.
 PROPAGATION_BOUND = 2.0
 SLOW_HEARTBEAT = 60.0
+
+
+def slow_source(url: str) -> RedisKeySource:
+    """A source whose heartbeat never comes during a test: only messages reach it."""
+    return RedisKeySource(url, heartbeat=SLOW_HEARTBEAT, max_staleness=2 * SLOW_HEARTBEAT)
 
 
 @pytest.fixture
@@ -133,8 +140,8 @@ def test_two_instances_share_a_store_and_a_revocation_reaches_the_other(
 ) -> None:
     store_key = APIKey(CANARY, name="billing", scopes={"read"})
     add_key(redis.url, store_key)
-    app_a, auth_a = instance(RedisKeySource(redis.url, heartbeat=SLOW_HEARTBEAT))
-    app_b, auth_b = instance(RedisKeySource(redis.url, heartbeat=SLOW_HEARTBEAT))
+    app_a, auth_a = instance(slow_source(redis.url))
+    app_b, auth_b = instance(slow_source(redis.url))
     with TestClient(app_a) as a, TestClient(app_b) as b:
         # Both loaded the store when their lifespan started.
         assert status_with(a, CANARY) == status_with(b, CANARY) == 200
@@ -177,7 +184,7 @@ def test_two_instances_share_a_store_and_a_revocation_reaches_the_other(
 
 def test_a_change_is_applied_as_a_whole_new_snapshot(redis: RedisServer) -> None:
     add_key(redis.url, APIKey(CANARY, name="one"))
-    app, auth = instance(RedisKeySource(redis.url, heartbeat=SLOW_HEARTBEAT))
+    app, auth = instance(slow_source(redis.url))
     with TestClient(app):
         before = auth.snapshot
         add_key(redis.url, APIKey(OTHER_KEY, name="two"))
@@ -192,7 +199,7 @@ def test_a_change_is_applied_as_a_whole_new_snapshot(redis: RedisServer) -> None
 def test_keys_in_code_stay_beside_the_store_and_win_a_clash(redis: RedisServer) -> None:
     add_key(redis.url, APIKey(OTHER_KEY, name="stored"))
     add_key(redis.url, APIKey("sk-clash-0123456789abcdef", name="local"))
-    source = RedisKeySource(redis.url, heartbeat=SLOW_HEARTBEAT)
+    source = slow_source(redis.url)
     auth = APIKeyAuth(keys=[APIKey(CANARY, name="local")], source=source)
     app = Starlette(routes=[Route("/v1/models", endpoint)])
     app.add_middleware(APIKeyMiddleware, auth=auth)
@@ -237,18 +244,35 @@ def test_redis_unreachable_at_startup_fails_clearly(redis: RedisServer) -> None:
             sent.append(message)
 
         scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
-        task = asyncio.create_task(app(scope, messages.get, send))
-        while not sent:  # the server waits for startup.complete or startup.failed
-            await asyncio.sleep(0.01)
-        task.cancel()  # as a server does after a failed startup
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        await app(scope, messages.get, send)
 
-    asyncio.run(lifespan())
-    assert sent[0]["type"] == "lifespan.startup.failed"  # the app is never told it started
+    with pytest.raises(KeySourceError) as failed:
+        asyncio.run(lifespan())
+    # The server is told the startup failed, and nothing else: the app is never
+    # told it started, and ran its own shutdown.
+    assert [m["type"] for m in sent] == ["lifespan.startup.failed"]
     message = sent[0]["message"]
+    assert message == str(failed.value)
     assert f"the Redis key store at {url} cannot be read" in message
     assert "start Redis there" in message
+
+
+def test_a_failed_startup_runs_the_apps_own_shutdown(redis: RedisServer) -> None:
+    url = redis.url
+    redis.stop()
+    events: list[str] = []
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        events.append("startup")
+        yield
+        events.append("shutdown")  # a database pool closed, say
+
+    app = Starlette(lifespan=lifespan)
+    app.add_middleware(APIKeyMiddleware, auth=APIKeyAuth(source=RedisKeySource(url, timeout=0.5)))
+    with pytest.raises(KeySourceError, match="cannot be read"), TestClient(app):
+        pass
+    assert events == ["startup", "shutdown"]
 
 
 def test_uvicorn_refuses_to_start_without_the_store(redis: RedisServer, tmp_path: Path) -> None:
@@ -398,20 +422,29 @@ def test_missed_messages_are_repaired_by_the_version_check(redis: RedisServer) -
         assert auth.key_ids == ("quiet",)
 
 
+def epoch_of(server: RedisServer) -> str:
+    epoch = raw(server).get("{asgi_apikey}:epoch")
+    assert isinstance(epoch, bytes)
+    return epoch.decode()
+
+
+def publish(server: RedisServer, **change: Any) -> None:
+    raw(server).publish("{asgi_apikey}:changes", json.dumps(change))
+
+
 def test_a_gap_in_the_versions_triggers_a_full_reload(redis: RedisServer) -> None:
-    source = RedisKeySource(redis.url, heartbeat=SLOW_HEARTBEAT)
+    add_key(redis.url, APIKey(OTHER_KEY, name="first"))  # version 1, and the epoch
+    source = slow_source(redis.url)
     app, _ = instance(source)
     with TestClient(app) as client:
         digest = hashlib.sha256(CANARY.encode()).hexdigest()
         connection = raw(redis)
         connection.hset("{asgi_apikey}:keys", digest, json.dumps({"name": "gap"}))
         connection.set("{asgi_apikey}:version", 5)
-        # The message of version 5 arrives, but 1 to 4 never did.
-        change = {"v": 5, "op": "revoke", "digest": "0" * 64}
-        connection.publish("{asgi_apikey}:changes", json.dumps(change))
+        # The message of version 5 arrives, but 2 to 4 never did.
+        publish(redis, v=5, e=epoch_of(redis), op="revoke", digest="0" * 64)
         wait_until(lambda: status_with(client, CANARY) == 200, PROPAGATION_BOUND, "reloaded")
-        assert source.repairs == 1
-        assert source.version == 5
+        assert (source.repairs, source.version) == (1, 5)
 
 
 def test_a_reset_store_is_followed(redis: RedisServer) -> None:
@@ -457,7 +490,7 @@ def test_a_bad_record_is_skipped_and_logged_and_the_rest_load(
 
 
 def test_a_bad_message_triggers_a_full_reload(redis: RedisServer) -> None:
-    source = RedisKeySource(redis.url, heartbeat=SLOW_HEARTBEAT)
+    source = slow_source(redis.url)
     app, _ = instance(source)
     with capture_logs() as logs, TestClient(app):
         raw(redis).publish("{asgi_apikey}:changes", b"\xff not json")
@@ -715,6 +748,8 @@ def test_redacted(url: str, shown: str) -> None:
         ({"heartbeat": -1}, "heartbeat must be"),
         ({"resync_interval": True}, "resync_interval must be"),
         ({"timeout": "2"}, "timeout must be"),
+        ({"heartbeat": 29}, r"heartbeat \(29 s\) \+ timeout \(2 s\) must be below max_staleness"),
+        ({"max_staleness": 2.5, "timeout": 2}, "must be below max_staleness"),
     ],
 )
 def test_bad_source_configuration_fails_at_construction(
@@ -778,7 +813,7 @@ def test_many_keys_load_and_change_without_stalling(redis: RedisServer) -> None:
         await store.aclose()
 
     asyncio.run(fill())
-    app, auth = instance(RedisKeySource(redis.url, heartbeat=SLOW_HEARTBEAT))
+    app, auth = instance(slow_source(redis.url))
     with ExitStack() as stack:
         client = stack.enter_context(TestClient(app))
         assert len(auth.key_ids) == count
@@ -794,16 +829,60 @@ def test_many_keys_load_and_change_without_stalling(redis: RedisServer) -> None:
 
 def test_an_old_or_repeated_message_changes_nothing(redis: RedisServer) -> None:
     add_key(redis.url, APIKey(CANARY, name="billing"))
-    source = RedisKeySource(redis.url, heartbeat=SLOW_HEARTBEAT)
+    source = slow_source(redis.url)
     app, _ = instance(source)
     with TestClient(app) as client:
         digest = hashlib.sha256(CANARY.encode()).hexdigest()
-        # Version 1 is the add the full load already had: replaying its revoke is ignored.
-        stale = {"v": 1, "op": "revoke", "digest": digest}
-        raw(redis).publish("{asgi_apikey}:changes", json.dumps(stale))
+        # Version 1 is the add the full load had: a revoke replayed under its number
+        # is checked against the store, which still holds the key.
+        publish(redis, v=1, e=epoch_of(redis), op="revoke", digest=digest)
         wait_until(lambda: source.messages == 1, PROPAGATION_BOUND, "the message read")
         assert status_with(client, CANARY) == 200
         assert (source.full_loads, source.version) == (1, 1)
+
+
+def test_a_forged_message_adds_no_key(redis: RedisServer) -> None:
+    add_key(redis.url, APIKey(OTHER_KEY, name="real"))
+    source = slow_source(redis.url)
+    app, auth = instance(source)
+    with capture_logs(), TestClient(app) as client:
+        digest = hashlib.sha256(CANARY.encode()).hexdigest()
+        # Someone who may publish on the channel but not write the store.
+        publish(redis, v=2, e=epoch_of(redis), op="add", digest=digest)
+        wait_until(lambda: source.messages == 1, PROPAGATION_BOUND, "the message read")
+        wait_until(lambda: source.full_loads == 2, PROPAGATION_BOUND, "the store consulted")
+        assert status_with(client, CANARY) == 401
+        assert auth.key_ids == ("real",)
+        # A forged message under the current version is checked against the store too.
+        publish(redis, v=1, e=epoch_of(redis), op="add", digest=digest)
+        wait_until(lambda: source.messages == 2, PROPAGATION_BOUND, "the message read")
+        assert status_with(client, CANARY) == 401
+        # The real next change is still applied by its message.
+        add_key(redis.url, APIKey(CANARY, name="later"))
+        wait_until(lambda: status_with(client, CANARY) == 200, PROPAGATION_BOUND, "real add")
+
+
+def test_a_store_reset_and_refilled_to_the_same_version_is_reloaded(redis: RedisServer) -> None:
+    old = [f"sk-old-{n}-0123456789abcdef" for n in range(3)]
+    new = [f"sk-new-{n}-0123456789abcdef" for n in range(3)]
+    for secret in old:
+        add_key(redis.url, secret)
+    source = RedisKeySource(redis.url, heartbeat=0.05)
+    app, _ = instance(source)
+    with TestClient(app) as client:
+        assert source.version == 3
+        raw(redis).flushall()
+        for secret in new:  # versions 1 to 3 again, under a new epoch
+            add_key(redis.url, secret)
+
+        def follows() -> bool:
+            return all(status_with(client, s) == 401 for s in old) and all(
+                status_with(client, s) == 200 for s in new
+            )
+
+        wait_until(follows, 5, "the reset store followed")
+        assert source.version == 3
+        assert source.epoch == epoch_of(redis).encode()
 
 
 def test_every_key_is_reloaded_each_resync_interval(redis: RedisServer) -> None:
@@ -818,18 +897,21 @@ def test_every_key_is_reloaded_each_resync_interval(redis: RedisServer) -> None:
     "data",
     [
         b"[]",
-        b'{"v": "1", "op": "add", "digest": "%s", "record": "{}"}',
-        b'{"v": true, "op": "revoke", "digest": "%s"}',
-        b'{"v": 2, "op": "delete", "digest": "%s"}',
-        b'{"v": 2, "op": "revoke", "digest": "XYZ"}',
-        b'{"v": 2, "op": "revoke", "digest": 7}',
-        b'{"v": 2, "op": "add", "digest": "%s"}',
-        b'{"v": 2, "op": "revoke", "digest": "\\u00e9%s"}',
+        b'{"v": "1", "e": "a", "op": "add", "digest": "%s"}',
+        b'{"v": true, "e": "a", "op": "revoke", "digest": "%s"}',
+        b'{"v": 0, "e": "a", "op": "revoke", "digest": "%s"}',
+        b'{"v": 2, "op": "revoke", "digest": "%s"}',
+        b'{"v": 2, "e": 7, "op": "revoke", "digest": "%s"}',
+        b'{"v": 2, "e": "\\u00e9", "op": "revoke", "digest": "%s"}',
+        b'{"v": 2, "e": "a", "op": "delete", "digest": "%s"}',
+        b'{"v": 2, "e": "a", "op": "revoke", "digest": "XYZ"}',
+        b'{"v": 2, "e": "a", "op": "revoke", "digest": 7}',
+        b'{"v": 2, "e": "a", "op": "revoke", "digest": "\\u00e9%s"}',
         b"\xff",
         b"[" * 100_000,
     ],
-    ids=["array", "v-text", "v-bool", "op", "digest", "digest-int", "no-record", "unicode",
-         "bytes", "deep"],
+    ids=["array", "v-text", "v-bool", "v-zero", "no-epoch", "epoch-int", "epoch-unicode",
+         "op", "digest", "digest-int", "digest-unicode", "bytes", "deep"],
 )  # fmt: skip
 def test_a_message_that_is_not_a_change_is_not_applied(data: bytes) -> None:
     digest = hashlib.sha256(b"x").hexdigest().encode()
@@ -845,10 +927,10 @@ def redis_store_change(data: bytes) -> object:
 
 def test_a_well_formed_change_is_read() -> None:
     digest = hashlib.sha256(b"x").hexdigest()
-    added = json.dumps({"v": 3, "op": "add", "digest": digest, "record": "{}"}).encode()
-    assert redis_store_change(added) == (3, "add", digest.encode(), b"{}")
-    revoked = json.dumps({"v": 4, "op": "revoke", "digest": digest}).encode()
-    assert redis_store_change(revoked) == (4, "revoke", digest.encode(), None)
+    added = json.dumps({"v": 3, "e": "ab12", "op": "add", "digest": digest}).encode()
+    assert redis_store_change(added) == (3, b"ab12", digest.encode())
+    revoked = json.dumps({"v": 4, "e": "ab12", "op": "revoke", "digest": digest}).encode()
+    assert redis_store_change(revoked) == (4, b"ab12", digest.encode())
 
 
 def test_the_store_says_when_redis_is_unreachable(redis: RedisServer) -> None:
@@ -869,7 +951,7 @@ def test_the_store_says_when_redis_is_unreachable(redis: RedisServer) -> None:
 def test_a_full_reload_keeps_the_entries_of_unchanged_records(redis: RedisServer) -> None:
     add_key(redis.url, APIKey(CANARY, name="same"))
     add_key(redis.url, APIKey(OTHER_KEY, name="edited"))
-    source = RedisKeySource(redis.url, heartbeat=SLOW_HEARTBEAT)
+    source = slow_source(redis.url)
     auth = APIKeyAuth(source=source)
 
     async def scenario() -> None:
@@ -916,7 +998,7 @@ def test_the_redis_example(redis: RedisServer) -> None:
 
     add_key(redis.url, APIKey(CANARY, name="demo", scopes={"read"}))
     add_key(redis.url, APIKey(OTHER_KEY, name="no-read"))
-    app = redis_app.create_app(redis.url, max_staleness=0.3, heartbeat=0.05, timeout=0.3)
+    app = redis_app.create_app(redis.url, max_staleness=0.3, heartbeat=0.05, timeout=0.2)
     assert TestClient(app).get("/health").status_code == 503  # no lifespan: not started
     with TestClient(app) as client:
         assert client.get("/health").json() == {"store": "live", "keys": 2}
@@ -928,3 +1010,119 @@ def test_the_redis_example(redis: RedisServer) -> None:
         redis.kill()
         wait_until(lambda: client.get("/health").status_code == 503, 5, "health follows")
         assert client.get("/health").json()["store"] == "unavailable"
+
+
+def test_a_stalled_event_loop_fails_closed_then_recovers_without_a_reconnect(
+    redis: RedisServer,
+) -> None:
+    add_key(redis.url, APIKey(CANARY, name="billing"))
+    source = RedisKeySource(redis.url, max_staleness=0.4, heartbeat=0.05, timeout=0.2)
+    app, _ = instance(source)
+    with capture_logs() as logs, TestClient(app) as client:
+        assert client.portal is not None
+        client.portal.call(time.sleep, 0.6)  # the loop stalls past max_staleness
+        # The watchdog fired: the keys were refused until Redis answered again, and
+        # trust comes back by itself, with Redis connected all along.
+        wait_until(lambda: any(e["event"] == "key_store_recovered" for e in logs), 5, "again")
+        assert source.state == "live"
+        assert status_with(client, CANARY) == 200
+        assert source.losses == 0
+        assert source.repairs >= 1
+        # And the staleness bound still holds for a real loss afterwards.
+        redis.kill()
+        lost = time.monotonic()
+        wait_until(lambda: status_with(client, CANARY) == 503, 5, "fail closed")
+        assert time.monotonic() - lost < 0.4 + 0.05 + 0.2 + 1.5
+    events = [e["event"] for e in logs if e["event"].startswith("key_store_")]
+    assert events[:3] == ["key_store_started", "key_store_unavailable", "key_store_recovered"]
+    assert "key_store_lost" in events[3:]
+
+
+def test_a_stream_of_messages_does_not_hold_off_the_heartbeat(redis: RedisServer) -> None:
+    add_key(redis.url, APIKey(OTHER_KEY, name="first"))
+    source = RedisKeySource(redis.url, heartbeat=0.1, max_staleness=5)
+    app, _ = instance(source)
+    with TestClient(app) as client:
+        epoch = epoch_of(redis)
+        # A change whose message was lost...
+        digest = hashlib.sha256(CANARY.encode()).hexdigest()
+        connection = raw(redis)
+        connection.hset("{asgi_apikey}:keys", digest, json.dumps({"name": "quiet"}))
+        connection.incr("{asgi_apikey}:version")
+        # ... while old messages keep coming, faster than the heartbeat.
+        first = hashlib.sha256(OTHER_KEY.encode()).hexdigest()
+        deadline = time.monotonic() + 3
+        while status_with(client, CANARY) != 200:
+            assert time.monotonic() < deadline, "the heartbeat never ran"
+            for _ in range(20):
+                publish(redis, v=1, e=epoch, op="add", digest=first)
+            time.sleep(0.01)
+        assert source.repairs >= 1
+
+
+def test_reconnect_attempts_back_off(redis: RedisServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = RedisKeySource(
+        redis.url, heartbeat=0.05, timeout=0.2, reconnect_delay=0.05, max_reconnect_delay=0.4
+    )
+    app, _ = instance(source)
+    attempts: list[float] = []
+    connect = source._connect
+
+    async def counted() -> None:
+        attempts.append(time.monotonic())
+        await connect()
+
+    monkeypatch.setattr(source, "_connect", counted)
+    with TestClient(app):
+        redis.kill()
+        time.sleep(1.5)
+    # 0.05, 0.1, 0.2, 0.4, 0.4, ...: about six attempts in 1.5 s, never thirty.
+    assert 2 <= len(attempts) <= 8
+    gaps = [b - a for a, b in itertools.pairwise(attempts)]
+    assert gaps == sorted(gaps) or max(gaps) >= 0.3
+
+
+def test_a_failed_start_leaves_no_connection_open(redis: RedisServer) -> None:
+    url = redis.url
+    redis.stop()
+    source = RedisKeySource(url, timeout=0.3)
+
+    async def scenario() -> None:
+        with pytest.raises(KeySourceError):
+            await APIKeyAuth(source=source).start()
+
+    asyncio.run(scenario())
+    assert source._redis is None
+    assert source.state == "not_started"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://:Zm9v/YmFy+cXV4@127.0.0.1:6379/0",
+        "redis://:qX7?zKw@127.0.0.1:6379/0",
+        "redis://:qX7#zKw@127.0.0.1:6379/0",
+        "redis://127.0.0.1:pOrTx/0",
+    ],
+    ids=["slash", "question", "hash", "port"],
+)
+def test_a_url_redis_would_misread_is_refused_without_quoting_it(url: str) -> None:
+    for build in (RedisKeySource, RedisKeyStore):
+        with pytest.raises(ConfigurationError) as failed:
+            build(url)
+        message = str(failed.value)
+        assert "percent-encoded (%2F %3F %23 %40 %3A %25)" in message
+        for piece in ("Zm9v", "YmFy", "qX7", "zKw", "pOrTx", "127.0.0.1"):
+            assert piece not in message
+    assert "YmFy" not in redacted("redis://:Zm9v/YmFy+cXV4@127.0.0.1:6379/0")
+    # An unencoded '@' in a password is read as meant (up to the last '@'), and masked.
+    assert redacted("redis://user:qX7@zKw@127.0.0.1:6379/0") == "redis://user:***@127.0.0.1:6379/0"
+    assert RedisKeySource("redis://user:qX7@zKw@127.0.0.1:6379/0") is not None
+
+
+def test_an_error_that_quotes_the_password_is_masked() -> None:
+    from asgi_apikey.redis_store import _why
+
+    url = "redis://app:pw-3c2b1a@127.0.0.1:6379/0"
+    assert _why(ValueError("wrong pw-3c2b1a given"), url) == "ValueError: wrong *** given"
+    assert _why(ValueError("wrong"), "redis://127.0.0.1:6379/0") == "ValueError: wrong"
