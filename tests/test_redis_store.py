@@ -1126,3 +1126,22 @@ def test_an_error_that_quotes_the_password_is_masked() -> None:
     url = "redis://app:pw-3c2b1a@127.0.0.1:6379/0"
     assert _why(ValueError("wrong pw-3c2b1a given"), url) == "ValueError: wrong *** given"
     assert _why(ValueError("wrong"), "redis://127.0.0.1:6379/0") == "ValueError: wrong"
+
+
+def test_instances_need_only_read_and_subscribe_rights(redis: RedisServer) -> None:
+    add_key(redis.url, APIKey(CANARY, name="billing"))
+    # The ACL SECURITY.md advises for instances: reads on the prefix, the channel.
+    raw(redis).execute_command(
+        "ACL", "SETUSER", "reader", "on", ">reader-pw-5e4d", "resetkeys", "~{asgi_apikey}:*",
+        "resetchannels", "&{asgi_apikey}:changes", "-@all", "+get", "+mget", "+hscan",
+        "+hmget", "+subscribe", "+multi", "+exec", "+ping", "+client|setname",
+    )  # fmt: skip
+    reader = f"redis://reader:reader-pw-5e4d@127.0.0.1:{redis.port}/0"
+    app, _ = instance(RedisKeySource(reader, heartbeat=0.05))
+    with TestClient(app) as client:
+        assert status_with(client, CANARY) == 200
+        revoke_key(redis.url, "billing")
+        wait_until(lambda: status_with(client, CANARY) == 401, PROPAGATION_BOUND, "revoked")
+    # And such a user cannot change the store.
+    with pytest.raises(KeySourceError, match="NoPermissionError"):
+        add_key(reader, APIKey(OTHER_KEY))
