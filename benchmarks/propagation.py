@@ -296,7 +296,8 @@ def markdown(data: dict[str, Any]) -> str:
     lines += [
         "",
         "What this does not show: instances on other hosts (add the network's round trip), "
-        "a Redis under load, or changes in bursts (each is applied as its own snapshot).",
+        "a Redis under load, or a large key set (a change among 100,000 keys copies the "
+        "two lookup dicts, some 16 ms on this machine).",
     ]
     return "\n".join(lines) + "\n"
 
