@@ -175,6 +175,7 @@ class APIKeyAuth:
         self._from_env = isinstance(self._source, EnvironmentSource)
         self._live = isinstance(self._source, LiveKeySource)
         self._started = False
+        self._told_not_started = False
         self._sink = _LiveSink(self)
         explicit = [] if keys is None else _explicit_keys(keys)
         read = self._read_source(config)
@@ -517,6 +518,17 @@ class APIKeyAuth:
         finally:
             self._live_unavailable(_STOPPED)
 
+    def refused_unavailable(self) -> None:
+        """Called by the middleware for each 503: say once if the source was never started."""
+        if self._live and not self._started and not self._told_not_started:
+            self._told_not_started = True
+            _log.warning(
+                "key_store_not_started",
+                detail="a request was refused with 503 because the key source has not been "
+                "started: run the server with the app's lifespan on (uvicorn --lifespan on), "
+                "or await auth.start() yourself",
+            )
+
     def _kept(self) -> list[KeyEntry]:
         """The entries that did not come from the source (keys=, add_key, replace_keys)."""
         return [e for e in self._snapshot.by_digest.values() if e.digest not in self._sourced]
@@ -553,8 +565,8 @@ class APIKeyAuth:
             if not self._started:
                 return
             current = self._snapshot
-            # Copies of the two dicts: O(n) for one change, but no entry is rebuilt
-            # (a revocation among 100,000 keys costs a few milliseconds, once).
+            # Copies of the two dicts: O(n) for one change (or one burst of them), but
+            # no entry is rebuilt: about 16 ms among 100,000 keys on a small machine.
             by_digest, by_id = dict(current.by_digest), dict(current.by_id)
             sourced = set(self._sourced)
             for digest in [*dropped, *(key._digest for key in added)]:
@@ -861,9 +873,8 @@ def _check_source(source: object, keys: object, keys_file: object) -> KeySource 
     return source
 
 
-_NOT_STARTED = (
-    "The API key store has not been read yet: the app's lifespan starts it (or await auth.start())"
-)
+# What a 503 says (to clients, so nothing about the deployment); status() has more.
+_NOT_STARTED = "The API key store has not been read yet; try again later"
 _STOPPED = "The API key store was stopped with the app"
 
 

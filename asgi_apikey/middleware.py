@@ -180,6 +180,7 @@ class APIKeyMiddleware:
                             denial = self._denials.invalid
                         else:
                             denial = self._denials.unavailable(unavailable)
+                            self.auth.refused_unavailable()
                     else:
                         denial = self._denials.rejected(result.description, result.reason)
                         refused_id = result.key_id

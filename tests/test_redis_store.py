@@ -370,9 +370,14 @@ def test_without_a_lifespan_the_store_keys_are_unavailable_not_open(redis: Redis
     add_key(redis.url, APIKey(CANARY, name="billing"))
     auth = APIKeyAuth(keys=[OTHER_KEY], source=RedisKeySource(redis.url))
     app = APIKeyMiddleware(Recorder(), auth=auth)
-    result = call(app, http_scope("/v1/models", headers=[bearer(CANARY)]))
-    assert result.status == 503
-    assert "has not been read yet" in result.json()["detail"]
+    with capture_logs() as logs:
+        for _ in range(3):
+            result = call(app, http_scope("/v1/models", headers=[bearer(CANARY)]))
+            assert result.status == 503
+    assert result.json() == {"detail": "The API key store has not been read yet; try again later"}
+    told = [e for e in logs if e["event"] == "key_store_not_started"]
+    assert len(told) == 1  # once, not per request
+    assert "--lifespan on" in told[0]["detail"]
     assert call(app, http_scope("/v1/models", headers=[bearer(OTHER_KEY)])).status == 200
     assert call(app, http_scope("/v1/models")).status == 401
     assert auth.status()["source"]["state"] == "not_started"
@@ -1131,7 +1136,7 @@ def test_an_error_that_quotes_the_password_is_masked() -> None:
 def test_instances_need_only_read_and_subscribe_rights(redis: RedisServer) -> None:
     add_key(redis.url, APIKey(CANARY, name="billing"))
     # The ACL SECURITY.md advises for instances: reads on the prefix, the channel.
-    raw(redis).execute_command(
+    raw(redis).execute_command(  # type: ignore[no-untyped-call]
         "ACL", "SETUSER", "reader", "on", ">reader-pw-5e4d", "resetkeys", "~{asgi_apikey}:*",
         "resetchannels", "&{asgi_apikey}:changes", "-@all", "+get", "+mget", "+hscan",
         "+hmget", "+subscribe", "+multi", "+exec", "+ping", "+client|setname",
