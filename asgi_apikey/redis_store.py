@@ -11,12 +11,12 @@ Needs the ``redis`` extra (``pip install 'asgi_apikey[redis]'``)::
 Every process holds an immutable local snapshot of the keys, so a request
 is the same O(1) dict lookup as with keys in the environment and never waits
 for Redis. The source loads the whole key set when the app's lifespan starts,
-then follows a pub/sub channel on which every change is published with a
-version number, and applies each change as a whole new snapshot; a version
-check every ``heartbeat`` seconds and a full reload every
-``resync_interval`` repair any message it missed. With Redis lost it keeps
-the last good snapshot for ``max_staleness`` seconds, then refuses the
-store's keys with ``503`` until Redis is back, and recovers by itself.
+then follows a pub/sub channel on which every change is announced with a
+version number, reads the changed keys' records from the store and applies
+them as a whole new snapshot; a version and epoch check every ``heartbeat``
+seconds and a full reload every ``resync_interval`` repair any message it
+missed. With no answer from Redis for ``max_staleness`` seconds it refuses
+the store's keys with ``503`` until Redis answers again, and recovers by itself.
 
 In Redis, under ``prefix`` (in a hash tag, so a cluster keeps them in one slot)::
 
@@ -24,7 +24,8 @@ In Redis, under ``prefix`` (in a hash tag, so a cluster keeps them in one slot):
                             name, scopes, metadata, not_before, expires_at, created_at
     {asgi_apikey}:ids       hash: key_id -> digest (so names are unique)
     {asgi_apikey}:version   integer: one more for every change
-    {asgi_apikey}:changes   the channel: {"v": version, "op": "add" | "revoke", ...}
+    {asgi_apikey}:epoch     a random token, new when the store is created or flushed
+    {asgi_apikey}:changes   the channel: {"v": version, "e": epoch, "op": ..., "digest": ...}
 
 Plain keys never reach Redis. Writes go through :class:`RedisKeyStore` (or
 ``python -m asgi_apikey keys add|revoke|list --redis URL``), whose Lua scripts
