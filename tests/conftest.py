@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
+import structlog
 from hypothesis import HealthCheck, settings
 
 from tests.asgi import AUTH_VARIABLES
@@ -24,3 +26,22 @@ def _clean_auth_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in AUTH_VARIABLES:
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.lower(), raising=False)
+
+
+@pytest.fixture
+def uncached_structlog(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """For tests that run a benchmark: its structlog configuration, uncached, then undone.
+
+    The benchmarks configure structlog to cache loggers on first use, which no
+    reset undoes: the package's logger would keep that pipeline for every later
+    test (and their captures would see nothing). Here it is configured the same
+    way, uncached, and reset afterwards.
+    """
+    configure = structlog.configure
+
+    def uncached(**settings: object) -> None:
+        configure(**{**settings, "cache_logger_on_first_use": False})  # type: ignore[arg-type]
+
+    monkeypatch.setattr(structlog, "configure", uncached)
+    yield
+    structlog.reset_defaults()

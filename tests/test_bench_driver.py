@@ -18,19 +18,10 @@ from benchmarks.report import chart, markdown, targets, verdict
 
 
 @pytest.fixture(autouse=True)
-def _restore(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    # The suite configures structlog and the peer reads a variable: undo both. Its
-    # configuration caches loggers on first use, which no reset undoes: the package's
-    # logger would keep this pipeline for every later test (and their captures would
-    # see nothing). Here it is configured the same way, uncached.
-    configure = structlog.configure
-
-    def uncached(**settings: object) -> None:
-        configure(**{**settings, "cache_logger_on_first_use": False})  # type: ignore[arg-type]
-
-    monkeypatch.setattr(structlog, "configure", uncached)
+def _restore(uncached_structlog: None) -> Iterator[None]:
+    # The suite configures structlog (undone by uncached_structlog) and the peer
+    # reads a variable: undo that too.
     yield
-    structlog.reset_defaults()
     os.environ.pop(apps.PEER_ENV, None)
 
 

@@ -7,9 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
+import structlog.testing
 
 from benchmarks import propagation
 from tests.redis_server import redis_server_binary
+
+# The benchmark configures structlog as production would: uncached here, and undone.
+pytestmark = pytest.mark.usefixtures("uncached_structlog")
 
 
 def test_the_smoke_run_measures_both_changes_and_the_cost(tmp_path: Path) -> None:
@@ -64,3 +69,12 @@ def test_without_redis_server_it_says_so(
     monkeypatch.setattr("shutil.which", lambda name: None)
     assert propagation.main(["--smoke", "--out", str(tmp_path)]) == 2
     assert "redis-server is not installed" in capsys.readouterr().err
+
+
+def test_the_run_leaves_the_package_logger_uncached_for_later_tests(tmp_path: Path) -> None:
+    redis_server_binary()
+    assert propagation.main(["--smoke", "--out", str(tmp_path)]) == 0
+    structlog.reset_defaults()
+    with structlog.testing.capture_logs() as logs:
+        structlog.get_logger("asgi_apikey").warning("probe")
+    assert [e["event"] for e in logs] == ["probe"]
