@@ -562,9 +562,9 @@ class APIKeyAuth:
     def _live_change(self, added: Sequence[APIKey], removed: Sequence[str]) -> None:
         dropped = [_parse_digest(digest) for digest in removed]
         with self._lock:
-            if not self._started:
-                return
             current = self._snapshot
+            if not self._started or current.unavailable is not None:
+                return  # untrusted keys: only a whole new set (replace) ends that
             # Copies of the two dicts: O(n) for one change (or one burst of them), but
             # no entry is rebuilt: about 16 ms among 100,000 keys on a small machine.
             by_digest, by_id = dict(current.by_digest), dict(current.by_id)

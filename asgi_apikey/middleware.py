@@ -263,6 +263,9 @@ class APIKeyMiddleware:
         """
         audit, auth = self._audit, self.auth
         failure: KeySourceError | None = None
+        # Some servers (hypercorn) raise from send() when told the startup failed:
+        # kept until the app has run its shutdown, then raised for the server.
+        refused: BaseException | None = None
 
         async def receive_and_flush() -> Message:
             if failure is not None:
@@ -274,7 +277,7 @@ class APIKeyMiddleware:
             return message
 
         async def send_after_start(message: Message) -> None:
-            nonlocal failure
+            nonlocal failure, refused
             if failure is not None:
                 return  # the app's answer to that shutdown: the server asked for none
             if message["type"] == "lifespan.startup.complete":
@@ -283,12 +286,17 @@ class APIKeyMiddleware:
                 except KeySourceError as error:
                     failure = error
                 if failure is not None:
-                    await send({"type": "lifespan.startup.failed", "message": str(failure)})
+                    try:
+                        await send({"type": "lifespan.startup.failed", "message": str(failure)})
+                    except Exception as error:  # the server's way of stopping here
+                        refused = error
                     return
             await send(message)
 
         live = auth.source_is_live
         await self.app(scope, receive_and_flush, send_after_start if live else send)
+        if refused is not None:
+            raise refused
         if failure is not None:
             raise failure
 

@@ -83,6 +83,7 @@ _HEX = re.compile(rb"[0-9a-f]{64}")
 _SCHEMES = ("redis", "rediss", "unix")
 _SCAN_COUNT = 1000  # keys a full load asks for at a time
 _BATCH = 1000  # change messages applied together at most
+_MESSAGE_WAIT = 0.05  # how long a check waits for messages of versions it saw, before a reload
 #: What a 503 says while the store's keys cannot be trusted (sent to clients: no URL).
 UNAVAILABLE = "The API key store is unavailable; try again later"
 
@@ -302,21 +303,22 @@ _URL_HELP = (
 
 def _check_url(url: object) -> str:
     """``url`` if redis-py reads it as it looks; else a ConfigurationError quoting none of it."""
-    if not isinstance(url, str) or urlsplit(url).scheme not in _SCHEMES:
+    if not isinstance(url, str) or not url.startswith(tuple(f"{s}://" for s in _SCHEMES)):
         raise ConfigurationError(
             "the Redis URL must start with redis://, rediss:// (TLS) or unix://, such as "
             "redis://127.0.0.1:6379/0",
             setting="url",
         )
-    readable = True
-    try:
+    netloc = None
+    try:  # urlsplit's errors quote the URL: none of them may escape
         parts = urlsplit(url)
         _ = parts.port  # raises on a port that is not a number (a password cut at a '/')
         parse_url(url)
-    except (ValueError, TypeError):
-        readable = False
+        netloc = parts.netloc
+    except (ValueError, TypeError, UnicodeError):
+        pass
     # A '@' outside the host part: the password held a '/', '?' or '#' and was cut there.
-    if not readable or (parts.scheme != "unix" and "@" in url and "@" not in parts.netloc):
+    if netloc is None or (not url.startswith("unix:") and "@" in url and "@" not in netloc):
         raise ConfigurationError(_URL_HELP, setting="url")
     return url
 
@@ -625,9 +627,11 @@ class RedisKeySource(LiveKeySource):
         self._next_check = 0.0  # loop time
         self._next_full = 0.0
         # A full load decodes in a thread; one that ends after stop() (or after a
-        # later start()) belongs to an older generation and is dropped.
+        # later start()) belongs to an older generation and is dropped. The lock
+        # keeps the trust, the snapshot and the watchdog's verdict together.
         self._generation = 0
-        self._generations = threading.Lock()
+        self._trusted_until = 0.0  # time.monotonic()
+        self._lock = threading.Lock()
 
     @property
     def state(self) -> State:
@@ -650,7 +654,7 @@ class RedisKeySource(LiveKeySource):
         if self._phase == "running":
             return
         self._sink = sink
-        self._new_generation()
+        generation = self._new_generation()
         self._recovering = False
         problem = None
         try:
@@ -658,6 +662,12 @@ class RedisKeySource(LiveKeySource):
             await self._connect()
         except Exception as error:  # Redis down, refused, or answering nonsense
             problem = _why(error, self._url)
+        except BaseException:  # cancelled: leave nothing open
+            await self._close()
+            raise
+        if generation != self._generation:  # stop() came meanwhile: stay stopped
+            await self._close()
+            return
         if problem is not None:
             # Raised outside the except block: nothing chained holds the connection.
             await self._close()
@@ -675,18 +685,20 @@ class RedisKeySource(LiveKeySource):
 
     async def stop(self) -> None:
         self._new_generation()
+        if self._sink is not None:  # started, or starting
+            self._phase = "stopped"
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self._close()
-        if self._phase == "running":
-            self._phase = "stopped"
 
-    def _new_generation(self) -> None:
-        with self._generations:
+    def _new_generation(self) -> int:
+        with self._lock:
             self._generation += 1
+            self._trusted = False
+            return self._generation
 
     async def _close(self) -> None:
         if self._watchdog is not None:
@@ -752,19 +764,26 @@ class RedisKeySource(LiveKeySource):
         wait = max(0.0, self._next_check - loop.time())
         message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=wait)
         if message is not None:
-            batch = [message]
-            while len(batch) < _BATCH:  # a burst is applied as one change
-                more = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=0)
-                if more is None:
-                    break
-                batch.append(more)
-            await self._apply([m["data"] for m in batch if m["type"] == "message"])
+            await self._apply(await self._burst(message))
         # On the clock, however many messages come: they must not hold off the check.
         if loop.time() < self._next_check:
             return False
         await self._check()
         self._next_check = loop.time() + self._heartbeat
         return True
+
+    async def _burst(self, first: dict[str, Any] | None, wait: float = 0.0) -> list[bytes]:
+        """The change messages received (after ``first``, or within ``wait``): one change."""
+        assert self._pubsub is not None
+        batch = [first] if first is not None else []
+        while len(batch) < _BATCH:
+            more = await self._pubsub.get_message(
+                ignore_subscribe_messages=True, timeout=0 if batch else wait
+            )
+            if more is None:
+                break
+            batch.append(more)
+        return [message["data"] for message in batch if message["type"] == "message"]
 
     async def _apply(self, batch: list[bytes]) -> None:
         """Apply published changes, as the store has them now; reload on any doubt.
@@ -777,6 +796,9 @@ class RedisKeySource(LiveKeySource):
         if not batch:
             return
         self.messages += len(batch)
+        if not self._trusted:  # the keys are refused until a full load: no half measures
+            await self._full_load(repair=True)
+            return
         changes = [_change(data) for data in batch]
         if any(change is None for change in changes):
             _log.error("key_store_message_invalid", url=self._shown, detail="reloading every key")
@@ -785,13 +807,18 @@ class RedisKeySource(LiveKeySource):
         assert self._redis is not None
         assert self._sink is not None
         digests = sorted({change[2] for change in changes if change is not None})
+        asked = time.monotonic()
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.mget(self._names.version, self._names.epoch)
             pipe.hmget(self._names.keys, digests)
             (version, epoch), records = await pipe.execute()
         store_version = _version(version)
-        known = [c for c in changes if c is not None and c[1] == epoch and c[0] <= store_version]
-        if len(known) < len(changes):
+        known = [
+            change
+            for change in changes
+            if change is not None and change[1] == epoch and change[0] <= store_version
+        ]
+        if epoch != self.epoch or len(known) < len(changes):
             # Another epoch (the store was reset) or a version the store has not
             # reached (not a real change): trust nothing but a full load.
             await self._full_load(repair=True)
@@ -809,10 +836,13 @@ class RedisKeySource(LiveKeySource):
                 self._loaded[field] = (record, decoded[0])
             elif self._loaded.pop(field, None) is not None:
                 removed.append("sha256:" + field.decode("ascii"))
-        if added or removed:
-            self._sink.change(added, removed)
+        with self._lock:
+            if not self._trusted:
+                return  # the watchdog fired during the read: the next check reloads
+            if added or removed:
+                self._sink.change(added, removed)
         self.version = max(self.version, newest)
-        self._contact()
+        self._contact(asked)
 
     async def _check(self) -> None:
         """The heartbeat: a full reload when the store's version or epoch moved, or when due."""
@@ -821,11 +851,16 @@ class RedisKeySource(LiveKeySource):
         if loop.time() >= self._next_full or not self._trusted:
             await self._full_load(repair=not self._trusted)
             return
+        asked = time.monotonic()
         version, epoch = await self._redis.mget(self._names.version, self._names.epoch)
-        if _version(version) != self.version or epoch != self.epoch:
+        store_version = _version(version)
+        if epoch == self.epoch and store_version > self.version:
+            # Changes whose messages are on their way (the store answered first).
+            await self._apply(await self._burst(None, wait=_MESSAGE_WAIT))
+        if self.version < store_version or epoch != self.epoch:
             await self._full_load(repair=True)
             return
-        self._contact()
+        self._contact(asked)
 
     async def _full_load(self, *, repair: bool = False) -> None:
         """Read every key, and the version and epoch they are at, into a new snapshot.
@@ -833,9 +868,13 @@ class RedisKeySource(LiveKeySource):
         The version is read first and the keys in chunks (HSCAN), so that no
         reply is large enough to hold up the event loop: a change made during
         the scan may or may not be in it, but its message (a later version) is
-        applied next, and applying a change again leaves the same keys.
+        applied next, and applying a change again leaves the same keys. The
+        keys are trusted for max_staleness from the moment the version was asked.
         """
         assert self._redis is not None
+        with self._lock:
+            generation = self._generation
+        asked = time.monotonic()
         version, epoch = await self._redis.mget(self._names.version, self._names.epoch)
         store_version = _version(version)
         records: dict[bytes, bytes] = {}
@@ -847,20 +886,19 @@ class RedisKeySource(LiveKeySource):
                 break
         # Decoding and indexing 100,000 keys takes a while: off the event loop, so
         # requests keep being served from the current snapshot meanwhile.
-        with self._generations:
-            generation = self._generation
-        if not await asyncio.to_thread(self._replace, records, generation):
-            return  # stopped meanwhile
+        loaded = await asyncio.to_thread(self._replace, records, generation, asked)
+        if not loaded:
+            return  # stopped meanwhile, or past max_staleness already: check again
         self.version, self.epoch = store_version, cast(bytes | None, epoch)
-        self._trusted = True
         self.full_loads += 1
         self.repairs += repair
         self._next_full = asyncio.get_running_loop().time() + self._resync_interval
-        self._contact()
+        self._contact(asked)
         if self._recovering:
             self._now_current()
 
-    def _replace(self, records: dict[bytes, bytes], generation: int) -> bool:
+    def _replace(self, records: dict[bytes, bytes], generation: int, asked: float) -> bool:
+        """Decode and swap in a full load (in a thread); False if it came too late."""
         assert self._sink is not None
         before, loaded = self._loaded, {}
         for field, value in records.items():
@@ -871,21 +909,32 @@ class RedisKeySource(LiveKeySource):
             decoded = _decode(field, value)
             if decoded is not None:
                 loaded[field] = (value, decoded[0])
-        with self._generations:
-            if generation != self._generation:
+        keys = [key for _, key in loaded.values()]
+        # The swap, the trust and the watchdog's verdict under one lock: the keys
+        # are served exactly while trusted, whichever of the two comes first.
+        with self._lock:
+            if generation != self._generation or time.monotonic() >= asked + self._max_staleness:
                 return False
-            self._sink.replace([key for _, key in loaded.values()])
+            self._sink.replace(keys)
             self._loaded = loaded
+            self._trusted = True
+            self._trusted_until = asked + self._max_staleness
             return True
 
     # -- staleness ----------------------------------------------------------------------
 
-    def _contact(self) -> None:
-        """Redis answered: the current keys stay trusted for max_staleness from now."""
-        self._last_contact = time.monotonic()
+    def _contact(self, asked: float) -> None:
+        """Redis answered a request sent at ``asked``: trust the keys max_staleness from then."""
+        self._last_contact = asked
+        with self._lock:
+            self._trusted_until = max(self._trusted_until, asked + self._max_staleness)
+        self._arm()
+
+    def _arm(self) -> None:
         if self._watchdog is not None:
             self._watchdog.cancel()
-        self._watchdog = asyncio.get_running_loop().call_later(self._max_staleness, self._expired)
+        delay = max(0.0, self._trusted_until - time.monotonic())
+        self._watchdog = asyncio.get_running_loop().call_later(delay, self._expired)
 
     def _lost(self, error: BaseException) -> None:
         if not self._connected:
@@ -904,18 +953,27 @@ class RedisKeySource(LiveKeySource):
     def _expired(self) -> None:
         """No answer from Redis for max_staleness: refuse the store's keys until one comes."""
         self._watchdog = None
-        if self._sink is None or self._phase != "running" or not self._trusted:
+        if self._sink is None or self._phase != "running":
             return
-        self._trusted = False
+        with self._lock:
+            if time.monotonic() < self._trusted_until:
+                expired = False  # trust was renewed meanwhile (a load in its thread)
+            else:
+                expired, was_trusted = True, self._trusted
+                self._trusted = False
+                self._sink.unavailable(UNAVAILABLE)
+        if not expired:
+            self._arm()
+            return
         self._recovering = True
         self._next_check = 0.0  # a connected follower reloads at once
-        self._sink.unavailable(UNAVAILABLE)
-        _log.error(
-            "key_store_unavailable",
-            url=self._shown,
-            detail=f"no answer from Redis for {self._max_staleness:g} s: the store's keys are "
-            "refused (503) until it answers",
-        )
+        if was_trusted:
+            _log.error(
+                "key_store_unavailable",
+                url=self._shown,
+                detail=f"no answer from Redis for {self._max_staleness:g} s: the store's keys "
+                "are refused (503) until it answers",
+            )
 
     def _now_current(self) -> None:
         """Loaded again after a loss or an expiry."""
