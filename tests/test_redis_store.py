@@ -1090,11 +1090,8 @@ def test_a_stream_of_messages_does_not_hold_off_the_heartbeat(redis: RedisServer
         assert source.repairs >= 1
 
 
-def test_reconnect_attempts_back_off(redis: RedisServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    source = RedisKeySource(
-        redis.url, heartbeat=0.05, timeout=0.2, reconnect_delay=0.05, max_reconnect_delay=0.4
-    )
-    app, _ = instance(source)
+def count_connects(source: RedisKeySource, monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """When ``source`` (re)connects, from now on: a list that fills as it happens."""
     attempts: list[float] = []
     connect = source._connect
 
@@ -1103,6 +1100,15 @@ def test_reconnect_attempts_back_off(redis: RedisServer, monkeypatch: pytest.Mon
         await connect()
 
     monkeypatch.setattr(source, "_connect", counted)
+    return attempts
+
+
+def test_reconnect_attempts_back_off(redis: RedisServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = RedisKeySource(
+        redis.url, heartbeat=0.05, timeout=0.2, reconnect_delay=0.05, max_reconnect_delay=0.4
+    )
+    app, _ = instance(source)
+    attempts = count_connects(source, monkeypatch)
     with TestClient(app):
         redis.kill()
         time.sleep(1.5)
@@ -1308,14 +1314,7 @@ def test_a_connection_that_drops_at_once_still_backs_off(
         redis.url, heartbeat=0.2, timeout=0.2, reconnect_delay=0.05, max_reconnect_delay=0.4
     )
     app, _ = instance(source)
-    attempts: list[float] = []
-    connect = source._connect
-
-    async def counted() -> None:
-        attempts.append(time.monotonic())
-        await connect()
-
-    monkeypatch.setattr(source, "_connect", counted)
+    attempts = count_connects(source, monkeypatch)
     done = threading.Event()
 
     def kill_subscribers() -> None:  # every subscription dies right after it is made
