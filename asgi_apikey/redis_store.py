@@ -41,7 +41,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
@@ -690,8 +690,15 @@ class RedisKeySource(LiveKeySource):
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # Bounded: a shutdown must not hang on a connection that does not close.
+            done, _ = await asyncio.wait({task}, timeout=self._timeout)
+            if not done:
+                _log.error(
+                    "key_store_stop_timeout",
+                    url=self._shown,
+                    detail=f"the follower did not stop within {self._timeout:g} s; left to "
+                    "end with the event loop",
+                )
         await self._close()
 
     def _new_generation(self) -> int:
@@ -708,14 +715,12 @@ class RedisKeySource(LiveKeySource):
         await self._drop_pubsub()
         if self._redis is not None:
             redis, self._redis = self._redis, None
-            with contextlib.suppress(RedisError, OSError):
-                await redis.aclose()
+            await _bounded(redis.aclose(), self._timeout)
 
     async def _drop_pubsub(self) -> None:
         pubsub, self._pubsub = self._pubsub, None
         if pubsub is not None:
-            with contextlib.suppress(RedisError, OSError):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await _bounded(pubsub.aclose(), self._timeout)  # type: ignore[no-untyped-call]
 
     # -- following the store ------------------------------------------------------------
 
@@ -1010,6 +1015,21 @@ class RedisKeySource(LiveKeySource):
 
     def __repr__(self) -> str:
         return f"RedisKeySource({self._shown!r}, prefix={self._prefix!r}, state={self.state!r})"
+
+
+async def _bounded(closing: Coroutine[Any, Any, Any], timeout: float) -> None:
+    """Await ``closing`` for at most ``timeout`` seconds, ignoring its errors.
+
+    ``asyncio.wait`` rather than ``wait_for``: a close stuck where cancelling
+    does not reach (a socket that never finishes closing) is left behind
+    instead of being waited for again.
+    """
+    task = asyncio.ensure_future(closing)
+    done, _ = await asyncio.wait({task}, timeout=timeout)
+    if not done:
+        task.cancel()
+    elif not task.cancelled():
+        task.exception()  # retrieved: a failed close is not worth a warning
 
 
 def _version(value: object) -> int:

@@ -49,7 +49,7 @@ from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
 from asgi_apikey import APIKey, APIKeyAuth, APIKeyMiddleware
-from asgi_apikey.redis_store import RedisKeySource, RedisKeyStore
+from asgi_apikey.redis_store import RedisKeySource, RedisKeyStore, add_key, revoke_key
 from benchmarks import apps
 from benchmarks.driver import Summary, _time, verify
 from benchmarks.report import environment
@@ -139,6 +139,9 @@ def _until(condition: Callable[[], bool], timeout: float = 10.0) -> float:
 
 def propagation(url: str, rounds: int) -> dict[str, list[float]]:
     """Seconds from A's add / revoke call until B accepts / refuses, per round."""
+    # A first change gives the store its epoch, so no instance reloads for it later.
+    add_key(url, APIKey("sk-prop-warm-up-0123456789abcdef"))
+    revoke_key(url, APIKey("sk-prop-warm-up-0123456789abcdef"))
     a, b = Instance(url), Instance(url)
     added, revoked = [], []
     try:

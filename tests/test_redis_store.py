@@ -1348,3 +1348,37 @@ def test_a_check_waits_for_messages_on_their_way_instead_of_reloading(
         wait_until(lambda: status_with(client, "sk-steady-059-0123456789abc") == 200, 5, "all")
         assert source.repairs <= 1
         assert source.full_loads <= 2
+
+
+def test_stop_is_bounded_even_if_the_follower_does_not_end(
+    redis: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = RedisKeySource(redis.url, heartbeat=0.05, timeout=0.3)
+
+    async def stubborn() -> None:  # a follower stuck where cancelling does not reach
+        while True:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(3600)
+
+    monkeypatch.setattr(source, "_run", stubborn)
+
+    async def scenario() -> float:
+        await source.start(RecordingSink())
+        await asyncio.sleep(0.05)  # the follower is running, and ignores cancelling
+        started = time.monotonic()
+        await source.stop()
+        took = time.monotonic() - started
+        assert source._task is None
+        return took
+
+    with capture_logs() as logs:
+        loop = asyncio.new_event_loop()
+        try:
+            took = loop.run_until_complete(scenario())
+        finally:
+            for task in asyncio.all_tasks(loop):  # the stubborn one, left to the loop's end
+                task.cancel()
+                task.get_coro().close()
+            loop.close()
+    assert took < 2.0
+    assert [e["event"] for e in logs if e["log_level"] == "error"] == ["key_store_stop_timeout"]
