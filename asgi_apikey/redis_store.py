@@ -892,8 +892,17 @@ class RedisKeySource(LiveKeySource):
         # Decoding and indexing 100,000 keys takes a while: off the event loop, so
         # requests keep being served from the current snapshot meanwhile.
         loaded = await asyncio.to_thread(self._replace, records, generation, asked)
-        if not loaded:
-            return  # stopped meanwhile, or past max_staleness already: check again
+        if not loaded:  # stopped meanwhile, or too slow to be trusted: check again
+            if generation == self._generation:
+                _log.warning(
+                    "key_store_load_too_slow",
+                    url=self._shown,
+                    seconds=round(time.monotonic() - asked, 3),
+                    detail=f"reading every key took longer than max_staleness "
+                    f"({self._max_staleness:g} s), so the keys cannot be trusted: raise "
+                    "max_staleness",
+                )
+            return
         self.version, self.epoch = store_version, cast(bytes | None, epoch)
         self.full_loads += 1
         self.repairs += repair

@@ -1382,3 +1382,30 @@ def test_stop_is_bounded_even_if_the_follower_does_not_end(
             loop.close()
     assert took < 2.0
     assert [e["event"] for e in logs if e["log_level"] == "error"] == ["key_store_stop_timeout"]
+
+
+def test_a_load_slower_than_max_staleness_is_not_trusted_and_says_why(
+    redis: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_key(redis.url, APIKey(CANARY, name="billing"))
+    source = RedisKeySource(redis.url, max_staleness=0.3, heartbeat=0.05, timeout=0.2)
+    replace = source._replace
+
+    def slowly(records: dict[bytes, bytes], generation: int, asked: float) -> bool:
+        time.sleep(0.35)
+        return replace(records, generation, asked)
+
+    monkeypatch.setattr(source, "_replace", slowly)
+    auth = APIKeyAuth(source=source)
+
+    async def scenario() -> None:
+        await auth.start()
+        assert auth.verify(CANARY) is None  # never trusted: refused
+        assert source.state == "unavailable"
+        await auth.stop()
+
+    with capture_logs() as logs:
+        asyncio.run(scenario())
+    slow = [e for e in logs if e["event"] == "key_store_load_too_slow"]
+    assert slow
+    assert "raise max_staleness" in slow[0]["detail"]
