@@ -367,6 +367,7 @@ def null_logging() -> Iterator[Counter[str]]:
         structlog.reset_defaults()
 
 
+@pytest.mark.timeout(900)  # minutes under coverage on a 2-core machine
 def test_one_million_mixed_requests_leave_memory_bounded(null_logging: Counter[str]) -> None:
     born = time.monotonic()  # before the throttle's first interval starts
     auth = APIKeyAuth(
