@@ -720,7 +720,7 @@ class RedisKeySource(LiveKeySource):
     async def _drop_pubsub(self) -> None:
         pubsub, self._pubsub = self._pubsub, None
         if pubsub is not None:
-            await _bounded(pubsub.aclose(), self._timeout)  # type: ignore[no-untyped-call]
+            await _bounded(pubsub.aclose(), self._timeout)  # type: ignore[no-untyped-call, unused-ignore]
 
     # -- following the store ------------------------------------------------------------
 
@@ -740,7 +740,7 @@ class RedisKeySource(LiveKeySource):
             await self._full_load()
         except BaseException:
             with contextlib.suppress(RedisError, OSError):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
             raise
         self._pubsub = pubsub
         self._next_check = asyncio.get_running_loop().time() + self._heartbeat
