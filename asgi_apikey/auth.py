@@ -27,9 +27,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import structlog
-
-from .audit import Audit, Counters
+from .audit import Audit, Counters, emit
 from .context import ANONYMOUS, AuthContext
 from .credentials import is_b64token
 from .errors import ConfigurationError
@@ -49,8 +47,6 @@ from .settings import ENVIRONMENTS, AuthSettings, read_settings, variable
 from .sources import EnvironmentSource, KeyFileSource, KeySource, LiveKeySource, SourceKeys
 
 __all__ = ["FEATURES", "APIKeyAuth", "KeyChanges", "get_auth_status", "verify_api_key_string"]
-
-_log = structlog.get_logger("asgi_apikey")
 
 #: What :meth:`APIKeyAuth.supports` answers for (the starter template's names included).
 FEATURES = (
@@ -210,19 +206,26 @@ class APIKeyAuth:
             entries, labels, development, unavailable=_NOT_STARTED if self._live else None
         )
         if development:
-            _log.warning(
+            emit(
+                "warning",
                 "development_mode",
-                mode=label,
-                detail="no API keys are configured, so every request passes unauthenticated; "
-                f"set {self._vars['api_key']} (or pass keys=[...]) before you deploy. "
-                f"{self._vars['environment']}=production refuses to start like this.",
+                {
+                    "mode": label,
+                    "detail": "no API keys are configured, so every request passes "
+                    f"unauthenticated; set {self._vars['api_key']} (or pass keys=[...]) before "
+                    f"you deploy. {self._vars['environment']}=production refuses to start "
+                    "like this.",
+                },
             )
         elif not entries and not self._verifiers and not self._live:
-            _log.warning(
+            emit(
+                "warning",
                 "no_keys",
-                detail=f"{_set_but_empty(self._empty)}the configured key sources hold no key, so "
-                "every protected request is refused; add keys, or leave every key source "
-                "unset for development mode",
+                {
+                    "detail": f"{_set_but_empty(self._empty)}the configured key sources hold no "
+                    "key, so every protected request is refused; add keys, or leave every key "
+                    "source unset for development mode"
+                },
             )
 
     @classmethod
@@ -345,9 +348,10 @@ class APIKeyAuth:
             and old.by_digest
             and not self._live
         ):
-            _log.warning(
+            emit(
+                "warning",
                 "no_keys",
-                detail="the last key was removed, so every protected request is refused",
+                {"detail": "the last key was removed, so every protected request is refused"},
             )
         return KeyChanges(
             added=_ids(new.by_digest, old.by_digest), removed=_ids(old.by_digest, new.by_digest)
@@ -522,11 +526,14 @@ class APIKeyAuth:
         """Called by the middleware for each 503: say once if the source was never started."""
         if self._live and not self._started and not self._told_not_started:
             self._told_not_started = True
-            _log.warning(
+            emit(
+                "warning",
                 "key_store_not_started",
-                detail="a request was refused with 503 because the key source has not been "
-                "started: run the server with the app's lifespan on (uvicorn --lifespan on), "
-                "or await auth.start() yourself",
+                {
+                    "detail": "a request was refused with 503 because the key source has not "
+                    "been started: run the server with the app's lifespan on (uvicorn "
+                    "--lifespan on), or await auth.start() yourself"
+                },
             )
 
     def _kept(self) -> list[KeyEntry]:
@@ -745,11 +752,14 @@ def _admitted_live(key: APIKey, by_digest: dict[bytes, KeyEntry], by_id: dict[st
     clash = by_digest.get(key._digest)
     if clash is None and key.key_id not in by_id:
         return True
-    _log.error(
+    emit(
+        "error",
         "key_source_conflict",
-        key_id=key.key_id,
-        detail="a key from the key source is the same key, or has the same key_id, as a "
-        "key given in code; the key given in code is kept and the other refused",
+        {
+            "key_id": key.key_id,
+            "detail": "a key from the key source is the same key, or has the same key_id, as "
+            "a key given in code; the key given in code is kept and the other refused",
+        },
     )
     return False
 

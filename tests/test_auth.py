@@ -2586,3 +2586,61 @@ def test_only_from_env_and_middleware_set_the_default(
         APIKeyMiddleware(Recorder(), default="closed")  # fails after reading the environment
     assert asgi_apikey.auth._default is first.auth
     assert APIKeyAuth.from_env() is asgi_apikey.auth._default
+
+
+# ================================================= a logging failure is never an error
+
+
+def _raising_processor(logger: object, method_name: str, event_dict: Any) -> Any:
+    raise UnicodeEncodeError("ascii", "\u00e9", 0, 1, "the log stream cannot encode this")
+
+
+class _NeverStarted(asgi_apikey.LiveKeySource):
+    """A live source nobody starts: its first 503 logs key_store_not_started."""
+
+    async def start(self, sink: Any) -> None:  # pragma: no cover - never started here
+        raise AssertionError("not started in this test")
+
+    async def stop(self) -> None:  # pragma: no cover
+        raise AssertionError("not started in this test")
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        pytest.param(lambda: APIKeyAuth(), id="development_mode"),
+        pytest.param(lambda: APIKeyAuth(keys=[]), id="no_keys"),
+        pytest.param(lambda: _removed_last(APIKeyAuth(keys=[CANARY])), id="last-key-removed"),
+    ],
+)
+def test_a_logging_failure_never_stops_construction_or_rotation(
+    build: Callable[[], APIKeyAuth], no_default: None
+) -> None:
+    with capture_logs(processors=[_raising_processor]) as logs:
+        auth = build()
+    assert isinstance(auth, APIKeyAuth)
+    assert logs == []
+
+
+def _removed_last(auth: APIKeyAuth) -> APIKeyAuth:
+    assert auth.remove_key(CANARY)
+    return auth
+
+
+def test_the_first_503_stays_a_503_when_logging_raises() -> None:
+    auth = APIKeyAuth(source=_NeverStarted())
+    app, inner = middleware(auth)
+    with capture_logs(processors=[_raising_processor]):
+        results = [call(app, http_scope("/v1/x", headers=[bearer(CANARY)]), inner) for _ in "ab"]
+    assert [result.status for result in results] == [503, 503]
+    assert auth.counters().refused["unavailable"] == 2
+    with capture_logs() as logs:
+        auth.refused_unavailable()
+    assert logs == []  # said once already (its log line failed, not the decision)
+
+
+def test_refused_unavailable_never_raises_when_logging_raises() -> None:
+    auth = APIKeyAuth(source=_NeverStarted())
+    with capture_logs(processors=[_raising_processor]) as logs:
+        auth.refused_unavailable()
+    assert logs == []
