@@ -252,6 +252,19 @@ class CredentialReader:
                 return _TWO_METHODS if token is not None else (from_query, True)
         return None if token is None else (token, False)
 
+    @staticmethod
+    def names_query_token(query_string: bytes) -> bool:
+        """Whether the query string has an ``access_token`` parameter, well-formed or not.
+
+        >>> CredentialReader.names_query_token(b"a=1&%61ccess_token=x")
+        True
+        """
+        for part in query_string.split(b"&"):
+            name = part.partition(b"=")[0]
+            if unquote_to_bytes(name.replace(b"+", b" ")) == b"access_token":
+                return True
+        return False
+
     def _read_query(self, query_string: bytes) -> bytes | Malformed | None:
         # RFC 6750 §2.3: application/x-www-form-urlencoded, so "+" is a space.
         found: bytes | None = None

@@ -21,13 +21,24 @@ from .context import ANONYMOUS_USER
 from .credentials import DEFAULT_MAX_TOKEN_LENGTH, CredentialReader, Malformed, is_http_token
 from .errors import ConfigurationError, KeySourceError
 from .keys import Accepted, APIKey
-from .paths import Access, RuleTable
-from .responses import AddedHeaders, Denial, Denials, SecurityHeaders, merge_headers
+from .paths import DEFAULT_MAX_PATH_LENGTH, Access, RuleTable
+from .responses import (
+    AddedHeaders,
+    Denial,
+    Denials,
+    SecurityHeaders,
+    merge_headers,
+    private_cache_control,
+)
 
 __all__ = ["APIKeyMiddleware"]
 
 _PUBLIC = Access.PUBLIC
 _PROTECTED = Access.PROTECTED
+_REFUSED = Access.REFUSED
+# The message that carries a response's headers: an HTTP response, or the denial
+# response an app sends to refuse a websocket handshake.
+_STARTS = {"http": "http.response.start", "websocket": "websocket.http.response.start"}
 
 
 class APIKeyMiddleware:
@@ -59,6 +70,12 @@ class APIKeyMiddleware:
         allow_query_token: also accept ``?access_token=`` (RFC 6750 §2.3).
         allow_cors_preflight: let CORS preflight requests through unauthenticated.
         max_token_length: longer tokens are ``invalid_request``.
+        max_path_length: longer paths (after the mount point) are refused with
+            414 unless a public rule covers them.
+
+    A path with a control character (``/admin%0A``) that no public rule
+    covers is refused with 400 ``invalid_request``: routers disagree on them,
+    and Starlette's runs ``/admin`` for ``/admin\\n``.
     """
 
     def __init__(
@@ -77,17 +94,21 @@ class APIKeyMiddleware:
         allow_query_token: bool = False,
         allow_cors_preflight: bool = False,
         max_token_length: int = DEFAULT_MAX_TOKEN_LENGTH,
+        max_path_length: int = DEFAULT_MAX_PATH_LENGTH,
     ) -> None:
         self.app = app
         self.auth = _authenticator(keys, auth)
         self._rooted = _rooted_app(app)
         self.rules = RuleTable(
-            public=public, optional=optional, protected=protected, default=default
+            public=public,
+            optional=optional,
+            protected=protected,
+            default=default,
+            max_path_length=max_path_length,
         )
         security = SecurityHeaders(security_headers)
         self._added = AddedHeaders(security)
         self._plain_http = self._added.pick("http", False)
-        self._decided = self.rules._decided  # the rule table's decision cache, read inline
         _check_flag(allow_query_token, "allow_query_token")
         _check_flag(allow_cors_preflight, "allow_cors_preflight")
         if (
@@ -110,6 +131,11 @@ class APIKeyMiddleware:
         if allow_query_token:
             how += " or '?access_token=<key>'"
         self._denials = Denials(realm, security, how=how)
+        self._path_denials = {
+            "control_character": self._denials.malformed("The path has a control character"),
+            "too_long": self._denials.too_long,
+        }
+        self._query_token = allow_query_token
         self._preflight = allow_cors_preflight
         self._realm = realm
         self._audit = self.auth.audit
@@ -118,14 +144,29 @@ class APIKeyMiddleware:
         self._track_users = self._audit.track_users
         self._observed = self._log_successes or self._track_users
         self._described = {
-            "default": self.rules.rules[-1].access.name.lower(),
             "realm": realm,
             "header_name": header_name,
             "allow_query_token": allow_query_token,
             "allow_cors_preflight": allow_cors_preflight,
             "security_headers": bool(security.for_scheme("https")),
+            "max_path_length": max_path_length,
         }
         set_default(self.auth)  # what verify_api_key_string() and get_auth_status() ask
+
+    @property
+    def rules(self) -> RuleTable:
+        """The compiled path rules; assign a new :class:`RuleTable` to change them."""
+        return self._rules
+
+    @rules.setter
+    def rules(self, table: RuleTable) -> None:
+        if not isinstance(table, RuleTable):
+            raise ConfigurationError(
+                f"rules must be a RuleTable, not {type(table).__name__}", setting="rules"
+            )
+        # The table and the decision cache read inline are replaced together.
+        self._decided = table._decided
+        self._rules = table
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -151,8 +192,13 @@ class APIKeyMiddleware:
                 path = scope["path"]
                 rule = self._decided.get(path) or self.rules.decide(path)  # the cache first
             access = rule.access
-            found = self._reader.read(scope["headers"], scope.get("query_string", b""))
-            if found is None:
+            query = scope.get("query_string", b"")
+            if self._query_token and query:
+                # The URL holds a key (even a malformed one): never cached publicly.
+                via_query = self._reader.names_query_token(query)
+            if access is _REFUSED:  # the path alone decides (see paths.RuleTable)
+                denial = self._path_denials[rule.problem]  # type: ignore[index]
+            elif (found := self._reader.read(scope["headers"], query)) is None:
                 if access is _PROTECTED and not (
                     self._preflight and kind == "http" and _is_preflight(scope)
                 ):
@@ -161,7 +207,8 @@ class APIKeyMiddleware:
                 if access is not _PUBLIC:
                     denial = self._denials.malformed(found.description)
             else:
-                token, via_query = found
+                token = found[0]
+                via_query = via_query or found[1]
                 result = keys.resolve(token)
                 if isinstance(result, Accepted):
                     if (
@@ -219,16 +266,20 @@ class APIKeyMiddleware:
             added, names = self._plain_http  # what nearly every request behind a proxy is
         else:
             added, names = self._added.pick(scheme, via_query)
-        if not added or scope["type"] == "websocket":
+        if not added and not via_query:
             return send
+        start = _STARTS[scope["type"]]
 
         # A plain function that returns send's awaitable: no extra coroutine to
         # drive for each message, which is most of what adding headers costs.
         def send_with_headers(message: Message) -> Awaitable[None]:
-            if message["type"] == "http.response.start":
+            if message["type"] == start:
                 # In place, as Starlette's own middleware edit the message they pass on;
                 # merging again adds nothing, so a message an app reuses stays right.
-                message["headers"] = merge_headers(message.get("headers") or (), added, names)
+                headers = merge_headers(message.get("headers") or (), added, names)
+                if via_query:  # RFC 6750 §2.3: a URL with a key is never cached publicly
+                    headers = private_cache_control(headers)
+                message["headers"] = headers
             return send(message)
 
         return send_with_headers
@@ -309,7 +360,13 @@ class APIKeyMiddleware:
             {"path": rule.path, "access": rule.access.name.lower(), "scopes": sorted(rule.scopes)}
             for rule in self.rules.rules
         ]
-        return {"rules": rules, **self._described}
+        default = self.rules.default
+        return {
+            "rules": rules,
+            "default": default.access.name.lower(),
+            "default_scopes": sorted(default.scopes),
+            **self._described,
+        }
 
     def __repr__(self) -> str:
         # getattr: error reporters may repr a half-built instance whose __init__ raised.

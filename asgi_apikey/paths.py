@@ -9,26 +9,45 @@ A request path is judged twice when it is not canonical (dot segments or
 repeated slashes): as spelled, because that is what Starlette-style routers
 match, and as resolved, because that is what other routers and proxies see.
 The stricter answer wins, so no spelling reaches a protected route as public.
+
+Two kinds of path are refused outright wherever a key could matter (any
+decision but public): a path with a control character (Starlette's route
+patterns end in ``$``, which also matches before a final newline, so
+``/admin\n`` runs the ``/admin`` handler), and a path longer than the
+table's ``max_path_length`` (414). Deciding costs time linear in the path:
+no rule is deeper than the deepest rule, so no deeper prefix is looked up.
 """
 
 from __future__ import annotations
 
 import contextlib
 import enum
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from urllib.parse import urlparse, urlsplit
+from urllib.parse import unquote, urlparse, urlsplit
 
 from starlette.types import Scope
 
 from .context import check_scopes
 from .errors import ConfigurationError
 
-__all__ = ["Access", "Rule", "RuleTable", "normalize_path", "route_path"]
+__all__ = [
+    "DEFAULT_MAX_PATH_LENGTH",
+    "Access",
+    "Rule",
+    "RuleTable",
+    "normalize_path",
+    "route_path",
+]
 
 # The decision cache: at most this many paths, each at most this long.
 _MAX_DECIDED = 4096
 _MAX_DECIDED_PATH = 256
+#: Longer paths are refused (414) unless a public rule covers them.
+DEFAULT_MAX_PATH_LENGTH = 8192
+# C0 controls and DEL: no router agrees on them (a final newline matches `$`).
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 
 class Access(enum.IntEnum):
@@ -37,15 +56,27 @@ class Access(enum.IntEnum):
     PUBLIC = 0  # the app always runs; a valid key still authenticates
     OPTIONAL = 1  # anonymous or a valid key; a bad key is refused
     PROTECTED = 2  # a valid key (with the rule's scopes) or nothing
+    REFUSED = 3  # the path itself is refused, whatever the credentials (see Rule.problem)
 
 
 @dataclass(frozen=True, slots=True)
 class Rule:
-    """One compiled rule: a canonical path prefix, its access and required scopes."""
+    """One compiled rule: a canonical path prefix, its access and required scopes.
+
+    A ``REFUSED`` decision names its ``problem``: ``"control_character"`` or
+    ``"too_long"``.
+    """
 
     path: str
     access: Access
     scopes: frozenset[str] = frozenset()
+    problem: str | None = None
+
+
+#: The decision for a path with a control character that no public rule covers.
+CONTROL_CHARACTER = Rule("", Access.REFUSED, problem="control_character")
+#: The decision for a path over ``max_path_length`` that no public rule covers.
+TOO_LONG = Rule("", Access.REFUSED, problem="too_long")
 
 
 def normalize_path(path: str) -> str:
@@ -58,6 +89,8 @@ def normalize_path(path: str) -> str:
     >>> normalize_path("/../../etc")
     '/etc'
     """
+    if "/." not in path and path[:1] != ".":  # no dot segment: only empty ones to drop
+        return "/" + "/".join(filter(None, path.split("/")))
     segments: list[str] = []
     for segment in path.split("/"):
         if segment == ".." and segments:
@@ -104,6 +137,13 @@ def _check_rule_path(path: object, setting: str) -> str:
             "wildcard or control character); '/docs' already covers '/docs/...'",
             setting=setting,
         )
+    if "%" in path:
+        # Rules match the decoded path the app routes on, never the raw target.
+        raise ConfigurationError(
+            f"{setting}: rule {path!r} has a percent-escape, but rules match the decoded "
+            f"path: write it as {unquote(path)!r}",
+            setting=setting,
+        )
     canonical = normalize_path(path)
     if path != canonical and path != canonical.rstrip("/") + "/":
         raise ConfigurationError(
@@ -131,9 +171,20 @@ class RuleTable:
     ('PUBLIC', frozenset({'admin'}))
     >>> table.decide("/v1/../v1/admin").access.name, table.decide("/v1-beta").access.name
     ('PROTECTED', 'PROTECTED')
+    >>> table.decide("/v1/admin\\n").problem
+    'control_character'
+
+    Parameters:
+        public, optional, protected: the rules (``protected`` may map a path
+            to the scopes it requires). A rule covers its path and every path
+            below it. ``/`` is not a rule: say ``default=`` instead.
+        default: the access of paths no rule covers.
+        max_path_length: paths longer than this (in characters, after the
+            mount point) are refused with 414 unless a public rule covers them
+            as spelled (no dot segments, repeated slashes or control characters).
     """
 
-    __slots__ = ("_decided", "_default", "_rules")
+    __slots__ = ("_decided", "_default", "_depth", "_max_path", "_rules")
 
     def __init__(
         self,
@@ -142,7 +193,18 @@ class RuleTable:
         optional: Iterable[str] = (),
         protected: Iterable[str] | Mapping[str, Iterable[str]] = (),
         default: str = "protected",
+        max_path_length: int = DEFAULT_MAX_PATH_LENGTH,
     ) -> None:
+        if (
+            isinstance(max_path_length, bool)
+            or not isinstance(max_path_length, int)
+            or not 256 <= max_path_length <= 65536
+        ):
+            raise ConfigurationError(
+                f"max_path_length must be an int from 256 to 65536, not {max_path_length!r}",
+                setting="max_path_length",
+            )
+        self._max_path = max_path_length
         try:
             default_access = Access[default.upper()] if isinstance(default, str) else None
         except KeyError:
@@ -159,6 +221,8 @@ class RuleTable:
 
         def add(raw: object, setting: str, access: Access, scopes: frozenset[str]) -> None:
             path = _check_rule_path(raw, setting)
+            if path == "/":
+                _check_root_rule(setting, access, default_access)
             if path in compiled:
                 raise ConfigurationError(
                     f"{setting}: rule {raw!r} is already given in {where[path]}; "
@@ -182,14 +246,20 @@ class RuleTable:
             for raw in _paths(protected, "protected"):
                 add(raw, "protected", Access.PROTECTED, frozenset())
         self._rules = _inherit_scopes(compiled)
+        # No rule names a path of more segments than this: deeper prefixes need no look-up.
+        self._depth = max((path.count("/") for path in compiled if path != "/"), default=0)
         # Decisions by exact path: a service has few routes, and a dict lookup is a
         # tenth of a decision. Bounded: paths come from clients (see decide()).
         self._decided: dict[str, Rule] = {}
 
     def match(self, path: str) -> Rule:
-        """The longest rule that covers ``path`` as spelled (segment boundaries)."""
+        """The longest rule that covers ``path`` as spelled (segment boundaries).
+
+        Linear in the path: only its first ``depth`` segments (the deepest
+        rule's) are looked up, each once.
+        """
         rules = self._rules
-        prefix = path
+        prefix = _first_segments(path, self._depth)
         while True:
             rule = rules.get(prefix)
             if rule is not None:
@@ -204,10 +274,17 @@ class RuleTable:
         rule = self._decided.get(path)
         if rule is not None:
             return rule
-        if path[:1] == "/" and "//" not in path and "/." not in path:
-            rule = self.match(path)  # canonical already: what nearly every request takes
-        else:
-            rule = self._decide_unusual(path)
+        canonical = path[:1] == "/" and "//" not in path and "/." not in path
+        if len(path) > self._max_path:
+            # Over the limit only a public path in plain spelling is served, judged in
+            # one linear pass; any other reading of it is not worth deciding.
+            if canonical and path.isprintable():
+                rule = self.match(path)
+                if rule.access is Access.PUBLIC:
+                    return rule
+            return TOO_LONG  # never cached: the cache holds short paths only
+        # The first is what nearly every request takes.
+        rule = self.match(path) if canonical and path.isprintable() else self._decide_unusual(path)
         if len(path) <= _MAX_DECIDED_PATH:
             if len(self._decided) >= _MAX_DECIDED:
                 self._decided.clear()  # a flood of distinct paths: start afresh, stay bounded
@@ -239,7 +316,13 @@ class RuleTable:
     def _decide_unusual(self, path: str) -> Rule:
         # Judge the path as spelled and resolved, and, when it is not in origin
         # form, also as the path of a URL (see _url_readings). The strictest wins.
-        readings = [path, *_url_readings(path)]
+        texts = [path]
+        control = _CONTROL.search(path) is not None
+        if control:
+            # Also as a router that ignores them would read it (and as Starlette's `$`
+            # reads a final newline): the strictest reading decides.
+            texts.append(_CONTROL.sub("", path))
+        readings = [reading for text in texts for reading in (text, *_url_readings(text))]
         candidates: list[str] = []
         for reading in readings:
             spelled = reading if reading[:1] == "/" else "/" + reading
@@ -247,7 +330,14 @@ class RuleTable:
         rule = self.match(candidates[0])
         for candidate in candidates[1:]:
             rule = _stricter(rule, self.match(candidate))
+        if control and rule.access is not Access.PUBLIC:
+            return CONTROL_CHARACTER
         return rule
+
+    @property
+    def default(self) -> Rule:
+        """What a path no other rule covers gets: ``default``, or a protected ``/`` rule."""
+        return self._rules.get("/", self._default)
 
     @property
     def rules(self) -> tuple[Rule, ...]:
@@ -275,6 +365,39 @@ def _url_readings(path: str) -> list[str]:
     return readings
 
 
+def _first_segments(path: str, depth: int) -> str:
+    """``path`` cut before the slash that ends its ``depth``-th segment.
+
+    No rule of ``depth`` segments names anything longer.
+
+    >>> _first_segments("/v1/admin/users/7", 2)
+    '/v1/admin'
+    """
+    end = 0
+    for _ in range(depth):
+        end = path.find("/", end + 1)
+        if end < 0:
+            return path
+    return path[:end]
+
+
+def _check_root_rule(setting: str, access: Access, default: Access) -> None:
+    # A "/" rule covers every path: it would replace `default` without saying so.
+    if access is not Access.PROTECTED:
+        raise ConfigurationError(
+            f"{setting}: a rule for '/' would cover every path and silently replace the "
+            f"default; write default={access.name.lower()!r} instead (rules then name the "
+            "exceptions)",
+            setting=setting,
+        )
+    if default is not Access.PROTECTED:
+        raise ConfigurationError(
+            f"protected: a rule for '/' covers every path and contradicts "
+            f"default={default.name.lower()!r}; drop one of them",
+            setting=setting,
+        )
+
+
 def _inherit_scopes(rules: dict[str, Rule]) -> dict[str, Rule]:
     # A protected rule inside a scoped protected rule needs the outer scopes too:
     # protected={"/v1": {"admin"}, "/v1/jobs": set()} must not open /v1/jobs to
@@ -293,6 +416,8 @@ def _inherit_scopes(rules: dict[str, Rule]) -> dict[str, Rule]:
 
 
 def _stricter(first: Rule, second: Rule) -> Rule:
-    if first is second:
+    if first is second or first.access is Access.REFUSED:
         return first
+    if second.access is Access.REFUSED:
+        return second
     return Rule(first.path, max(first.access, second.access), first.scopes | second.scopes)

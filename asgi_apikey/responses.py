@@ -1,4 +1,4 @@
-"""Everything the middleware writes: denials (401/400/403/503) and security headers.
+"""Everything the middleware writes: denials (401/400/403/414/503) and security headers.
 
 Every response byte is computed at construction: header pairs, JSON bodies,
 ``WWW-Authenticate`` challenges. A denial is a value; sending it copies a
@@ -27,6 +27,7 @@ __all__ = [
     "Denials",
     "SecurityHeaders",
     "merge_headers",
+    "private_cache_control",
 ]
 
 Headers = tuple[tuple[bytes, bytes], ...]
@@ -137,7 +138,8 @@ class AddedHeaders:
     """The headers added to one app response, and their names, by scheme and method.
 
     A token sent in the query string (RFC 6750 §2.3) also makes the response
-    ``Cache-Control: private``, unless the security headers set a Cache-Control.
+    ``Cache-Control: private``, unless the security headers set a Cache-Control
+    (an app's own Cache-Control is made private by :func:`private_cache_control`).
     """
 
     __slots__ = ("_variants",)
@@ -172,6 +174,34 @@ def merge_headers(
     merged = list(headers)
     merged += added
     return merged
+
+
+def private_cache_control(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """``headers`` with every Cache-Control made private (RFC 6750 §2.3, query tokens).
+
+    A response to a URL that holds a key must not be stored by shared caches:
+    ``public`` and ``s-maxage`` are dropped and ``private`` added, unless the
+    value already says ``private`` or ``no-store``.
+
+    >>> private_cache_control([(b"cache-control", b"public, max-age=60")])
+    [(b'cache-control', b'private, max-age=60')]
+    """
+    fixed = []
+    for name, value in headers:
+        if name.lower() == b"cache-control":
+            directives = [d.strip() for d in value.split(b",") if d.strip()]
+            lowered = [d.lower() for d in directives]
+            if b"no-store" not in lowered and not any(
+                d == b"private" or d.startswith(b"private=") for d in lowered
+            ):
+                kept = [
+                    d
+                    for d, low in zip(directives, lowered, strict=True)
+                    if low != b"public" and not low.startswith(b"s-maxage")
+                ]
+                value = b", ".join([b"private", *kept])
+        fixed.append((name, value))
+    return fixed
 
 
 class Denial:
@@ -275,6 +305,7 @@ class Denials:
         "malformed",
         "missing",
         "rejected",
+        "too_long",
         "unavailable",
     )
 
@@ -303,6 +334,15 @@ class Denials:
             self._challenge(error="invalid_token", error_description="The API key is not valid"),
             security,
             reason="invalid",
+        )
+        # Not about credentials (no challenge): a path no router should be given.
+        self.too_long = Denial(
+            414,
+            "The request path is too long",
+            None,
+            security,
+            reason="malformed",
+            description="The request path is too long",
         )
         # Bounded caches: descriptions come from a fixed set in credentials.py and
         # keys.py (or a verifier's few), and scope sets from the configured rules.

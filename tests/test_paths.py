@@ -292,7 +292,7 @@ ACCEPTED_CASES: list[tuple[dict[str, Any], str]] = [
     ({"default": "protected"}, "default-protected"),
     ({"public": ("/a",), "optional": iter(["/b"]), "protected": {"/c"}}, "any-iterables"),
     ({"public": ["/docs/"]}, "trailing-slash-rule"),
-    ({"public": ["/"]}, "root-rule"),
+    ({"protected": {"/": {"root"}}}, "protected-root-rule-adds-scopes"),
     ({"public": ["/.well-known", "/v1.2", "/a..b"]}, "names-with-dots"),
     ({"protected": {"/a": set()}}, "no-scopes"),
     ({"protected": {"/a": ("x:read", "y.write", "!#$%&'()*+,-./:;<=>?@[]^_`{|}~")}}, "scope-chars"),
@@ -376,15 +376,28 @@ def test_default_is_case_insensitive(default: str) -> None:
     assert RuleTable(default=default).decide("/x").access is Access[default.upper()]
 
 
-def test_root_rule_is_the_catch_all() -> None:
-    table = RuleTable(public=["/"], protected=["/admin"])
-    assert table.decide("/").access is PUBLIC
-    assert table.decide("/anything/else").access is PUBLIC
-    assert table.decide("/adminx").access is PUBLIC
-    assert table.decide("/admin").access is PROTECTED
-    assert table.decide("/admin/x").access is PROTECTED
-    optional_root = RuleTable(optional=["/"], default="public")
-    assert optional_root.decide("/x").access is OPTIONAL
+@pytest.mark.parametrize("setting", ["public", "optional"])
+def test_a_root_rule_that_opens_is_refused_and_points_to_default(setting: str) -> None:
+    """A '/' rule would silently replace the default (issue 15: public=["/"] opened every
+    path while describe() still said default: protected)."""
+    with pytest.raises(ConfigurationError, match=f"default='{setting}'") as caught:
+        RuleTable(**{setting: ["/"], "protected": ["/admin"]})
+    assert caught.value.context == {"setting": setting}
+
+
+def test_a_protected_root_rule_must_agree_with_the_default() -> None:
+    with pytest.raises(ConfigurationError, match="contradicts default='public'"):
+        RuleTable(protected=["/"], default="public")
+    table = RuleTable(protected={"/": {"root"}}, public=["/health"])
+    assert table.decide("/x") == Rule("/", PROTECTED, frozenset({"root"}))
+    assert table.decide("/health").access is PUBLIC
+
+
+@pytest.mark.parametrize("rule", ["/v1/my%20report", "/%2e%2e/admin", "/a%2Fb", "/100%"])
+def test_rules_with_percent_escapes_are_refused(rule: str) -> None:
+    """Rules match the decoded path: '/v1/my%20report' could never match (issue 15)."""
+    with pytest.raises(ConfigurationError, match="percent-escape"):
+        RuleTable(public=[rule])
 
 
 INHERIT = RuleTable(
@@ -507,7 +520,7 @@ def test_decide_takes_the_stricter_spelling(
     assert (rule.access, rule.scopes) == (access, scopes)
 
 
-ORIGIN_ROOT_PUBLIC = RuleTable(public=["/"], protected={"/admin": {"admin"}})
+ORIGIN_ROOT_PUBLIC = RuleTable(default="public", protected={"/admin": {"admin"}})
 
 # Targets a server may pass through as scope["path"] without a leading '/'
 # (absolute form, asterisk form, empty): every reading a router may make is judged.
@@ -552,7 +565,7 @@ _NON_ORIGIN = st.one_of(
 def test_decide_is_total_on_non_origin_paths(path: str) -> None:
     """decide answers for any text a server might put in scope["path"], never raising,
     and never more leniently than the same text read as an origin-form path."""
-    table = RuleTable(public=["/"], protected=["/admin", "/h"], optional=["/a"])
+    table = RuleTable(default="public", protected=["/admin", "/h"], optional=["/a"])
     assert table.decide(path).access >= table.decide("/" + path).access
 
 
@@ -567,7 +580,7 @@ def test_decide_optional_versus_public() -> None:
 # ---------------------------------------------------------------------------
 
 _RULE_NAME = st.sampled_from(["public", "admin", "x"])
-_RULE_PATH = st.lists(_RULE_NAME, max_size=2).map(lambda parts: "/" + "/".join(parts))
+_RULE_PATH = st.lists(_RULE_NAME, min_size=1, max_size=2).map(lambda parts: "/" + "/".join(parts))
 _SCOPES = st.frozensets(st.sampled_from(["a", "b", "c"]), max_size=2)
 _ACCESS = st.sampled_from([PUBLIC, OPTIONAL, PROTECTED])
 
@@ -879,7 +892,7 @@ def test_the_decision_cache_stays_bounded_and_skips_long_paths() -> None:
 def test_decide_under_judges_every_reading_of_the_mount_point(
     path: str, root_path: str, expected: Access
 ) -> None:
-    table = RuleTable(public=["/", "/health"], protected={"/admin": {"admin"}}, default="public")
+    table = RuleTable(public=["/health"], protected={"/admin": {"admin"}}, default="public")
     assert table.decide_under(path, root_path).access is expected
 
 
