@@ -62,6 +62,19 @@ def test_metrics_route_is_scoped_and_counts_every_decision() -> None:
     assert OTHER_KEY not in response.text
 
 
+@pytest.mark.parametrize("path", ["/metrics%0A", "/metrics%0D", "/metrics%00"])
+def test_a_user_key_cannot_reach_the_metrics_route_through_a_control_character(path: str) -> None:
+    """Issue 15: Starlette routed "/metrics\\n" to /metrics, which the rule did not name."""
+    keys: list[str | APIKey] = [
+        APIKey(CANARY, name="scraper", scopes={"metrics"}),
+        APIKey(OTHER_KEY, name="user"),
+    ]
+    client = TestClient(metrics_app.create_app(keys))
+    response = client.get(path, headers=USER)
+    assert response.status_code == 400
+    assert "asgi_apikey_requests_total" not in response.text
+
+
 @pytest.mark.parametrize(
     ("name", "label"),
     [
