@@ -5,7 +5,9 @@ middleware built on it reports its decisions there:
 
 - a refusal counts under its reason and, unless the throttle holds it back,
   logs ``authentication_failed``; a throttled flood logs one
-  ``authentication_failures_suppressed`` with the count when its interval ends;
+  ``authentication_failures_suppressed`` with the count and the clients
+  refused most when its interval ends; half of each reason's budget is kept
+  for clients' first refusals, so a few noisy clients cannot silence the rest;
 - an accepted request counts under its ``key_id`` and, with request logging
   on, logs ``authentication_succeeded``; with it off (the default) the
   accepted path does no logging work at all;
@@ -24,7 +26,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import hmac
+import itertools
 import re
 import secrets
 import threading
@@ -41,11 +45,14 @@ from .responses import Denial
 
 __all__ = [
     "MAX_COUNTED_KEY_IDS",
+    "MAX_RETIRED_CLIENTS",
     "MAX_THROTTLED_CLIENTS",
     "REASONS",
+    "TOP_CLIENTS",
     "Audit",
     "Counters",
     "FailureThrottle",
+    "HeldBack",
     "emit",
     "loggable",
     "token_fingerprint",
@@ -67,6 +74,10 @@ REASONS = (
 MAX_COUNTED_KEY_IDS = 10_000
 #: Clients the failure throttle remembers in one interval; the oldest is forgotten first.
 MAX_THROTTLED_CLIENTS = 4096
+#: Busy clients whose counts the throttle keeps for its report after forgetting them.
+MAX_RETIRED_CLIENTS = 256
+#: Clients named in an ``authentication_failures_suppressed`` event, most refused first.
+TOP_CLIENTS = 5
 # The throttle's key for verifier failures, next to the refusal reasons.
 _VERIFIER_FAILED = "verifier_failed"
 #: Hex characters of a token fingerprint (64 bits).
@@ -151,21 +162,42 @@ class Counters:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class HeldBack:
+    """What the throttle held back of one reason in an ended interval."""
+
+    #: Refusals not logged one by one.
+    count: int
+    #: The clients with the most refusals of this reason in the interval, most first:
+    #: ``(host, refusals)``, logged and held back alike; at most :data:`TOP_CLIENTS`.
+    top_clients: tuple[tuple[str, int], ...]
+
+
 class FailureThrottle:
     """At most ``limit`` events per reason, and ``per_client`` per client and reason, per interval.
 
-    What it holds back it counts; :meth:`drain` hands over those counts when
-    the interval has ended. Memory is bounded: at most
-    :data:`MAX_THROTTLED_CLIENTS` (reason, client) pairs are remembered per
-    interval, the oldest forgotten first; a forgotten client gets a fresh
-    budget, never more than the per-reason limit allows in all. Requests
-    without a client address (a unix socket) have only the per-reason limit.
+    Half of each reason's budget is kept for clients' first refusals: a
+    client's second and later refusals share the other half, so a few noisy
+    clients cannot spend the budget that tells of anyone else. A client's
+    first refusal in an interval may use the whole budget.
+
+    What it holds back it counts; :meth:`drain` hands over those counts, with
+    the clients that were refused most, when the interval has ended. Memory is
+    bounded: at most :data:`MAX_THROTTLED_CLIENTS` (reason, client) pairs are
+    remembered per interval; when the table is full its oldest quarter is
+    forgotten, keeping only the counts of the busiest of them (at most
+    :data:`MAX_RETIRED_CLIENTS`) for the report. A forgotten client gets a
+    fresh budget, never more than the per-reason limit allows in all.
+    Requests without a client address (a unix socket) have only the per-reason
+    limit and are named in no report.
 
     >>> throttle = FailureThrottle(limit=2, interval=60.0, per_client=1, clock=lambda: 0.0)
     >>> [throttle.admit("invalid", "10.0.0.1") for _ in range(2)]
     [True, False]
     >>> throttle.admit("invalid", "10.0.0.2"), throttle.admit("invalid", "10.0.0.3")
     (True, False)
+    >>> throttle.drain(force=True)
+    {'invalid': HeldBack(count=2, top_clients=(('10.0.0.1', 2), ('10.0.0.2', 1), ('10.0.0.3', 1)))}
     """
 
     __slots__ = (
@@ -174,12 +206,15 @@ class FailureThrottle:
         "_clock",
         "_lock",
         "_max_clients",
+        "_repeats",
+        "_retired",
         "_suppressed",
         "_window_end",
         "interval",
         "limit",
         "per_client",
         "realtime",
+        "repeat_limit",
     )
 
     def __init__(
@@ -194,25 +229,20 @@ class FailureThrottle:
         self.limit = limit
         self.interval = interval
         self.per_client = per_client
-        self._max_clients = max_clients
+        #: Events per reason and interval for clients' second and later refusals.
+        self.repeat_limit = limit - limit // 2
+        self._max_clients = max(1, max_clients)
         self._clock = clock
         self.realtime = clock is time.monotonic  # event loop timers keep this clock
         self._lock = threading.Lock()
         self._window_end = clock() + interval
+        # Logged events per reason, and how many of them were clients' repeats.
         self._by_reason: dict[str, int] = {}
+        self._repeats: dict[str, int] = {}
+        # Refusals per (reason, client), logged or not; and those of forgotten busy pairs.
         self._by_client: dict[tuple[str, str], int] = {}
+        self._retired: dict[tuple[str, str], int] = {}
         self._suppressed: dict[str, int] = {}
-
-    def hold_if_spent(self, reason: str) -> bool:
-        """Whether ``reason`` has used up its budget; if so, count this refusal as held back.
-
-        A lock-free look (dict reads are atomic): what nearly every refusal of a
-        flood takes, without looking at the client.
-        """
-        if self._by_reason.get(reason, 0) < self.limit:
-            return False
-        self.hold(reason)
-        return True
 
     def hold(self, reason: str) -> None:
         """Count one refusal of ``reason`` as held back."""
@@ -220,47 +250,109 @@ class FailureThrottle:
         suppressed[reason] = suppressed.get(reason, 0) + 1
 
     def admit(self, reason: str, client: str | None) -> bool:
-        """Whether to log this refusal; when not, it is counted as suppressed."""
-        pair = (reason, client) if client is not None else None
-        # Under a flood nearly every refusal is over budget: say so from a lock-free
-        # look, and take the lock only to spend budget.
-        if self.hold_if_spent(reason):
-            return False
-        if pair is not None and self._by_client.get(pair, 0) >= self.per_client:
+        """Whether to log this refusal; when not, it is counted as suppressed.
+
+        Every refusal from a client is counted under it, for the report. Under a
+        flood nearly every refusal comes from a client already seen and is over
+        its budget: that is decided from lock-free looks (dict reads and writes
+        are atomic), and the lock is taken only to remember a new client or to
+        spend budget.
+        """
+        if client is None:
+            if self._by_reason.get(reason, 0) >= self.limit:
+                self.hold(reason)
+                return False
+            with self._lock:
+                return self._spend(reason, repeat=False)
+        pair = (reason, client)
+        table = self._by_client
+        seen = table.get(pair, 0)
+        if seen:
+            # Between threads an increment may be lost (the report counts a little
+            # less), or re-add a pair another thread just forgot (one more for a moment).
+            table[pair] = seen + 1
+        else:
+            with self._lock:
+                seen = self._remember(pair)
+        if (
+            seen >= self.per_client
+            or self._by_reason.get(reason, 0) >= self.limit
+            or (seen and self._repeats.get(reason, 0) >= self.repeat_limit)
+        ):
             self.hold(reason)
             return False
         with self._lock:
-            return self._admit(reason, pair)
+            return self._spend(reason, repeat=seen > 0)
 
-    def _admit(self, reason: str, pair: tuple[str, str] | None) -> bool:
+    def _remember(self, pair: tuple[str, str]) -> int:
+        """Count a refusal of a pair not in the table (under the lock); its earlier refusals."""
+        table = self._by_client
+        seen = table.get(pair, 0)  # another thread may have added it meanwhile
+        if not seen:
+            if self._retired:
+                seen = self._retired.pop(pair, 0)  # a busy client forgotten earlier
+            if len(table) >= self._max_clients:
+                self._forget_oldest(table)
+        table[pair] = seen + 1
+        return seen
+
+    def _forget_oldest(self, table: dict[tuple[str, str], int]) -> None:
+        # A quarter at a time: one pass over the oldest entries for many new ones
+        # (removing them one by one would rescan the removed slots each time).
+        retired = self._retired
+        for pair in list(itertools.islice(table, max(1, self._max_clients // 4))):
+            count = table.pop(pair, 0)
+            if count > 1:
+                retired[pair] = retired.get(pair, 0) + count
+        if len(retired) > MAX_RETIRED_CLIENTS:
+            busiest = heapq.nlargest(MAX_RETIRED_CLIENTS // 2, retired.items(), key=_count)
+            self._retired = dict(busiest)
+
+    def _spend(self, reason: str, *, repeat: bool) -> bool:
+        """Spend one event of ``reason``'s budget (under the lock), if any is left."""
         logged = self._by_reason.get(reason, 0)
-        seen = self._by_client.get(pair, 0) if pair is not None else 0
-        if logged >= self.limit or seen >= self.per_client:  # spent while we waited
+        repeats = self._repeats.get(reason, 0)
+        if logged >= self.limit or (repeat and repeats >= self.repeat_limit):  # spent meanwhile
             self.hold(reason)
             return False
         self._by_reason[reason] = logged + 1
-        if pair is not None:
-            if seen == 0 and len(self._by_client) >= self._max_clients:
-                del self._by_client[next(iter(self._by_client))]  # the oldest
-            self._by_client[pair] = seen + 1
+        if repeat:
+            self._repeats[reason] = repeats + 1
         return True
 
     def due(self) -> bool:
         """Whether the interval has ended (read without the lock: a hint)."""
         return self._clock() >= self._window_end
 
-    def drain(self, *, force: bool = False) -> dict[str, int]:
-        """Start a new interval if this one has ended (or ``force``); the counts it held back."""
+    def drain(self, *, force: bool = False) -> dict[str, HeldBack]:
+        """Start a new interval if this one has ended (or ``force``); what it held back.
+
+        One :class:`HeldBack` per reason with refusals held back: their count
+        and the clients refused most often.
+        """
         with self._lock:
             now = self._clock()
             if not force and now < self._window_end:
                 return {}
-            suppressed = self._suppressed
-            self._suppressed = {}
-            self._by_reason.clear()
-            self._by_client.clear()
+            suppressed, table, retired = self._suppressed, self._by_client, self._retired
+            # New tables, not cleared ones: a lock-free write racing with this lands
+            # in the old table, which is dropped.
+            self._suppressed, self._by_client, self._retired = {}, {}, {}
+            self._by_reason, self._repeats = {}, {}
             self._window_end = now + self.interval
-            return suppressed
+        if not suppressed:
+            return {}
+        busiest: dict[str, dict[str, int]] = {reason: {} for reason in suppressed}
+        for (reason, client), count in itertools.chain(table.items(), retired.items()):
+            counts = busiest.get(reason)
+            if counts is not None:
+                counts[client] = counts.get(client, 0) + count
+        return {
+            reason: HeldBack(
+                count, tuple(heapq.nlargest(TOP_CLIENTS, busiest[reason].items(), key=_count))
+            )
+            for reason, count in suppressed.items()
+        }
 
     @property
     def clients(self) -> int:
@@ -276,6 +368,10 @@ class FailureThrottle:
     def remaining(self) -> float:
         """Seconds until the current interval ends (0 when it has)."""
         return max(0.0, self._window_end - self._clock())
+
+
+def _count(item: tuple[object, int]) -> int:
+    return item[1]
 
 
 class Audit:
@@ -357,11 +453,10 @@ class Audit:
         throttle = self.throttle
         if throttle.due():
             self.flush()
-        if not throttle.hold_if_spent(reason):  # most of a flood: no need to look at the client
-            host = _client(scope)
-            if throttle.admit(reason, host):
-                self._log_failure(scope, denial, realm, key_id, token, host)
-                return
+        host = _client(scope)
+        if throttle.admit(reason, host):
+            self._log_failure(scope, denial, realm, key_id, token, host)
+            return
         self.suppressed_events += 1
         pending = self._flush_pending
         if pending is None or pending.is_closed():  # else that loop's timer will report it
@@ -410,16 +505,30 @@ class Audit:
     def flush(self, *, force: bool = False) -> None:
         """Report what an ended interval (or, with ``force``, this one) held back.
 
-        One ``authentication_failures_suppressed`` per reason, and one
-        ``verifier_failures_suppressed``; then a new interval starts.
+        One ``authentication_failures_suppressed`` per reason, naming the
+        clients refused most (``top_clients``: host and refusals, at most
+        :data:`TOP_CLIENTS`), and one ``verifier_failures_suppressed``; then a
+        new interval starts.
         """
         throttle = self.throttle
-        for reason, count in throttle.drain(force=force).items():
-            fields = {"count": count, "limit": throttle.limit, "interval": throttle.interval}
+        for reason, held in throttle.drain(force=force).items():
+            fields: dict[str, Any] = {
+                "count": held.count,
+                "limit": throttle.limit,
+                "interval": throttle.interval,
+            }
             if reason == _VERIFIER_FAILED:
                 emit("warning", "verifier_failures_suppressed", fields)
-            else:
-                emit("warning", "authentication_failures_suppressed", {"reason": reason, **fields})
+                continue
+            top = [
+                {"client": loggable(host, _MAX_LOGGED_HOST), "refusals": refusals}
+                for host, refusals in held.top_clients
+            ]
+            emit(
+                "warning",
+                "authentication_failures_suppressed",
+                {"reason": reason, **fields, "top_clients": top},
+            )
 
     def _schedule_flush(self) -> None:
         # Report a flood's count when its interval ends, even if no refusal follows.

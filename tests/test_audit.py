@@ -54,9 +54,11 @@ from asgi_apikey.audit import (
     REASONS,
     Audit,
     FailureThrottle,
+    HeldBack,
     token_fingerprint,
 )
 from asgi_apikey.keys import Accepted, KeySnapshot, _quotes
+from asgi_apikey.paths import DEFAULT_MAX_PATH_LENGTH
 from asgi_apikey.responses import Denials, SecurityHeaders
 from tests.asgi import (
     CANARY,
@@ -84,6 +86,8 @@ VALID_FROM = datetime(2031, 1, 1, tzinfo=UTC)
 CUT = "...(cut)"
 MAX_PATH = audit.MAX_LOGGED_PATH
 PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]*")
+#: An ASCII control in a path: a request with a key is refused as malformed (400).
+ASCII_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 REQUEST_FIELDS = ("client", "method", "path", "realm")
 FAILED = "authentication_failed"
@@ -931,6 +935,8 @@ def test_control_characters_in_the_path_are_escaped(
     scope = http_scope(path, headers=headers) if kind == "http" else ws_scope(path, headers)
     with capture_logs() as logs:
         call(app, scope, inner)
+    if ASCII_CONTROL.search(path):
+        event = FAILED  # the path is refused before the key counts; logged all the same
     assert [entry["event"] for entry in logs] == [event]
     assert logs[0]["path"] == logged
     assert PRINTABLE_ASCII.fullmatch(logs[0]["path"])
@@ -953,7 +959,9 @@ def test_a_long_path_is_cut_at_512_characters_and_marked(length: int, logged_len
     with capture_logs() as logs:
         call(app, http_scope(path), inner)
         call(app, http_scope(path, headers=[bearer(CANARY)]), inner)
-    assert [entry["event"] for entry in logs] == [FAILED, SUCCEEDED]
+    # Over max_path_length a key does not help (414), but the refusal is logged, cut.
+    accepted = SUCCEEDED if length <= DEFAULT_MAX_PATH_LENGTH else FAILED
+    assert [entry["event"] for entry in logs] == [FAILED, accepted]
     for entry in logs:
         assert len(entry["path"]) == logged_length
         expected = path if length <= MAX_PATH else path[:MAX_PATH] + CUT
@@ -1004,7 +1012,8 @@ def test_an_escaped_field_stays_within_its_cut_bound(
     auth = authenticator()
     app, inner = middleware(auth)
     with capture_logs() as logs:
-        assert call(app, make_scope(), inner).status == 401
+        # 400 for a control in the path, 414 for a path over max_path_length.
+        assert call(app, make_scope(), inner).status in {400, 401, 414}
     value = logs[0][field_name]
     assert PRINTABLE_ASCII.fullmatch(value)
     assert len(value) <= bound, f"{field_name} is {len(value)} characters long, over {bound}"
@@ -1120,7 +1129,7 @@ def test_the_throttle_admits_at_most_limit_events_per_reason() -> None:
     for reason in REASONS:
         admitted = [throttle.admit(reason, f"10.0.0.{n}") for n in range(6)]
         assert admitted == [True, True, True, False, False, False], reason
-    assert throttle.drain(force=True) == dict.fromkeys(REASONS, 3)
+    assert counts(throttle.drain(force=True)) == dict.fromkeys(REASONS, 3)
 
 
 def test_the_throttle_admits_at_most_per_client_events_per_client_and_reason() -> None:
@@ -1132,7 +1141,7 @@ def test_the_throttle_admits_at_most_per_client_events_per_client_and_reason() -
     assert throttle.admit("invalid", "10.0.0.2") is False
     assert throttle.admit("missing", "10.0.0.2") is True
     assert throttle.clients == len(REASONS) + 2  # (reason, client) pairs
-    assert throttle.drain(force=True) == dict(dict.fromkeys(REASONS, 1), invalid=2)
+    assert counts(throttle.drain(force=True)) == dict(dict.fromkeys(REASONS, 1), invalid=2)
 
 
 def test_requests_without_a_client_have_only_the_per_reason_limit() -> None:
@@ -1147,22 +1156,22 @@ def test_the_throttle_reports_suppressed_counts_only_when_the_interval_ends() ->
     assert [throttle.admit("invalid", "a") for _ in range(4)] == [True, False, False, False]
     assert [throttle.admit("missing", "b") for _ in range(2)] == [True, False]
     assert throttle.due() is False
-    assert throttle.drain() == {}
+    assert counts(throttle.drain()) == {}
     assert throttle.admit("invalid", "c") is False  # still the same interval
     clock.now = 559.999
     assert throttle.due() is False
-    assert throttle.drain() == {}
+    assert counts(throttle.drain()) == {}
     clock.now = 560.0  # the interval is [500, 560)
     assert throttle.due() is True
-    assert throttle.drain() == {"invalid": 4, "missing": 1}
+    assert counts(throttle.drain()) == {"invalid": 4, "missing": 1}
     assert throttle.clients == 0
     assert throttle.due() is False  # a new interval, from 560 to 620
-    assert throttle.drain() == {}
+    assert counts(throttle.drain()) == {}
     assert throttle.admit("invalid", "a") is True
     clock.now = 619.0
-    assert throttle.drain() == {}
+    assert counts(throttle.drain()) == {}
     clock.now = 620.0
-    assert throttle.drain() == {}  # nothing was held back
+    assert counts(throttle.drain()) == {}  # nothing was held back
     assert throttle.admit("invalid", "a") is True
 
 
@@ -1170,8 +1179,8 @@ def test_a_forced_drain_reports_now_and_starts_a_new_interval() -> None:
     clock = Ticker()
     throttle = FailureThrottle(limit=1, interval=60.0, per_client=1, clock=clock)
     assert [throttle.admit("expired", "a") for _ in range(3)] == [True, False, False]
-    assert throttle.drain(force=True) == {"expired": 2}
-    assert throttle.drain(force=True) == {}
+    assert counts(throttle.drain(force=True)) == {"expired": 2}
+    assert counts(throttle.drain(force=True)) == {}
     assert throttle.admit("expired", "a") is True
     clock.now += 59.0
     assert throttle.due() is False  # the forced drain started the interval at 1000
@@ -1180,8 +1189,8 @@ def test_a_forced_drain_reports_now_and_starts_a_new_interval() -> None:
 def test_a_zero_limit_admits_nothing_and_counts_everything() -> None:
     throttle = FailureThrottle(limit=0, interval=60.0, per_client=1, clock=Ticker())
     assert [throttle.admit(reason, "a") for reason in REASONS] == [False] * len(REASONS)
-    assert throttle.clients == 0
-    assert throttle.drain(force=True) == dict.fromkeys(REASONS, 1)
+    assert throttle.clients == len(REASONS)  # counted for the report all the same
+    assert counts(throttle.drain(force=True)) == dict.fromkeys(REASONS, 1)
 
 
 def test_the_throttle_forgets_the_oldest_client_first() -> None:
@@ -1210,7 +1219,9 @@ def test_the_throttle_remembers_at_most_max_throttled_clients() -> None:
     for number in range(MAX_THROTTLED_CLIENTS + 1000):
         assert throttle.admit("invalid", f"10.{number >> 8 & 255}.{number & 255}.1") is True
         high = max(high, throttle.clients)
-    assert high == throttle.clients == MAX_THROTTLED_CLIENTS
+    # Full, it forgets its oldest quarter at once.
+    assert high == MAX_THROTTLED_CLIENTS
+    assert throttle.clients == MAX_THROTTLED_CLIENTS * 3 // 4 + 1000
 
 
 def test_the_middleware_throttle_remembers_at_most_max_throttled_clients() -> None:
@@ -1231,7 +1242,7 @@ def test_the_middleware_throttle_remembers_at_most_max_throttled_clients() -> No
     with capture_logs() as logs:
         high = asyncio.run(flood())
     assert high == MAX_THROTTLED_CLIENTS
-    assert auth.audit.throttle.clients == MAX_THROTTLED_CLIENTS
+    assert auth.audit.throttle.clients == MAX_THROTTLED_CLIENTS * 3 // 4 + 500
     assert len(logs) == count  # one per client: the per-reason limit is far away
     assert auth.counters().refused["invalid"] == count
 
@@ -1240,15 +1251,29 @@ def audit_with(clock: Ticker, **options: Any) -> tuple[Audit, Denials]:
     return Audit(clock=clock, **options), Denials(REALM, SecurityHeaders(False))
 
 
-def suppressed(reason: str, count: int, limit: int, interval: float) -> dict[str, Any]:
+def suppressed(
+    reason: str, count: int, limit: int, interval: float, *, top: Iterable[tuple[str, int]]
+) -> dict[str, Any]:
+    """The ``authentication_failures_suppressed`` event; ``top``: (client, refusals), most first."""
     return {
         "event": SUPPRESSED,
         "reason": reason,
         "count": count,
         "limit": limit,
         "interval": interval,
+        "top_clients": [{"client": client, "refusals": refusals} for client, refusals in top],
         "log_level": "warning",
     }
+
+
+def ones(prefix: str, numbers: Iterable[int]) -> list[tuple[str, int]]:
+    """Clients ``prefix + n`` refused once each."""
+    return [(f"{prefix}{n}", 1) for n in numbers]
+
+
+def counts(drained: Mapping[str, HeldBack]) -> dict[str, int]:
+    """What a drain held back, by reason, without the clients."""
+    return {reason: held.count for reason, held in drained.items()}
 
 
 def test_audit_logs_the_suppressed_counts_before_the_first_refusal_of_a_new_interval() -> None:
@@ -1272,8 +1297,8 @@ def test_audit_logs_the_suppressed_counts_before_the_first_refusal_of_a_new_inte
         log.refused(scope, denials.malformed("The bearer token is empty"), REALM)
         log.refused(scope, denials.invalid, REALM, token=UNKNOWN.encode())
     assert logs == [
-        suppressed("invalid", 3, 2, 30.0),
-        suppressed("missing", 1, 2, 30.0),
+        suppressed("invalid", 3, 2, 30.0, top=[("127.0.0.1", 5)]),
+        suppressed("missing", 1, 2, 30.0, top=[("127.0.0.1", 3)]),
         failure(reason="malformed", detail="The bearer token is empty"),
         failure(reason="invalid", token_fingerprint=fp(UNKNOWN)),
     ]
@@ -1293,7 +1318,7 @@ def test_audit_flush_reports_only_when_due_or_forced() -> None:
         log.flush(force=True)
         log.flush(force=True)
     assert events(flushed_early, SUPPRESSED) == []
-    assert events(logs, SUPPRESSED) == [suppressed("invalid", 2, 1, 10.0)]
+    assert events(logs, SUPPRESSED) == [suppressed("invalid", 2, 1, 10.0, top=[("127.0.0.1", 3)])]
     assert len(events(logs, FAILED)) == 1
 
 
@@ -1341,7 +1366,10 @@ def test_the_middleware_throttles_per_client_and_per_reason_and_counts_the_rest(
     with capture_logs() as logs:
         auth.audit.flush(force=True)
         auth.audit.flush(force=True)
-    assert logs == [suppressed("invalid", 16, 4, 10.0), suppressed("missing", 2, 4, 10.0)]
+    assert logs == [
+        suppressed("invalid", 16, 4, 10.0, top=[("10.0.0.1", 10), *ones("10.0.1.", range(4))]),
+        suppressed("missing", 2, 4, 10.0, top=ones("10.0.2.", range(5))),
+    ]
     # The forced flush started a new interval: a client logged before is logged again.
     with capture_logs() as logs:
         call(app, client_scope(("10.0.0.1", 1), headers=[bearer(UNKNOWN)]), inner)
@@ -1365,7 +1393,7 @@ def test_the_middleware_reports_a_flood_at_the_first_refusal_after_the_interval(
         )
     assert result.status == 403
     assert [entry["event"] for entry in logs] == [FAILED, FAILED, SUPPRESSED, FAILED]
-    assert logs[2] == suppressed("expired", 4, 2, 60.0)
+    assert logs[2] == suppressed("expired", 4, 2, 60.0, top=ones("10.0.0.", range(5)))
     assert logs[3]["reason"] == "insufficient_scope"
     assert logs[3]["client"] == "10.0.0.0"  # a new interval: the client's budget is back
 
@@ -1384,9 +1412,9 @@ def test_a_zero_limit_logs_no_failure_but_reports_the_count() -> None:
         call(app, http_scope("/v1/x", headers=[(b"authorization", b"Bearer a b")]), inner)
         auth.audit.flush(force=True)
     assert logs == [
-        suppressed("missing", 5, 0, 5.0),
-        suppressed("invalid", 1, 0, 5.0),
-        suppressed("malformed", 1, 0, 5.0),
+        suppressed("missing", 5, 0, 5.0, top=ones("10.0.0.", range(5))),
+        suppressed("invalid", 1, 0, 5.0, top=[("127.0.0.1", 1)]),
+        suppressed("malformed", 1, 0, 5.0, top=[("127.0.0.1", 1)]),
     ]
     counters = auth.counters()
     assert counters.suppressed_events == counters.requests == 7
@@ -1414,7 +1442,7 @@ def test_a_flood_is_reported_when_its_interval_ends_without_another_refusal() ->
     during, logs = asyncio.run(main())
     assert time.monotonic() - started < 3
     assert [entry["event"] for entry in during] == [FAILED]
-    assert logs[1:] == [suppressed("invalid", 5, 1, 0.2)]
+    assert logs[1:] == [suppressed("invalid", 5, 1, 0.2, top=ones("10.0.0.", range(5)))]
     assert auth.counters().suppressed_events == 5
 
 
@@ -1436,7 +1464,9 @@ def test_a_flood_in_a_later_event_loop_is_reported_when_its_interval_ends() -> N
         asyncio.run(first())
         asyncio.run(second())
     assert [entry["event"] for entry in logs] == [FAILED, SUPPRESSED]
-    assert logs[1] == suppressed("invalid", 5, 1, 0.2)
+    assert logs[1] == suppressed(
+        "invalid", 5, 1, 0.2, top=[("10.0.0.0", 2), ("10.0.0.1", 2), ("10.0.0.2", 2)]
+    )
 
 
 # ================================================================ 7. a flood
@@ -1661,7 +1691,7 @@ def test_lifespan_shutdown_reports_what_the_throttle_still_holds() -> None:
         for n in range(4):
             call(app, client_scope((f"10.0.0.{n}", 1)), inner)
         run_lifespan(app)
-    assert logs[1:] == [suppressed("missing", 3, 1, 60.0)]
+    assert logs[1:] == [suppressed("missing", 3, 1, 60.0, top=ones("10.0.0.", range(4)))]
     counters = auth.counters()
     assert (counters.requests, counters.suppressed_events) == (4, 3)
 
@@ -2099,7 +2129,7 @@ def test_a_timer_that_fires_early_waits_out_the_interval_instead_of_dropping_the
         assert loop.calls[0][0] == pytest.approx(0.01)
         now[0] = 10.0
         audit_._on_timer(cast(asyncio.AbstractEventLoop, loop))
-    assert logs == [suppressed("invalid", 1, 1, 10.0)]
+    assert logs == [suppressed("invalid", 1, 1, 10.0, top=[("a", 2)])]
     assert len(loop.calls) == 1  # reported: no further timer
 
 
@@ -2149,10 +2179,10 @@ def test_budget_spent_by_another_thread_while_waiting_for_the_lock_is_held_back(
     throttle = FailureThrottle(1, 60.0, per_client=1, clock=lambda: 0.0)
     assert throttle.admit("invalid", "a")
     # What a second thread finds once it holds the lock: the budget already spent.
-    assert throttle._admit("invalid", ("invalid", "b")) is False
-    assert throttle._admit("missing", ("missing", "a")) is True
-    assert throttle._admit("missing", ("missing", "a")) is False
-    assert throttle.drain(force=True) == {"invalid": 1, "missing": 1}
+    assert throttle._spend("invalid", repeat=False) is False
+    assert throttle._spend("missing", repeat=False) is True
+    assert throttle._spend("missing", repeat=False) is False
+    assert counts(throttle.drain(force=True)) == {"invalid": 1, "missing": 1}
 
 
 @pytest.mark.parametrize(
