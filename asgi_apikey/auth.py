@@ -4,9 +4,12 @@ Built from explicit keys or from the environment (``settings.py``), it decides
 the mode once, at construction:
 
 - keys (or verifiers) configured: keys are enforced, under pytest too;
-- none: development mode, where every request passes anonymous
-  (``mode="development"``, ``"test"`` under pytest), with one warning; and
-  ``ENVIRONMENT=production`` refuses to start that way.
+- none: development mode, where requests pass anonymous
+  (``mode="development"``, ``"test"`` under pytest), with one warning. It is
+  closed by default: where nobody asked for development (no ``ENVIRONMENT``)
+  it serves only this machine (``loopback.py``) and refuses other clients
+  with 401 and the fix; ``ENVIRONMENT=development`` or ``testing`` opens it to
+  every client; ``staging`` and ``production`` refuse to start that way.
 
 Rotation (:meth:`~APIKeyAuth.add_key`, :meth:`~APIKeyAuth.remove_key`,
 :meth:`~APIKeyAuth.replace_keys`, :meth:`~APIKeyAuth.reload`) builds a whole new
@@ -43,7 +46,7 @@ from .keys import (
     entry_for,
     index,
 )
-from .settings import ENVIRONMENTS, AuthSettings, read_settings, variable
+from .settings import ENVIRONMENTS, STRICT_ENVIRONMENTS, AuthSettings, read_settings, variable
 from .sources import EnvironmentSource, KeyFileSource, KeySource, LiveKeySource, SourceKeys
 
 __all__ = ["FEATURES", "APIKeyAuth", "KeyChanges", "get_auth_status", "verify_api_key_string"]
@@ -190,12 +193,16 @@ class APIKeyAuth:
         self._empty = read.empty
         development = not self._verifiers and keys is None and not read.configured
         if (
-            self._environment == "production"
+            self._environment in STRICT_ENVIRONMENTS
             and not entries
             and not self._verifiers
             and not self._live
         ):
-            raise ConfigurationError(self._no_keys_in_production())
+            raise ConfigurationError(self._no_keys_refused(), setting="environment")
+        # Development mode that nobody asked for (no ENVIRONMENT, by variable or
+        # argument) serves this machine only: a deployment that forgot its keys is
+        # not open to the network.
+        self._local_only = not self._environment_set
         label = "test" if _under_test() or self._environment == "testing" else "development"
         self._anonymous = {
             False: ANONYMOUS if self._mode == "simple" else AuthContext(False, mode=self._mode),
@@ -206,16 +213,11 @@ class APIKeyAuth:
             entries, labels, development, unavailable=_NOT_STARTED if self._live else None
         )
         if development:
+            access = "local" if self._local_only else "open"
             emit(
                 "warning",
                 "development_mode",
-                {
-                    "mode": label,
-                    "detail": "no API keys are configured, so every request passes "
-                    f"unauthenticated; set {self._vars['api_key']} (or pass keys=[...]) before "
-                    f"you deploy. {self._vars['environment']}=production refuses to start "
-                    "like this.",
-                },
+                {"mode": label, "access": access, "detail": self._development_detail()},
             )
         elif not entries and not self._verifiers and not self._live:
             emit(
@@ -293,11 +295,11 @@ class APIKeyAuth:
                 where=label,
                 key_id=key.key_id,
             )
-        if self._environment == "production" and key._short:
+        if self._environment in STRICT_ENVIRONMENTS and key._short:
             raise ConfigurationError(
                 f"{label} is shorter than {MIN_PRODUCTION_KEY_LENGTH} characters, which "
-                f"{self._vars['environment']}=production refuses: use a long random key "
-                "('python -m asgi_apikey keygen' makes one)",
+                f"{self._vars['environment']}={self._environment} refuses: use a long random "
+                "key ('python -m asgi_apikey keygen' makes one)",
                 where=label,
                 key_id=key.key_id,
             )
@@ -325,6 +327,7 @@ class APIKeyAuth:
             by_id=by_id,
             anonymous=self._anonymous[development],
             development=development,
+            local_only=development and self._local_only,
             verifiers=self._verifiers,
             clock=self._clock,
             report_verifier_failure=self._audit.verifier_failed,
@@ -632,8 +635,24 @@ class APIKeyAuth:
 
     @property
     def is_development_mode(self) -> bool:
-        """True when built without keys: every request passes anonymous."""
+        """True when built without keys: requests pass anonymous (see development_access)."""
         return self._snapshot.development
+
+    @property
+    def development_access(self) -> str | None:
+        """Who development mode serves: ``"local"``, ``"open"``, or ``None`` outside it.
+
+        ``"local"`` (no ``ENVIRONMENT`` set): this machine's clients only, others
+        get 401; ``"open"`` (``ENVIRONMENT=development`` or ``testing``): every
+        client.
+
+        >>> APIKeyAuth(keys=["sk-test-0123456789abcdef"]).development_access is None
+        True
+        """
+        snapshot = self._snapshot
+        if not snapshot.development:
+            return None
+        return "local" if snapshot.local_only else "open"
 
     @property
     def mode(self) -> str:
@@ -691,6 +710,7 @@ class APIKeyAuth:
             "mode": snapshot.anonymous.mode,
             "environment": self._environment,
             "development_mode": snapshot.development,
+            "development_access": self.development_access,
             "key_count": len(snapshot.by_id),
             "key_ids": sorted(snapshot.by_id),
             "inactive_key_ids": inactive,
@@ -700,7 +720,26 @@ class APIKeyAuth:
             "unavailable": snapshot.unavailable,
         }
 
-    def _no_keys_in_production(self) -> str:
+    def _development_detail(self) -> str:
+        names = self._vars
+        api_key, environment = names["api_key"], names["environment"]
+        refused = f"{environment}=staging or production refuses to start like this"
+        if self._local_only:
+            return (
+                "no API keys are configured and "
+                f"{environment} is not set: development mode serves only this machine "
+                "(loopback clients whose requests carry no proxy headers) and refuses every "
+                f"other client with 401. Set {api_key} (or pass keys=[...]) to serve them, or "
+                f"{environment}=development to open development mode to every client; "
+                f"{refused}."
+            )
+        return (
+            f"no API keys are configured and {environment}={self._environment}: development "
+            "mode lets every request from every client through unauthenticated. Set "
+            f"{api_key} (or pass keys=[...]) before you deploy; {refused}."
+        )
+
+    def _no_keys_refused(self) -> str:
         names = self._vars
         if self._from_env:
             where = (
@@ -712,7 +751,7 @@ class APIKeyAuth:
             where = "keys= and keys_file hold no key"
             fix = "pass at least one key"
         return (
-            f"{where}, and {names['environment']}=production refuses to start that way "
+            f"{where}, and {names['environment']}={self._environment} refuses to start that way "
             f"(without keys it would run in development mode or refuse everything): {fix} "
             "('python -m asgi_apikey keygen' makes one)"
         )

@@ -448,10 +448,17 @@ def report(auth: APIKeyAuth, middleware: APIKeyMiddleware | None = None) -> dict
     status = auth.status()
     del status["counters"]  # always zero here: nothing has been served yet
     warnings: list[str] = []
-    if auth.is_development_mode:
+    if auth.development_access == "local":
         warnings.append(
-            "no keys are configured: development mode lets every request through "
-            "(ENVIRONMENT=production refuses to start like this); set API_KEY"
+            "no keys are configured and ENVIRONMENT is not set: development mode serves only "
+            "this machine (loopback clients without proxy headers) and refuses other clients "
+            "with 401; set API_KEY to serve them, or ENVIRONMENT=development to open it to "
+            "every client (ENVIRONMENT=staging or production refuses to start like this)"
+        )
+    elif auth.is_development_mode:
+        warnings.append(
+            "no keys are configured: development mode lets every request through, from every "
+            "client (ENVIRONMENT=staging or production refuses to start like this); set API_KEY"
         )
     elif (
         not status["key_count"] and not status["features"]["verifiers"] and not auth.source_is_live
@@ -469,10 +476,10 @@ def report(auth: APIKeyAuth, middleware: APIKeyMiddleware | None = None) -> dict
     now = auth._clock()
     for entry in auth.snapshot.by_digest.values():
         key_id = entry.key.key_id
-        if entry.key._short and auth.environment != "production":
+        if entry.key._short and auth.environment not in ("staging", "production"):
             warnings.append(
                 f"key {key_id!r} is shorter than {MIN_PRODUCTION_KEY_LENGTH} characters, "
-                "which ENVIRONMENT=production refuses"
+                "which ENVIRONMENT=staging and production refuse"
             )
         if entry.expires_at is not None and now >= entry.expires_at:
             warnings.append(f"key {key_id!r} has expired ({_when(entry.key.expires_at)})")
@@ -504,11 +511,14 @@ def _when(moment: datetime | None) -> str:
     return moment.isoformat().replace("+00:00", "Z") if moment is not None else "?"
 
 
+_ACCESS = {"local": " (development: this machine only)", "open": " (development: every client)"}
+
+
 def _text(one: dict[str, Any]) -> str:
     status = one["status"]
     lines = [
         f"environment: {status['environment']}",
-        f"mode:        {status['mode']}",
+        f"mode:        {status['mode']}" + _ACCESS.get(status.get("development_access"), ""),
         f"keys:        {status['key_count']}"
         + (f" ({', '.join(status['key_ids'])})" if status["key_ids"] else ""),
         "features:    " + ", ".join(name for name, on in status["features"].items() if on),

@@ -51,7 +51,7 @@ __all__ = [
 _DIGEST = re.compile(r"sha256:([0-9a-fA-F]{64})")
 _MAX_NAME_LENGTH = 128
 
-#: ``ENVIRONMENT=production`` refuses plain keys shorter than this.
+#: ``ENVIRONMENT=staging`` and ``production`` refuse plain keys shorter than this.
 MIN_PRODUCTION_KEY_LENGTH = 16
 
 
@@ -371,7 +371,9 @@ class KeySnapshot:
 
     ``development`` is true only for an authenticator built without keys or
     verifiers; then every request passes anonymous with ``anonymous`` as its
-    context. ``unavailable`` says why the keys of a live source cannot be
+    context, and with ``local_only`` (development mode nobody asked for: no
+    ``ENVIRONMENT``) only from this machine (``loopback.is_local_client``).
+    ``unavailable`` says why the keys of a live source cannot be
     trusted (not started yet, its store lost for too long); a token that
     matches no key is then answered ``503`` with it, not ``401``.
     """
@@ -386,6 +388,7 @@ class KeySnapshot:
     # Called with the verifier's name and the problem when a verifier fails.
     report_verifier_failure: Callable[[str, str], None] = log_verifier_failure
     unavailable: str | None = None
+    local_only: bool = False
 
     def resolve(self, token: bytes) -> Accepted | Rejected | None:
         """What ``token`` (raw bytes) is: accepted, refused with a reason, or unknown (None)."""

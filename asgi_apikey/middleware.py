@@ -21,6 +21,7 @@ from .context import ANONYMOUS_USER
 from .credentials import DEFAULT_MAX_TOKEN_LENGTH, CredentialReader, Malformed, is_http_token
 from .errors import ConfigurationError, KeySourceError
 from .keys import Accepted, APIKey
+from .loopback import is_local_client
 from .paths import DEFAULT_MAX_PATH_LENGTH, Access, RuleTable
 from .responses import (
     AddedHeaders,
@@ -231,6 +232,9 @@ class APIKeyMiddleware:
                     else:
                         denial = self._denials.rejected(result.description, result.reason)
                         refused_id = result.key_id
+        elif keys.local_only and not is_local_client(scope):
+            # Development mode nobody asked for (no ENVIRONMENT): this machine only.
+            denial = self._denials.development_local_only
 
         if denial is not None:
             self._audit.refused(scope, denial, self._realm, key_id=refused_id, token=token)

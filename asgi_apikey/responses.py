@@ -300,6 +300,7 @@ class Denials:
     __slots__ = (
         "_realm",
         "_security",
+        "development_local_only",
         "forbidden",
         "invalid",
         "malformed",
@@ -334,6 +335,18 @@ class Denials:
             self._challenge(error="invalid_token", error_description="The API key is not valid"),
             security,
             reason="invalid",
+        )
+        # Development mode nobody asked for (no keys, no ENVIRONMENT) serves only the
+        # machine it runs on; another client is told why, and what the operator sets.
+        self.development_local_only = Denial(
+            401,
+            "Development mode serves only this machine: set API_KEY (or pass keys=) to "
+            "serve other clients, or ENVIRONMENT=development to open development mode to "
+            "every client",
+            self._challenge(),
+            security,
+            reason="missing",
+            description="development mode serves only this machine",
         )
         # Not about credentials (no challenge): a path no router should be given.
         self.too_long = Denial(

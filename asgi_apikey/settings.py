@@ -38,6 +38,7 @@ from .keys import APIKey
 
 __all__ = [
     "ENVIRONMENTS",
+    "STRICT_ENVIRONMENTS",
     "AuthSettings",
     "environment_keys",
     "load_key_file",
@@ -46,6 +47,8 @@ __all__ = [
 ]
 
 ENVIRONMENTS = ("development", "testing", "staging", "production")
+#: The environments that refuse development mode and keys shorter than 16 characters.
+STRICT_ENVIRONMENTS = ("staging", "production")
 _MAX_KEY_FILE_BYTES = 64 * 1024 * 1024
 _FILE_FIELDS = frozenset({"digest", "name", "scopes", "metadata", "not_before", "expires_at"})
 _SECRET_FIELDS = frozenset({"api_key", "additional_api_keys"})
@@ -78,7 +81,10 @@ class AuthSettings(BaseSettings):
     """Default: on in advanced mode, off in simple mode."""
     enable_request_logging: bool = False
     environment: Literal["development", "testing", "staging", "production"] | None = None
-    """Unset counts as ``development``. ``production`` refuses development mode and short keys."""
+    """Unset counts as ``development``, closed to other machines when no key is set.
+
+    ``staging`` and ``production`` refuse development mode and short keys.
+    """
 
     @field_validator("auth_mode", "environment", mode="before")
     @classmethod

@@ -338,7 +338,6 @@ def test_an_empty_key_variable_names_a_source_that_holds_no_key(
         pytest.param(None, id="unset"),
         pytest.param("testing", id="testing"),
         pytest.param("development", id="development"),
-        pytest.param("staging", id="staging"),
     ],
 )
 def test_under_pytest_development_mode_is_named_test(
@@ -362,7 +361,7 @@ from asgi_apikey import APIKeyAuth
 out = {"pytest_imported": "pytest" in sys.modules}
 with capture_logs() as logs:
     out["unset"] = APIKeyAuth().mode
-    out["staging"] = APIKeyAuth(environment="staging").mode
+    out["development_argument"] = APIKeyAuth(environment="development").mode
     out["testing_argument"] = APIKeyAuth(environment="testing").mode
     os.environ["ENVIRONMENT"] = "testing"
     out["testing_variable"] = APIKeyAuth().mode
@@ -375,7 +374,9 @@ with capture_logs() as logs:
     out["no_keys"] = APIKeyAuth(keys=[]).mode
     import pytest  # imported but no test running, as while pytest collects test modules
     out["pytest_collecting"] = APIKeyAuth().mode
-out["warned"] = [entry["mode"] for entry in logs if entry["event"] == "development_mode"]
+out["warned"] = [
+    (entry["mode"], entry["access"]) for entry in logs if entry["event"] == "development_mode"
+]
 print(json.dumps(out))
 """
 
@@ -400,7 +401,7 @@ def test_outside_pytest_development_mode_is_named_development() -> None:
     assert out == {
         "pytest_imported": False,
         "unset": "development",
-        "staging": "development",
+        "development_argument": "development",
         "testing_argument": "test",
         "testing_variable": "test",
         "pytest_variable": "test",
@@ -408,7 +409,15 @@ def test_outside_pytest_development_mode_is_named_development() -> None:
         "with_keys": "simple",
         "no_keys": "simple",  # keys=[] enforces zero keys, outside pytest too
         "pytest_collecting": "test",
-        "warned": ["development", "development", "test", "test", "test", "development", "test"],
+        "warned": [
+            ["development", "local"],
+            ["development", "open"],
+            ["test", "open"],
+            ["test", "open"],
+            ["test", "local"],
+            ["development", "local"],
+            ["test", "local"],
+        ],
     }
 
 
@@ -1222,16 +1231,16 @@ def test_reload_keeps_mode_environment_and_flags(
 ) -> None:
     monkeypatch.setenv("API_KEY", CANARY)
     monkeypatch.setenv("AUTH_MODE", "advanced")
-    monkeypatch.setenv("ENVIRONMENT", "staging")
+    monkeypatch.setenv("ENVIRONMENT", "testing")
     monkeypatch.setenv("ENABLE_REQUEST_LOGGING", "true")
     auth = APIKeyAuth.from_env()
     features = auth.features()
     monkeypatch.setenv("AUTH_MODE", "simple")
     monkeypatch.setenv("ENVIRONMENT", "production")
     monkeypatch.setenv("ENABLE_REQUEST_LOGGING", "false")
-    monkeypatch.setenv("API_KEY", "sk-short")  # too short for production, fine for staging
+    monkeypatch.setenv("API_KEY", "sk-short")  # too short for production, fine for testing
     assert auth.reload() == changes(added=[fingerprint("sk-short")], removed=[fingerprint(CANARY)])
-    assert (auth.mode, auth.environment) == ("advanced", "staging")
+    assert (auth.mode, auth.environment) == ("advanced", "testing")
     assert auth.features() == features
     context = auth.verify("sk-short")
     assert context is not None
@@ -2143,6 +2152,7 @@ def test_status_reports_keys_and_holds_no_secret(tmp_path: Path) -> None:
         "mode": "advanced",
         "environment": "staging",
         "development_mode": False,
+        "development_access": None,
         "key_count": 3,
         "key_ids": sorted(["ci", "filed", fingerprint(CANARY)]),
         "inactive_key_ids": [],

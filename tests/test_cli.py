@@ -424,8 +424,10 @@ def test_hash_on_a_terminal_prompts_with_getpass(
 # -- check: reports -----------------------------------------------------------------------
 
 _DEVELOPMENT_WARNING = (
-    "no keys are configured: development mode lets every request through "
-    "(ENVIRONMENT=production refuses to start like this); set API_KEY"
+    "no keys are configured and ENVIRONMENT is not set: development mode serves only "
+    "this machine (loopback clients without proxy headers) and refuses other clients "
+    "with 401; set API_KEY to serve them, or ENVIRONMENT=development to open it to "
+    "every client (ENVIRONMENT=staging or production refuses to start like this)"
 )
 _ENVIRONMENT_WARNING = (
     "ENVIRONMENT is not set, so it counts as development: set it, and to production "
@@ -447,7 +449,7 @@ def test_check_without_configuration_reports_development_mode(
     # The whole output is the report: the development-mode log line is suppressed.
     assert run.out == (
         "environment: development\n"
-        "mode:        test\n"
+        "mode:        test (development: this machine only)\n"
         "keys:        0\n"
         "features:    expiry, permissions, rotation, scopes\n"
         "warnings:\n"
@@ -564,11 +566,11 @@ def test_check_text_lists_features_and_key_names(
 def test_check_warns_about_a_short_key_outside_production(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _set_env(monkeypatch, {"API_KEY": SHORT, "ENVIRONMENT": "staging"})
+    _set_env(monkeypatch, {"API_KEY": SHORT, "ENVIRONMENT": "testing"})
     report = _check_json(capsys)
     assert report["warnings"] == [
         f"key {APIKey(SHORT).key_id!r} is shorter than 16 characters, which "
-        "ENVIRONMENT=production refuses"
+        "ENVIRONMENT=staging and production refuse"
     ]
 
 
@@ -613,7 +615,7 @@ def test_check_reports_a_key_source_without_keys_as_enforcing(
     path.write_text("# no keys yet\n", encoding="utf-8")
     for env in ({"ADDITIONAL_API_KEYS": ", ,"}, {"API_KEYS_FILE": str(path)}):
         with monkeypatch.context() as mp:
-            _set_env(mp, {"ENVIRONMENT": "staging", **env})
+            _set_env(mp, {"ENVIRONMENT": "testing", **env})
             report = _check_json(capsys)
         assert report["status"]["development_mode"] is False
         assert report["status"]["mode"] == "simple"
@@ -627,7 +629,7 @@ def test_check_reports_a_key_source_without_keys_as_enforcing(
         ({}, [], 1),
         ({}, ["--json"], 1),
         ({"API_KEY": CANARY}, [], 1),
-        ({"API_KEY": SHORT, "ENVIRONMENT": "staging"}, [], 1),
+        ({"API_KEY": SHORT, "ENVIRONMENT": "testing"}, [], 1),
         ({"API_KEY": CANARY, "ENVIRONMENT": "production"}, [], 0),
         ({"API_KEY": CANARY, "ENVIRONMENT": "staging"}, ["--json"], 0),
     ],
@@ -1334,7 +1336,7 @@ def test_check_warns_when_the_key_sources_hold_no_key(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("ADDITIONAL_API_KEYS", ", ,")
-    monkeypatch.setenv("ENVIRONMENT", "staging")
+    monkeypatch.setenv("ENVIRONMENT", "testing")
     report = _check_json(capsys)
     assert report["warnings"] == [
         "the configured key sources hold no key, so every protected request is refused"
@@ -1347,7 +1349,7 @@ def test_check_names_the_key_variables_that_are_set_but_empty(
     # API_KEY=${API_KEY} with the secret missing: say which variable to fill.
     monkeypatch.setenv("API_KEY", "")
     monkeypatch.setenv("API_KEYS_FILE", "")
-    monkeypatch.setenv("ENVIRONMENT", "staging")
+    monkeypatch.setenv("ENVIRONMENT", "testing")
     report = _check_json(capsys)
     assert report["warnings"] == [
         "API_KEY and API_KEYS_FILE are set but empty (a missing secret?): the configured "

@@ -383,7 +383,7 @@ def test_no_key_file_is_reported_as_such(monkeypatch: pytest.MonkeyPatch) -> Non
     assert not APIKeyAuth.from_env().supports("key_file")
 
 
-@pytest.mark.parametrize("environment", [None, "development", "staging", "testing"])
+@pytest.mark.parametrize("environment", [None, "development", "testing"])
 def test_no_keys_is_development_mode_with_one_warning(
     monkeypatch: pytest.MonkeyPatch, environment: str | None
 ) -> None:
@@ -395,6 +395,8 @@ def test_no_keys_is_development_mode_with_one_warning(
     assert [entry["event"] for entry in logs] == ["development_mode"]
     assert logs[0]["log_level"] == "warning"
     assert "API_KEY" in logs[0]["detail"]
+    # Nobody asked for development (no ENVIRONMENT): it serves this machine only.
+    assert logs[0]["access"] == ("local" if environment is None else "open")
     assert app.auth.is_development_mode
     result = call(app, http_scope("/", headers=[bearer(CANARY)]), recorder)
     assert result.status == 200
@@ -1048,10 +1050,11 @@ def test_production_refuses_a_key_file_without_keys(
     content: str,
 ) -> None:
     monkeypatch.setenv("API_KEYS_FILE", str(write(tmp_path, content)))
-    monkeypatch.setenv("ENVIRONMENT", "production")
-    raises_config(build, *fragments, "ENVIRONMENT=production refuses to start that way")
-    # The control: the same file outside production builds an enforcing authenticator.
-    monkeypatch.setenv("ENVIRONMENT", "staging")
+    for environment in ("production", "staging"):
+        monkeypatch.setenv("ENVIRONMENT", environment)
+        raises_config(build, *fragments, f"ENVIRONMENT={environment} refuses to start that way")
+    # The control: the same file in development builds an enforcing authenticator.
+    monkeypatch.setenv("ENVIRONMENT", "development")
     auth = build()
     assert not auth.is_development_mode
     assert auth.key_ids == ()
@@ -1177,7 +1180,7 @@ def test_production_accepts_digest_keys_of_unknown_length(
     assert from_file.verify(SHORT_KEY) is not None
 
 
-@pytest.mark.parametrize("environment", ["development", "testing", "staging", "STAGING"])
+@pytest.mark.parametrize("environment", ["development", "testing", "TESTING"])
 def test_other_environments_accept_short_keys(
     monkeypatch: pytest.MonkeyPatch, environment: str
 ) -> None:
@@ -1225,7 +1228,7 @@ def test_the_environment_argument_is_case_insensitive_and_stripped(
     assert auth.verify(CANARY) is not None
 
 
-@pytest.mark.parametrize("environment", ["Staging", " TESTING ", "Development"])
+@pytest.mark.parametrize("environment", ["Testing", " TESTING ", "Development"])
 def test_the_environment_argument_is_case_insensitive_outside_production(
     environment: str,
 ) -> None:
