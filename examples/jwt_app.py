@@ -6,6 +6,11 @@ for one audience, and turns their claims into an :class:`AuthContext`: ``sub``
 becomes the ``key_id`` (prefixed ``jwt:``), the space-separated ``scope``
 claim the scopes. Path rules and scope checks then apply to both kinds alike.
 
+The ``scope`` claim is read as RFC 6749 §3.3 defines it: scope-tokens
+separated by the ASCII space. A claim with anything else (a tab, a no-break
+space, a quote) refuses the token: ``str.split()`` would cut
+``"read\u00a0admin"`` into ``read`` and ``admin`` and grant ``admin``.
+
 Needs PyJWT (the ``examples`` extra). Run it with uvicorn from the demo extra:
 
     API_KEY=sk-... JWT_SECRET=... python -m examples.jwt_app
@@ -14,6 +19,7 @@ Needs PyJWT (the ``examples`` extra). Run it with uvicorn from the demo extra:
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from typing import Annotated, Any
 
@@ -32,6 +38,26 @@ from asgi_apikey import (
 
 ISSUER = "https://auth.example.test"
 AUDIENCE = "llm-api"
+
+# RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ), printable ASCII but
+# space, '"' and '\'.
+_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+
+
+def scopes_of(claim: object) -> frozenset[str] | None:
+    r"""The scopes of a ``scope`` claim, or None when it holds anything but scope-tokens.
+
+    >>> sorted(scopes_of("read  write"))
+    ['read', 'write']
+    >>> scopes_of("read\u00a0admin") is None
+    True
+    """
+    if not isinstance(claim, str):
+        return frozenset()  # an array, a number: not RFC 6749's form, so no scopes
+    tokens = [token for token in claim.split(" ") if token]
+    if not all(_SCOPE_TOKEN.fullmatch(token) for token in tokens):
+        return None
+    return frozenset(tokens)
 
 
 def hs256_verifier(secret: str, *, issuer: str = ISSUER, audience: str = AUDIENCE) -> Verifier:
@@ -58,13 +84,10 @@ def hs256_verifier(secret: str, *, issuer: str = ISSUER, audience: str = AUDIENC
         subject = claims["sub"]
         if not isinstance(subject, str) or not subject.isprintable() or not 0 < len(subject) < 100:
             return Rejected("The token has an unusable subject")
-        scope = claims.get("scope", "")
-        return AuthContext(
-            authenticated=True,
-            key_id=f"jwt:{subject}",
-            scopes=frozenset(scope.split()) if isinstance(scope, str) else frozenset(),
-            mode="jwt",
-        )
+        scopes = scopes_of(claims.get("scope", ""))
+        if scopes is None:
+            return Rejected("The token's scope claim is not space-separated scope-tokens")
+        return AuthContext(authenticated=True, key_id=f"jwt:{subject}", scopes=scopes, mode="jwt")
 
     return verify
 

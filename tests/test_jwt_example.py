@@ -298,3 +298,48 @@ def test_the_secret_never_appears_in_responses(client: TestClient) -> None:
     # _get checks every response; these send the secret itself as the token.
     for token in (SECRET, f"{SECRET}.{SECRET}.{SECRET}", f"{SECRET}.e30.{SECRET}"):
         assert _get(client, "/v1/whoami", token).status_code == 401
+
+
+# RFC 6749 §3.3: the scope claim is scope-tokens separated by the ASCII space. Any
+# other whitespace is no separator (str.split() would make "read\u00a0admin" grant
+# admin), and a claim holding anything but scope-tokens refuses the token.
+ODD_SCOPES = [
+    pytest.param("read\u00a0admin", id="no-break-space"),
+    pytest.param("read\tadmin", id="tab"),
+    pytest.param("read\nadmin", id="newline"),
+    pytest.param("read\u3000admin", id="ideographic-space"),
+    pytest.param("read\u2028admin", id="line-separator"),
+    pytest.param("read\x1fadmin", id="unit-separator"),
+    pytest.param('read "admin"', id="quote"),
+    pytest.param("read admin\\", id="backslash"),
+    pytest.param("read adm\u00efn", id="non-ASCII"),
+]
+
+
+@pytest.mark.parametrize("scope", ODD_SCOPES)
+def test_a_scope_claim_with_anything_but_scope_tokens_is_refused(
+    client: TestClient, scope: str
+) -> None:
+    token = _token(scope=scope)
+    admin = _get(client, "/v1/admin/stats", token)
+    assert admin.status_code == 401
+    assert "requests" not in admin.text
+    description = "The token's scope claim is not space-separated scope-tokens"
+    _assert_invalid_token(_get(client, "/v1/whoami", token), description)
+
+
+@pytest.mark.parametrize(
+    ("scope", "scopes"),
+    [
+        ("admin", ["admin"]),
+        ("read admin", ["admin", "read"]),
+        ("!#[]~ a.b:c/d", ["!#[]~", "a.b:c/d"]),
+    ],
+    ids=["admin", "read-admin", "every-allowed-character-class"],
+)
+def test_scope_tokens_separated_by_spaces_are_the_scopes(
+    client: TestClient, scope: str, scopes: list[str]
+) -> None:
+    response = _get(client, "/v1/whoami", _token(scope=scope))
+    assert response.status_code == 200
+    assert response.json()["scopes"] == sorted(["authenticated", *scopes])
