@@ -169,7 +169,8 @@ class APIKeyAuth:
         self._lock = threading.Lock()
         self._vars = {field: variable(settings, field) for field in AuthSettings.model_fields}
 
-        self._config = config
+        # Plain keys are not kept once hashed: reload() reads the environment again.
+        self._config = _without_keys(config)
         self._source = _check_source(source, keys, keys_file)
         self._from_env = isinstance(self._source, EnvironmentSource)
         self._live = isinstance(self._source, LiveKeySource)
@@ -756,6 +757,14 @@ class APIKeyAuth:
             "('python -m asgi_apikey keygen' makes one)"
         )
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickle and copy: an authenticator holds locks, counters and a live source's
+        # connection, which a copy would split or share behind the original's back.
+        raise TypeError(
+            "an APIKeyAuth cannot be pickled or copied: build one in each process "
+            "(APIKeyAuth.from_env(), or keys= with digests) and share its key file or store"
+        )
+
     def __repr__(self) -> str:
         # getattr: a reporter may repr a half-built instance whose __init__ raised.
         snapshot = getattr(self, "_snapshot", None)
@@ -836,6 +845,11 @@ def _overrides(
                 )
             overrides[field] = value
     return overrides
+
+
+def _without_keys(config: AuthSettings) -> AuthSettings:
+    """``config`` without the plain keys of ``API_KEY`` and ``ADDITIONAL_API_KEYS``."""
+    return config.model_copy(update={"api_key": None, "additional_api_keys": None})
 
 
 def _as_key(item: object, where: str) -> APIKey:

@@ -128,3 +128,97 @@ def test_websocket_denial_does_not_echo_the_key() -> None:
             scope = http_scope("/ws", headers=headers, kind="websocket", extensions=extensions)
             result = call(app, scope, inner)
             assert RAW not in result.everything()
+
+
+# ------------------------------------------- the authenticator keeps no plain key
+
+
+def _reachable(root: object) -> Iterator[object]:
+    """Every object ``root`` holds, through attributes and containers (gc referents).
+
+    Modules, classes and functions are not followed (a function's globals reach
+    the whole process, ``os.environ`` included), nor is ``os.environ`` itself:
+    what is checked is what the authenticator keeps, not what the process holds.
+    """
+    import gc
+    import os
+    import sys
+    import types
+
+    namespaces = {id(vars(module)) for module in list(sys.modules.values())}
+    stop = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.CodeType)
+    seen: set[int] = set()
+    todo = [root]
+    while todo:
+        current = todo.pop()
+        if id(current) in seen or current is os.environ or id(current) in namespaces:
+            continue
+        seen.add(id(current))
+        yield current
+        if isinstance(current, stop):
+            continue
+        if isinstance(current, types.MethodType):
+            todo.append(current.__self__)
+            continue
+        todo.extend(gc.get_referents(current))
+
+
+def _assert_no_plain_key(root: object, *secrets: str) -> None:
+    from pydantic import SecretStr
+
+    count = 0
+    for found in _reachable(root):
+        count += 1
+        if isinstance(found, SecretStr):
+            found = found.get_secret_value()
+        if isinstance(found, (str, bytes, bytearray)):
+            text = found if isinstance(found, str) else bytes(found).decode("latin-1")
+            for secret in secrets:
+                assert secret not in text, f"a plain key is reachable from {type(root).__name__}"
+    assert count > 20  # the walk did look inside
+
+
+def test_an_authenticator_keeps_no_plain_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("API_KEY", CANARY)
+    monkeypatch.setenv("ADDITIONAL_API_KEYS", OTHER_KEY)
+    auth = APIKeyAuth.from_env()
+    assert auth.verify(CANARY) is not None
+    _assert_no_plain_key(auth, CANARY, OTHER_KEY)
+    assert auth.remove_key(OTHER_KEY)
+    _assert_no_plain_key(auth, CANARY, OTHER_KEY)
+    auth.reload()  # re-reads the environment: both keys are back, and still only as digests
+    assert auth.verify(OTHER_KEY) is not None
+    _assert_no_plain_key(auth, CANARY, OTHER_KEY)
+    app = APIKeyMiddleware(Recorder())
+    assert app.auth.verify(CANARY) is not None
+    _assert_no_plain_key(app, CANARY, OTHER_KEY)
+
+
+def test_the_walk_finds_a_plain_key_where_one_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The control: the same walk over what the environment was read into.
+    from asgi_apikey.settings import read_settings
+
+    monkeypatch.setenv("API_KEY", CANARY)
+    with pytest.raises(AssertionError, match="a plain key is reachable"):
+        _assert_no_plain_key({"settings": read_settings(), "padding": list(range(30))}, CANARY)
+
+
+def test_an_authenticator_refuses_to_be_pickled_or_copied(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import copy
+    import pickle
+
+    monkeypatch.setenv("API_KEY", CANARY)
+    auth = APIKeyAuth.from_env()
+    app = APIKeyMiddleware(Recorder(), auth=auth)
+    for attempt in (
+        lambda: pickle.dumps(auth),
+        lambda: pickle.dumps(auth, protocol=0),
+        lambda: pickle.dumps(app),
+        lambda: copy.copy(auth),
+        lambda: copy.deepcopy(auth),
+    ):
+        with pytest.raises(TypeError, match="an APIKeyAuth cannot be pickled or copied") as caught:
+            attempt()
+        assert CANARY not in str(caught.value)
