@@ -46,7 +46,14 @@ from .keys import (
     entry_for,
     index,
 )
-from .settings import ENVIRONMENTS, STRICT_ENVIRONMENTS, AuthSettings, read_settings, variable
+from .settings import (
+    ENVIRONMENTS,
+    STRICT_ENVIRONMENTS,
+    AuthSettings,
+    not_shown_unless_word,
+    read_settings,
+    variable,
+)
 from .sources import EnvironmentSource, KeyFileSource, KeySource, LiveKeySource, SourceKeys
 
 __all__ = ["FEATURES", "APIKeyAuth", "KeyChanges", "get_auth_status", "verify_api_key_string"]
@@ -822,7 +829,8 @@ def _overrides(
     if mode is not None:
         if mode not in ("simple", "advanced"):
             raise ConfigurationError(
-                f"mode must be 'simple' or 'advanced', not {mode!r}", setting="mode"
+                f"mode must be 'simple' or 'advanced'{not_shown_unless_word(mode)}",
+                setting="mode",
             )
         overrides["auth_mode"] = mode
     if isinstance(environment, str):
@@ -830,7 +838,8 @@ def _overrides(
     if environment is not None:
         if environment not in ENVIRONMENTS:
             raise ConfigurationError(
-                f"environment must be one of {', '.join(ENVIRONMENTS)}, not {environment!r}",
+                f"environment must be one of {', '.join(ENVIRONMENTS)}"
+                f"{not_shown_unless_word(environment)}",
                 setting="environment",
             )
         overrides["environment"] = environment
@@ -840,8 +849,10 @@ def _overrides(
     ):
         if value is not None:
             if not isinstance(value, bool):
+                shown = f", not {type(value).__name__}" if not isinstance(value, str) else ""
                 raise ConfigurationError(
-                    f"{setting} must be True or False, not {value!r}", setting=setting
+                    f"{setting} must be True or False{shown or not_shown_unless_word(value)}",
+                    setting=setting,
                 )
             overrides[field] = value
     return overrides

@@ -52,7 +52,10 @@ STRICT_ENVIRONMENTS = ("staging", "production")
 _MAX_KEY_FILE_BYTES = 64 * 1024 * 1024
 _FILE_FIELDS = frozenset({"digest", "name", "scopes", "metadata", "not_before", "expires_at"})
 _SECRET_FIELDS = frozenset({"api_key", "additional_api_keys"})
-_SHOWN = 20  # longest value of a bad variable that an error quotes
+# The only bad values an error quotes: a short word (a typo such as 'prod' or
+# 'maybe'). Anything else, digits included, may be a key pasted into the wrong
+# variable, and 12 characters is below the 16 that staging and production accept.
+_WORD = re.compile(r"[A-Za-z][A-Za-z_-]{0,11}")
 
 
 class AuthSettings(BaseSettings):
@@ -159,10 +162,9 @@ def _explain(settings: type[AuthSettings], error: ValidationError) -> tuple[str,
         field = str(problem["loc"][0]) if problem["loc"] else ""
         name = variable(settings, field)
         names.append(name)
-        # Only short values of non-secret variables are shown: a long one may be
-        # a key pasted into the wrong variable.
-        value = str(problem.get("input"))
-        shown = f", not {value!r}" if len(value) <= _SHOWN and field not in _SECRET_FIELDS else ""
+        # Only short words of non-secret variables are shown: anything else may be a
+        # key pasted into the wrong variable.
+        shown = "" if field in _SECRET_FIELDS else not_shown_unless_word(problem.get("input"))
         if field == "auth_mode":
             lines.append(f"{name} must be 'simple' or 'advanced'{shown}")
         elif field == "environment":
@@ -172,6 +174,20 @@ def _explain(settings: type[AuthSettings], error: ValidationError) -> tuple[str,
         else:  # a field a subclass added
             lines.append(f"{name}: {problem['msg']}")
     return "; ".join(lines), names or ["environment"]
+
+
+def not_shown_unless_word(value: object) -> str:
+    """``", not 'prod'"`` for a bad value that is a short word, else ``""``.
+
+    A configuration error may quote what was given only when it cannot be a
+    key: a word of at most 12 letters (``-`` and ``_`` allowed), no digits.
+
+    >>> not_shown_unless_word("prod"), not_shown_unless_word("sk-live-0123456789abcdef")
+    (", not 'prod'", '')
+    """
+    if isinstance(value, str) and _WORD.fullmatch(value):
+        return f", not {value!r}"
+    return ""
 
 
 def environment_keys(settings: AuthSettings) -> list[tuple[str, APIKey]]:

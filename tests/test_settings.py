@@ -832,12 +832,12 @@ def test_a_key_pasted_into_a_flag_is_not_echoed_at_all(monkeypatch: pytest.Monke
     [
         pytest.param(
             "AUTH_MODE",
-            "a" * 20,
-            f"AUTH_MODE must be 'simple' or 'advanced', not {'a' * 20!r}",
-            id="AUTH_MODE-20-quoted",
+            "a" * 12,
+            f"AUTH_MODE must be 'simple' or 'advanced', not {'a' * 12!r}",
+            id="AUTH_MODE-12-quoted",
         ),
         pytest.param(
-            "AUTH_MODE", "a" * 21, "AUTH_MODE must be 'simple' or 'advanced'", id="AUTH_MODE-21"
+            "AUTH_MODE", "a" * 13, "AUTH_MODE must be 'simple' or 'advanced'", id="AUTH_MODE-13"
         ),
         pytest.param(
             "ENVIRONMENT",
@@ -846,21 +846,26 @@ def test_a_key_pasted_into_a_flag_is_not_echoed_at_all(monkeypatch: pytest.Monke
             id="ENVIRONMENT-short-quoted",
         ),
         pytest.param(
+            "ENVIRONMENT",
+            "prod2",
+            "ENVIRONMENT must be one of development, testing, staging, production",
+            id="ENVIRONMENT-digit",
+        ),
+        pytest.param(
             "ENABLE_USER_TRACKING",
-            "y" * 20,
-            "ENABLE_USER_TRACKING must be true or false (or 1/0, yes/no, on/off), "
-            f"not {'y' * 20!r}",
-            id="flag-20-quoted",
+            "maybe",
+            "ENABLE_USER_TRACKING must be true or false (or 1/0, yes/no, on/off), not 'maybe'",
+            id="flag-word-quoted",
         ),
         pytest.param(
             "ENABLE_REQUEST_LOGGING",
-            "y" * 21,
+            "y" * 13,
             "ENABLE_REQUEST_LOGGING must be true or false (or 1/0, yes/no, on/off)",
-            id="flag-21",
+            id="flag-13",
         ),
     ],
 )
-def test_bad_values_are_quoted_only_up_to_20_characters(
+def test_bad_values_are_quoted_only_when_a_short_word(
     monkeypatch: pytest.MonkeyPatch, name: str, value: str, message: str
 ) -> None:
     monkeypatch.setenv(name, value)
@@ -881,6 +886,61 @@ def test_a_key_pasted_into_another_variable_never_appears_in_the_error(
     assert error.context == {"setting": name, "variables": [name]}
     # Not in the message, the context, a chained ValidationError nor any frame's locals.
     assert_raised_outside_except_blocks(error, CANARY)
+
+
+# Keys of 16 to 20 characters, the lengths an error used to quote in full.
+SHORT_CANARIES = [
+    pytest.param("sk-A1b2C3d4E5f6G7", id="17-mixed"),
+    pytest.param("abcdefghijklmnop", id="16-letters"),
+    pytest.param("Zx9_Qw8-Er7.Ty6~Ui", id="18-symbols"),
+    pytest.param("0123456789abcdefABCD", id="20-hex"),
+    pytest.param("abcdefghijklmnopqrst", id="20-letters"),
+]
+
+
+@pytest.mark.parametrize("key", SHORT_CANARIES)
+@pytest.mark.parametrize(
+    "name", ["AUTH_MODE", "ENVIRONMENT", "ENABLE_USER_TRACKING", "ENABLE_REQUEST_LOGGING"]
+)
+def test_a_short_key_pasted_into_another_variable_is_never_quoted(
+    monkeypatch: pytest.MonkeyPatch, name: str, key: str
+) -> None:
+    monkeypatch.setenv(name, key)
+    for build in (APIKeyAuth.from_env, APIKeyAuth, via_middleware):
+        error = raised(build)
+        assert str(error).startswith(f"{name} must be ")
+        assert key not in str(error) + repr(error.context) + repr(error.args)
+        assert error.context == {"setting": name, "variables": [name]}
+        assert_raised_outside_except_blocks(error, key)
+
+
+@pytest.mark.parametrize("key", SHORT_CANARIES)
+@pytest.mark.parametrize(
+    ("argument", "message"),
+    [
+        pytest.param("mode", "mode must be 'simple' or 'advanced'", id="mode"),
+        pytest.param(
+            "environment",
+            "environment must be one of development, testing, staging, production",
+            id="environment",
+        ),
+        pytest.param("user_tracking", "user_tracking must be True or False", id="user_tracking"),
+        pytest.param(
+            "request_logging", "request_logging must be True or False", id="request_logging"
+        ),
+    ],
+)
+def test_a_short_key_passed_as_another_argument_is_never_quoted(
+    argument: str, message: str, key: str
+) -> None:
+    arguments: dict[str, Any] = {argument: key}
+    error = raised(lambda: APIKeyAuth(**arguments))
+    assert str(error) == message
+    assert key not in str(error) + repr(error.context)
+    # The caller's frames hold the argument, as they would any value passed; the
+    # error holds none of it and chains nothing.
+    assert list(chain(error)) == [error]
+    assert_no_secret(error, key)
 
 
 def test_an_error_building_the_middleware_can_be_reported_with_its_locals(
