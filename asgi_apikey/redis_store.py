@@ -48,8 +48,6 @@ from types import TracebackType
 from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
-import structlog
-
 try:
     from redis.asyncio import Redis
     from redis.asyncio.client import PubSub
@@ -62,6 +60,7 @@ except ImportError as error:  # pragma: no cover - only without the extra
         "asgi_apikey.redis_store needs the redis package: pip install 'asgi_apikey[redis]'"
     ) from error
 
+from .audit import emit, loggable
 from .errors import ConfigurationError, KeySourceError
 from .keys import APIKey
 from .sources import KeySink, LiveKeySource
@@ -74,8 +73,6 @@ __all__ = [
     "list_keys",
     "revoke_key",
 ]
-
-_log = structlog.get_logger("asgi_apikey")
 
 DEFAULT_PREFIX = "asgi_apikey"
 _PREFIX = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
@@ -266,11 +263,15 @@ def _decode(field: bytes, value: bytes) -> tuple[APIKey, dict[str, Any]] | None:
             problem = f"{type(error).__name__}: {str(error)[:200]}"
         else:
             return key, data
-    _log.error(
+    emit(
+        "error",
         "key_record_invalid",
-        field=field[:64].decode("ascii", "replace"),
-        problem=problem,
-        detail="a record in the Redis key store is not a key; it is skipped (refused)",
+        {
+            # Both come from Redis: whoever can write there must not write the log too.
+            "field": loggable(field[:64].decode("ascii", "backslashreplace"), 100),
+            "problem": loggable(problem, 300),
+            "detail": "a record in the Redis key store is not a key; it is skipped (refused)",
+        },
     )
     return None
 
@@ -349,10 +350,11 @@ def _password(url: str) -> str | None:
 
 
 def _why(error: BaseException, url: str) -> str:
-    """What went wrong, without the URL's password even if an error quoted it."""
+    """What went wrong, for one log line: without the URL's password even if an error
+    quoted it, and with any control character (from Redis) escaped."""
     text = f"{type(error).__name__}: {str(error)[:300]}"
     secret = _password(url)
-    return text.replace(secret, "***") if secret else text
+    return loggable(text.replace(secret, "***") if secret else text)
 
 
 def _client(url: str, timeout: float) -> Redis:
@@ -611,6 +613,11 @@ class RedisKeySource(LiveKeySource):
         self.repairs = 0
         self.messages = 0
         self.losses = 0
+        #: Times the follower ended unexpectedly (a bug, never a lost connection) and
+        #: was started again.
+        self.restarts = 0
+        self._deaths = 0  # in a row, without a heartbeat in between: the restart backs off
+        self._restart: asyncio.TimerHandle | None = None
         # The records loaded, by field (digest hex): the record's bytes and its key.
         self._loaded: dict[bytes, tuple[bytes, APIKey]] = {}
         self._phase: Literal["not_started", "running", "stopped"] = "not_started"
@@ -678,26 +685,34 @@ class RedisKeySource(LiveKeySource):
                 url=self._shown,
             )
         self._phase = "running"
-        self._task = asyncio.get_running_loop().create_task(self._run())
-        _log.info(
-            "key_store_started", url=self._shown, version=self.version, key_count=self.key_count
+        self._follow_store(generation, fresh=False)
+        emit(
+            "info",
+            "key_store_started",
+            {"url": self._shown, "version": self.version, "key_count": self.key_count},
         )
 
     async def stop(self) -> None:
         self._new_generation()
         if self._sink is not None:  # started, or starting
             self._phase = "stopped"
+        if self._restart is not None:
+            self._restart.cancel()
+            self._restart = None
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
             # Bounded: a shutdown must not hang on a connection that does not close.
             done, _ = await asyncio.wait({task}, timeout=self._timeout)
             if not done:
-                _log.error(
+                emit(
+                    "error",
                     "key_store_stop_timeout",
-                    url=self._shown,
-                    detail=f"the follower did not stop within {self._timeout:g} s; left to "
-                    "end with the event loop",
+                    {
+                        "url": self._shown,
+                        "detail": f"the follower did not stop within {self._timeout:g} s; "
+                        "left to end with the event loop",
+                    },
                 )
         await self._close()
 
@@ -726,8 +741,7 @@ class RedisKeySource(LiveKeySource):
 
     async def _connect(self) -> None:
         """Subscribe first, then load everything: no change can fall between the two."""
-        assert self._redis is not None
-        pubsub = self._redis.pubsub()
+        pubsub = self._connection().pubsub()
         try:
             await pubsub.subscribe(self._names.channel)
             deadline = time.monotonic() + self._timeout
@@ -746,28 +760,110 @@ class RedisKeySource(LiveKeySource):
         self._next_check = asyncio.get_running_loop().time() + self._heartbeat
         self._connected = True
 
-    async def _run(self) -> None:
+    def _connection(self) -> Redis:
+        """The client; :class:`_Stopped` once stop() closed it."""
+        if self._redis is None:
+            raise _Stopped
+        return self._redis
+
+    def _subscription(self) -> PubSub:
+        if self._pubsub is None:
+            raise _Stopped
+        return self._pubsub
+
+    def _stopping(self, generation: int) -> bool:
+        """Whether the follower of ``generation`` must end: stopped, or its task cancelled.
+
+        redis-py can absorb a cancellation and raise a ConnectionError instead
+        (the connection it was reading is closed under it): the task's pending
+        cancel request still says what happened.
+        """
+        task = asyncio.current_task()
+        return (
+            generation != self._generation
+            or self._phase != "running"
+            or self._redis is None
+            or (task is not None and task.cancelling() > 0)
+        )
+
+    def _follow_store(self, generation: int, *, fresh: bool) -> None:
+        """Start the follower of ``generation``; a follower that dies is noticed and restarted."""
+        task = asyncio.get_running_loop().create_task(self._run(generation, fresh=fresh))
+        task.add_done_callback(self._follower_ended)
+        self._task = task
+
+    def _follower_ended(self, task: asyncio.Task[None]) -> None:
+        """A follower ended: if not because it was stopped, log it and start another."""
+        error = None if task.cancelled() else task.exception()  # retrieved either way
+        if error is None or task is not self._task or self._phase != "running":
+            return  # stopped, or cancelled from outside (the event loop is closing)
+        generation = self._generation
+        self._task = None
+        self.restarts += 1
+        self._deaths += 1
+        self._connected = False  # nobody follows: the keys age until a new follower loads
+        self._recovering = True
+        delay = min(
+            self._reconnect_delay * 2 ** min(self._deaths - 1, 30), self._max_reconnect_delay
+        )
+        emit(
+            "error",
+            "key_store_follower_died",
+            {
+                "url": self._shown,
+                "error": type(error).__name__,
+                "detail": f"the follower of the Redis key store ended unexpectedly; it is "
+                f"started again in {delay:g} s and reloads every key",
+            },
+        )
+        self._restart = asyncio.get_running_loop().call_later(
+            delay, self._restart_follower, generation
+        )
+
+    def _restart_follower(self, generation: int) -> None:
+        self._restart = None
+        if generation == self._generation and self._phase == "running" and self._task is None:
+            self._follow_store(generation, fresh=True)
+
+    async def _run(self, generation: int, *, fresh: bool) -> None:
+        """Follow the store until stopped: reconnect and reload everything after any failure."""
         delay = self._reconnect_delay
-        while True:
+        if fresh:  # restarted after a crash: nothing of the last follower is trusted
+            await self._drop_pubsub()
+        while not self._stopping(generation):
             try:
                 if self._pubsub is None:
-                    await self._connect()
+                    await self._reconnect()
                 if await self._follow():
                     delay = self._reconnect_delay  # the connection held a heartbeat
+                    self._deaths = 0
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # any failure: reconnect and reload everything
+                if self._stopping(generation):
+                    return  # a cancellation redis-py turned into a ConnectionError, or stop()
                 self._lost(error)
                 await self._drop_pubsub()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._max_reconnect_delay)
 
+    async def _reconnect(self) -> None:
+        """Subscribe and load again, on new connections.
+
+        A pooled connection may still lead to a server that has restarted since
+        (its close not yet seen, as redis-py 5 does not check): reused, it would
+        fail the first attempt and cost a whole back-off, so the pool is emptied first.
+        """
+        await _bounded(self._connection().connection_pool.disconnect(), self._timeout)
+        await self._connect()
+
     async def _follow(self) -> bool:
         """Apply the changes that come until the next heartbeat; then check. True if checked."""
-        assert self._pubsub is not None
         loop = asyncio.get_running_loop()
         wait = max(0.0, self._next_check - loop.time())
-        message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=wait)
+        message = await self._subscription().get_message(
+            ignore_subscribe_messages=True, timeout=wait
+        )
         if message is not None:
             await self._apply(await self._burst(message))
         # On the clock, however many messages come: they must not hold off the check.
@@ -779,10 +875,9 @@ class RedisKeySource(LiveKeySource):
 
     async def _burst(self, first: dict[str, Any] | None, wait: float = 0.0) -> list[bytes]:
         """The change messages received (after ``first``, or within ``wait``): one change."""
-        assert self._pubsub is not None
         batch = [first] if first is not None else []
         while len(batch) < _BATCH:
-            more = await self._pubsub.get_message(
+            more = await self._subscription().get_message(
                 ignore_subscribe_messages=True, timeout=0 if batch else wait
             )
             if more is None:
@@ -806,14 +901,19 @@ class RedisKeySource(LiveKeySource):
             return
         changes = [_change(data) for data in batch]
         if any(change is None for change in changes):
-            _log.error("key_store_message_invalid", url=self._shown, detail="reloading every key")
+            emit(
+                "error",
+                "key_store_message_invalid",
+                {"url": self._shown, "detail": "reloading every key"},
+            )
             await self._full_load(repair=True)
             return
-        assert self._redis is not None
-        assert self._sink is not None
+        sink = self._sink
+        if sink is None:
+            raise _Stopped
         digests = sorted({change[2] for change in changes if change is not None})
         asked = time.monotonic()
-        async with self._redis.pipeline(transaction=True) as pipe:
+        async with self._connection().pipeline(transaction=True) as pipe:
             pipe.mget(self._names.version, self._names.epoch)
             pipe.hmget(self._names.keys, digests)
             (version, epoch), records = await pipe.execute()
@@ -845,19 +945,18 @@ class RedisKeySource(LiveKeySource):
             if not self._trusted:
                 return  # the watchdog fired during the read: the next check reloads
             if added or removed:
-                self._sink.change(added, removed)
+                sink.change(added, removed)
         self.version = max(self.version, newest)
         self._contact(asked)
 
     async def _check(self) -> None:
         """The heartbeat: a full reload when the store's version or epoch moved, or when due."""
-        assert self._redis is not None
         loop = asyncio.get_running_loop()
         if loop.time() >= self._next_full or not self._trusted:
             await self._full_load(repair=not self._trusted)
             return
         asked = time.monotonic()
-        version, epoch = await self._redis.mget(self._names.version, self._names.epoch)
+        version, epoch = await self._connection().mget(self._names.version, self._names.epoch)
         store_version = _version(version)
         if epoch == self.epoch and store_version > self.version:
             # Changes whose messages are on their way (the store answered first).
@@ -876,16 +975,16 @@ class RedisKeySource(LiveKeySource):
         applied next, and applying a change again leaves the same keys. The
         keys are trusted for max_staleness from the moment the version was asked.
         """
-        assert self._redis is not None
+        redis = self._connection()
         with self._lock:
             generation = self._generation
         asked = time.monotonic()
-        version, epoch = await self._redis.mget(self._names.version, self._names.epoch)
+        version, epoch = await redis.mget(self._names.version, self._names.epoch)
         store_version = _version(version)
         records: dict[bytes, bytes] = {}
         cursor = 0
         while True:
-            cursor, chunk = await self._redis.hscan(self._names.keys, cursor, count=_SCAN_COUNT)
+            cursor, chunk = await redis.hscan(self._names.keys, cursor, count=_SCAN_COUNT)
             records.update(cast(dict[bytes, bytes], chunk))
             if cursor == 0:
                 break
@@ -894,13 +993,16 @@ class RedisKeySource(LiveKeySource):
         loaded = await asyncio.to_thread(self._replace, records, generation, asked)
         if not loaded:  # stopped meanwhile, or too slow to be trusted: check again
             if generation == self._generation:
-                _log.warning(
+                emit(
+                    "warning",
                     "key_store_load_too_slow",
-                    url=self._shown,
-                    seconds=round(time.monotonic() - asked, 3),
-                    detail=f"reading every key took longer than max_staleness "
-                    f"({self._max_staleness:g} s), so the keys cannot be trusted: raise "
-                    "max_staleness",
+                    {
+                        "url": self._shown,
+                        "seconds": round(time.monotonic() - asked, 3),
+                        "detail": "reading every key took longer than max_staleness "
+                        f"({self._max_staleness:g} s), so the keys cannot be trusted: raise "
+                        "max_staleness",
+                    },
                 )
             return
         self.version, self.epoch = store_version, cast(bytes | None, epoch)
@@ -913,7 +1015,9 @@ class RedisKeySource(LiveKeySource):
 
     def _replace(self, records: dict[bytes, bytes], generation: int, asked: float) -> bool:
         """Decode and swap in a full load (in a thread); False if it came too late."""
-        assert self._sink is not None
+        sink = self._sink
+        if sink is None:
+            return False
         before, loaded = self._loaded, {}
         for field, value in records.items():
             had = before.get(field)
@@ -929,7 +1033,7 @@ class RedisKeySource(LiveKeySource):
         with self._lock:
             if generation != self._generation or time.monotonic() >= asked + self._max_staleness:
                 return False
-            self._sink.replace(keys)
+            sink.replace(keys)
             self._loaded = loaded
             self._trusted = True
             self._trusted_until = asked + self._max_staleness
@@ -957,11 +1061,15 @@ class RedisKeySource(LiveKeySource):
         self._recovering = True
         self.losses += 1
         self._lost_at = time.monotonic()
-        _log.warning(
+        emit(
+            "warning",
             "key_store_lost",
-            url=self._shown,
-            error=_why(error, self._url),
-            detail=f"reconnecting; the last keys are used for up to {self._max_staleness:g} s",
+            {
+                "url": self._shown,
+                "error": _why(error, self._url),
+                "detail": "reconnecting; the last keys are used for up to "
+                f"{self._max_staleness:g} s",
+            },
         )
 
     def _expired(self) -> None:
@@ -982,23 +1090,29 @@ class RedisKeySource(LiveKeySource):
         self._recovering = True
         self._next_check = 0.0  # a connected follower reloads at once
         if was_trusted:
-            _log.error(
+            emit(
+                "error",
                 "key_store_unavailable",
-                url=self._shown,
-                detail=f"no answer from Redis for {self._max_staleness:g} s: the store's keys "
-                "are refused (503) until it answers",
+                {
+                    "url": self._shown,
+                    "detail": f"no answer from Redis for {self._max_staleness:g} s: the "
+                    "store's keys are refused (503) until it answers",
+                },
             )
 
     def _now_current(self) -> None:
         """Loaded again after a loss or an expiry."""
         self._recovering = False
         down = time.monotonic() - self._lost_at if self._lost_at is not None else 0.0
-        _log.info(
+        emit(
+            "info",
             "key_store_recovered",
-            url=self._shown,
-            down_seconds=round(down, 3),
-            version=self.version,
-            key_count=self.key_count,
+            {
+                "url": self._shown,
+                "down_seconds": round(down, 3),
+                "version": self.version,
+                "key_count": self.key_count,
+            },
         )
 
     # -- status -------------------------------------------------------------------------
@@ -1020,6 +1134,7 @@ class RedisKeySource(LiveKeySource):
             "repairs": self.repairs,
             "messages": self.messages,
             "losses": self.losses,
+            "restarts": self.restarts,
         }
 
     def __repr__(self) -> str:
@@ -1039,6 +1154,10 @@ async def _bounded(closing: Coroutine[Any, Any, Any], timeout: float) -> None:
         task.cancel()
     elif not task.cancelled():
         task.exception()  # retrieved: a failed close is not worth a warning
+
+
+class _Stopped(Exception):
+    """The source was stopped under its follower (its client closed): the follower ends."""
 
 
 def _version(value: object) -> int:

@@ -18,14 +18,18 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, MutableMapping
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from redis import Redis as SyncRedis
+from redis.asyncio.client import PubSub
+from redis.asyncio.connection import ConnectionPool
+from redis.exceptions import ConnectionError as RedisConnectionError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -42,6 +46,7 @@ from asgi_apikey.redis_store import (
     RedisKeySource,
     RedisKeyStore,
     StoredKey,
+    _why,
     add_key,
     list_keys,
     redacted,
@@ -1355,7 +1360,7 @@ def test_stop_is_bounded_even_if_the_follower_does_not_end(
 ) -> None:
     source = RedisKeySource(redis.url, heartbeat=0.05, timeout=0.3)
 
-    async def stubborn() -> None:  # a follower stuck where cancelling does not reach
+    async def stubborn(*args: Any, **kwargs: Any) -> None:  # cancelling does not reach it
         while True:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.sleep(3600)
@@ -1409,3 +1414,261 @@ def test_a_load_slower_than_max_staleness_is_not_trusted_and_says_why(
     slow = [e for e in logs if e["event"] == "key_store_load_too_slow"]
     assert slow
     assert "raise max_staleness" in slow[0]["detail"]
+
+
+# ======================================================== the follower's life (review of issue 15)
+
+
+def store_connections(server: RedisServer) -> int:
+    """How many connections the server has from this package's clients (CLIENT LIST)."""
+    with raw(server) as connection:
+        clients = connection.client_list()
+    return sum(1 for client in clients if client.get("name") == "asgi_apikey")
+
+
+def run_bounded(scenario: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+    """Run ``scenario`` on a new loop; whatever it leaves running is ended, never waited for."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(asyncio.wait_for(scenario(), 30))
+    finally:
+        for task in asyncio.all_tasks(loop):  # with a bug: a follower that loops forever
+            task.cancel()
+            task.get_coro().close()
+        loop.close()
+
+
+def test_a_cancellation_redis_py_absorbs_still_ends_the_follower(
+    redis: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_key(redis.url, APIKey(CANARY, name="billing"))
+    source = RedisKeySource(redis.url, heartbeat=SLOW_HEARTBEAT, max_staleness=2 * SLOW_HEARTBEAT)
+    get_message = PubSub.get_message
+
+    async def absorbing(self: PubSub, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await get_message(self, *args, **kwargs)
+        except asyncio.CancelledError:
+            # What redis-py can do when the connection it reads is closed under it.
+            raise RedisConnectionError("Connection closed by server.") from None
+
+    monkeypatch.setattr(PubSub, "get_message", absorbing)
+
+    async def scenario() -> tuple[float, bool]:
+        await source.start(RecordingSink())
+        follower = source._task
+        assert follower is not None
+        await asyncio.sleep(0.1)  # the follower waits for a message in get_message
+        started = time.monotonic()
+        await source.stop()
+        took = time.monotonic() - started
+        await asyncio.sleep(0.3)  # a follower that went on would reconnect by now
+        return took, follower.done()
+
+    with capture_logs() as logs:
+        took, ended = run_bounded(scenario)
+    assert ended
+    assert source._task is None
+    assert took < 1.0  # not the 2 s (timeout) stop() waits for a follower that goes on
+    assert source._redis is None
+    assert source._pubsub is None
+    assert [e["event"] for e in logs if e["log_level"] in ("warning", "error")] == []
+    wait_until(lambda: store_connections(redis) == 0, 5, "every connection closed")
+
+
+def test_stop_closes_every_connection(redis: RedisServer) -> None:
+    add_key(redis.url, APIKey(CANARY, name="billing"))
+    source = RedisKeySource(redis.url, heartbeat=0.05)
+    app, _ = instance(source)
+    with TestClient(app) as client:
+        add_key(redis.url, APIKey(OTHER_KEY, name="two"))  # read through a pipeline
+        wait_until(lambda: status_with(client, OTHER_KEY) == 200, PROPAGATION_BOUND, "applied")
+        time.sleep(0.1)  # heartbeats
+        assert store_connections(redis) >= 2  # the subscription and the client
+        follower = source._task
+    assert follower is not None
+    assert follower.done()
+    assert source._redis is None
+    assert source._pubsub is None
+    wait_until(lambda: store_connections(redis) == 0, 5, "every connection closed")
+
+
+@pytest.fixture
+def failing_log() -> Iterator[threading.Event]:
+    """structlog raising on every event while the flag it returns is set (a full disk);
+    the configuration is undone afterwards."""
+    failing = threading.Event()
+
+    def processor(logger: Any, method: str, event: MutableMapping[str, Any]) -> Mapping[str, Any]:
+        if failing.is_set():
+            raise OSError(28, "No space left on device")
+        return event
+
+    saved = structlog.get_config()
+    structlog.configure(
+        processors=[processor, *saved["processors"]], cache_logger_on_first_use=False
+    )
+    try:
+        yield failing
+    finally:
+        failing.clear()
+        structlog.configure(**saved)
+
+
+def test_a_logger_that_raises_during_a_reconnect_does_not_end_the_follower(
+    redis: RedisServer, failing_log: threading.Event
+) -> None:
+    add_key(redis.url, APIKey(CANARY, name="billing"))
+    source = RedisKeySource(
+        redis.url, max_staleness=0.6, heartbeat=0.05, timeout=0.3, max_reconnect_delay=0.1
+    )
+    app, _ = instance(source)
+    with TestClient(app) as client:
+        follower = source._task
+        failing_log.set()  # key_store_lost, key_store_unavailable, ... all raise
+        redis.kill()
+        wait_until(lambda: source.state == "unavailable", 5, "fail closed")
+        redis.start()
+        wait_until(lambda: source.state == "live", 10, "recovered")
+        failing_log.clear()
+        assert status_with(client, CANARY) == 200
+        assert source._task is follower  # the same follower: it never ended
+        assert source.restarts == 0
+        assert source.losses == 1
+
+
+def test_a_follower_killed_by_an_unexpected_error_is_restarted_and_logged_once(
+    redis: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_key(redis.url, APIKey(CANARY, name="billing"))
+    source = RedisKeySource(redis.url, heartbeat=0.05, timeout=0.3)
+    app, auth = instance(source)
+    follow, lost = source._follow, source._lost
+    trouble = threading.Event()
+
+    async def dropping() -> bool:
+        if trouble.is_set():
+            raise RedisConnectionError("Connection closed by server.")
+        return await follow()
+
+    def buggy(error: BaseException) -> None:  # a bug where the follower handles a loss
+        if trouble.is_set():
+            trouble.clear()
+            raise RuntimeError("a bug, holding sk-bug-0f9e8d7c6b5a")
+        lost(error)
+
+    monkeypatch.setattr(source, "_follow", dropping)
+    monkeypatch.setattr(source, "_lost", buggy)
+    with capture_logs() as logs, TestClient(app) as client:
+        first = source._task
+        trouble.set()
+        wait_until(lambda: source._task not in (None, first), 5, "a new follower")
+        assert source.restarts == 1
+        wait_until(lambda: source.state == "live", 5, "live again")
+        # The new follower follows: a change reaches this instance by its message.
+        add_key(redis.url, APIKey(OTHER_KEY, name="after"))
+        wait_until(lambda: status_with(client, OTHER_KEY) == 200, PROPAGATION_BOUND, "followed")
+        assert status_with(client, CANARY) == 200
+        assert auth.status()["source"]["restarts"] == 1
+    died = [e for e in logs if e["event"] == "key_store_follower_died"]
+    assert len(died) == 1
+    assert died[0]["log_level"] == "error"
+    assert died[0]["error"] == "RuntimeError"
+    assert "sk-bug-0f9e8d7c6b5a" not in repr(logs)
+
+
+def test_text_from_redis_reaches_the_log_escaped(
+    redis: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_key(redis.url, APIKey(CANARY, name="billing"))
+    with raw(redis) as connection:
+        connection.hset("{asgi_apikey}:keys", b"evil\x1b[31m\nkey_store_recovered forged", b"{}")
+    source = RedisKeySource(redis.url, heartbeat=0.05, timeout=0.3)
+    app, _ = instance(source)
+    follow = source._follow
+    dropped = threading.Event()
+
+    async def dropping() -> bool:  # redis-py's error texts quote what the server sent
+        if not dropped.is_set():
+            dropped.set()
+            raise RedisConnectionError("closed\x1b[31m\nkey_store_recovered forged")
+        return await follow()
+
+    with capture_logs() as logs, TestClient(app) as client:
+        monkeypatch.setattr(source, "_follow", dropping)
+        wait_until(lambda: source.losses == 1 and source.state == "live", 5, "reconnected")
+        assert status_with(client, CANARY) == 200  # the other records load
+    invalid = [e for e in logs if e["event"] == "key_record_invalid"]
+    lost = [e for e in logs if e["event"] == "key_store_lost"]
+    assert invalid
+    assert lost
+    assert invalid[0]["field"] == "evil\\x1b[31m\\x0akey_store_recovered forged"
+    assert lost[0]["error"] == "ConnectionError: closed\\x1b[31m\\x0akey_store_recovered forged"
+    for event in logs:
+        for value in event.values():
+            assert "\x1b" not in str(value)
+            assert "\n" not in str(value)
+
+
+def test_an_error_from_redis_is_escaped_and_masked() -> None:
+    url = "redis://app:pw-3c2b1a@127.0.0.1:6379/0"
+    error = ValueError("wrong pw-3c2b1a\r\n\x1b[2J\u202e")
+    assert _why(error, url) == "ValueError: wrong ***\\x0d\\x0a\\x1b[2J\\u202e"
+
+
+def record_connects(
+    source: RedisKeySource, monkeypatch: pytest.MonkeyPatch
+) -> list[tuple[float, str | None]]:
+    """When ``source`` (re)connects from now on, and how it failed (None: it did not)."""
+    attempts: list[tuple[float, str | None]] = []
+    connect = source._connect
+
+    async def recorded() -> None:
+        started = time.monotonic()
+        try:
+            await connect()
+        except Exception as error:
+            attempts.append((started, f"{type(error).__name__}: {error}"))
+            raise
+        attempts.append((started, None))
+
+    monkeypatch.setattr(source, "_connect", recorded)
+    return attempts
+
+
+def test_after_redis_restarts_the_first_reconnect_succeeds(
+    redis: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # redis-py 5 hands out a pooled connection whose server has closed it (it does not
+    # see the close); later versions check. The pool here trusts as redis-py 5 does.
+    async def trusting(self: ConnectionPool, connection: Any) -> None:
+        await connection.connect()
+
+    monkeypatch.setattr(ConnectionPool, "ensure_connection", trusting)
+    add_key(redis.url, APIKey(CANARY, name="billing"))
+    source = RedisKeySource(
+        redis.url,
+        heartbeat=SLOW_HEARTBEAT,  # only the subscription sees the loss
+        max_staleness=2 * SLOW_HEARTBEAT,
+        timeout=0.5,
+        reconnect_delay=0.05,
+        max_reconnect_delay=1.0,
+    )
+    app, _ = instance(source)
+    attempts = record_connects(source, monkeypatch)
+    with TestClient(app) as client:
+        # Applied from its message: the client's connection goes back to the pool.
+        add_key(redis.url, APIKey(OTHER_KEY, name="two"))
+        wait_until(lambda: status_with(client, OTHER_KEY) == 200, PROPAGATION_BOUND, "applied")
+        redis.kill()
+        wait_until(lambda: source.losses == 1, 5, "the loss noticed")
+        time.sleep(1.2)  # the back-off reaches max_reconnect_delay
+        redis.start()
+        answering = time.monotonic()
+        took = wait_until(lambda: source.state == "live", 10, "reconnected")
+        assert status_with(client, OTHER_KEY) == 200
+    failures = [failure for _, failure in attempts if failure is not None]
+    # While the server was down, attempts were refused; none failed on a stale connection.
+    assert all("connecting to" in failure for failure in failures), failures
+    assert [failure for started, failure in attempts[1:] if started >= answering] in ([], [None])
+    assert took < 1.0 + 0.5  # one back-off and a connect, not two back-offs
