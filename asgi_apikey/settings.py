@@ -24,10 +24,11 @@ import contextlib
 import os
 import re
 import stat
+import time
 import tomllib
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 from dotenv import dotenv_values
 from pydantic import SecretStr, ValidationError, field_validator
@@ -276,29 +277,69 @@ def _load(path: Path, setting: str) -> tuple[list[tuple[str, APIKey]], str | Non
 
 
 def _read_file(path: Path, setting: str) -> tuple[bytes, str | None]:
+    # A file rewritten in place while it is read would give half of the old text
+    # and half of the new (or fewer keys, silently). Read again until a read
+    # starts and ends on the same unchanged file, or give up keeping the old keys.
+    for attempt in range(1, _READ_ATTEMPTS + 1):
+        data, problem, steady = _read_once(path, setting)
+        if problem is not None or steady:
+            return data, problem
+        time.sleep(0.01 * attempt)
+    return b"", (
+        f"changed while it was read, {_READ_ATTEMPTS} times in a row: it is being rewritten "
+        "in place. Write the new file beside it and rename it over the old one (an atomic "
+        "replace), then reload"
+    )
+
+
+_READ_ATTEMPTS = 5
+
+
+def _identity(status: os.stat_result) -> tuple[int, int, int, int]:
+    return status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns
+
+
+def _read_once(path: Path, setting: str) -> tuple[bytes, str | None, bool]:
+    """The bytes of the file, what is wrong with it, and whether it held still meanwhile."""
     try:
         # O_NONBLOCK: opening a FIFO must not wait for a writer.
         descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
-        return b"", f"does not exist: fix the path or unset {setting}"
+        return b"", f"does not exist: fix the path or unset {setting}", True
     except PermissionError:
-        return b"", "is not readable by this process: fix its permissions"
+        return b"", "is not readable by this process: fix its permissions", True
     except OSError as error:
-        return b"", f"cannot be opened ({error.strerror}): point {setting} at the TOML key file"
-    mode = os.fstat(descriptor).st_mode
+        return (
+            b"",
+            f"cannot be opened ({error.strerror}): point {setting} at the TOML key file",
+            True,
+        )
+    before = os.fstat(descriptor)
+    mode = before.st_mode
     if not stat.S_ISREG(mode):
         os.close(descriptor)
         if stat.S_ISDIR(mode):
-            return b"", f"is a directory: point {setting} at the TOML key file"
-        return b"", f"is not a regular file: point {setting} at the TOML key file"
+            return b"", f"is a directory: point {setting} at the TOML key file", True
+        return b"", f"is not a regular file: point {setting} at the TOML key file", True
     try:
         with os.fdopen(descriptor, "rb") as handle:
-            data = handle.read(_MAX_KEY_FILE_BYTES + 1)
+            data = _read_all(handle)
+            after = os.fstat(handle.fileno())
     except OSError as error:
-        return b"", f"cannot be read ({error.strerror})"
+        return b"", f"cannot be read ({error.strerror})", True
     if len(data) > _MAX_KEY_FILE_BYTES:
-        return b"", "is larger than 64 MiB: is it the right file?"
-    return data, None
+        return b"", "is larger than 64 MiB: is it the right file?", True
+    try:
+        now = os.stat(path)  # still the same file at that path (not renamed over since)?
+    except OSError:
+        return data, None, False
+    identity = _identity(before)
+    steady = identity == _identity(after) == _identity(now) and len(data) == before.st_size
+    return data, None, steady
+
+
+def _read_all(handle: BinaryIO) -> bytes:
+    return handle.read(_MAX_KEY_FILE_BYTES + 1)
 
 
 def _decode(data: bytes) -> tuple[str, str | None]:

@@ -2298,3 +2298,96 @@ def test_a_key_file_nested_too_deeply_is_a_configuration_error(tmp_path: Path) -
     path = tmp_path / "keys.toml"
     path.write_text("x = " + "[" * 5000 + "]" * 5000 + "\n", encoding="utf-8")
     raises_config(lambda: load_key_file(path), "is nested too deeply to be a key file")
+
+
+# ------------------------------------------- a key file rewritten while it is read
+
+_FILE_KEYS = [f"sk-file-{n}-0123456789abcdef" for n in range(4)]
+
+
+def _key_file_text(secrets: list[str]) -> str:
+    return "".join(
+        f'[[keys]]\ndigest = "{plain_digest(secret)}"\nname = "k{n}"\n'
+        for n, secret in enumerate(secrets)
+    )
+
+
+def test_a_key_file_rewritten_during_a_reload_is_read_again(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import asgi_apikey.settings
+
+    path = write(tmp_path, _key_file_text(_FILE_KEYS[:3]))
+    auth = APIKeyAuth(keys_file=path)
+    assert auth.key_ids == ("k0", "k1", "k2")
+    new_text = _key_file_text([*_FILE_KEYS[:3], _FILE_KEYS[3]])
+    original = asgi_apikey.settings._read_all
+    reads: list[int] = []
+
+    def torn(handle: Any) -> bytes:
+        # The first read sees the writer halfway: its first table only (it parses,
+        # with fewer keys), and then the writer finishes, in place.
+        data = original(handle)
+        reads.append(len(data))
+        if len(reads) == 1:
+            path.write_text(new_text, encoding="utf-8")
+            return data[: data.index(b"[[keys]]", 1)]
+        return data
+
+    monkeypatch.setattr(asgi_apikey.settings, "_read_all", torn)
+    auth.reload()
+    assert len(reads) == 2
+    assert list(auth.key_ids) == ["k0", "k1", "k2", "k3"]
+    assert auth.verify(_FILE_KEYS[3]) is not None
+
+
+def test_a_key_file_that_never_holds_still_fails_the_reload_and_keeps_the_keys(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import asgi_apikey.settings
+
+    path = write(tmp_path, _key_file_text(_FILE_KEYS[:2]))
+    auth = APIKeyAuth(keys_file=path)
+    original = asgi_apikey.settings._read_all
+    rewrites = iter(range(1, 100))
+
+    def always_rewritten(handle: Any) -> bytes:
+        data = original(handle)
+        path.write_text(_key_file_text(_FILE_KEYS[: 1 + next(rewrites) % 4]), encoding="utf-8")
+        return data[: len(data) // 2]
+
+    monkeypatch.setattr(asgi_apikey.settings, "_read_all", always_rewritten)
+    error = raises_config(
+        auth.reload,
+        f"keys_file ({path}) changed while it was read, 5 times in a row",
+        "rename it over the old one",
+    )
+    assert error.context == {"setting": "keys_file"}
+    assert auth.key_ids == ("k0", "k1")  # the old keys stay
+    assert auth.verify(_FILE_KEYS[1]) is not None
+
+
+def test_a_key_file_replaced_by_rename_during_a_read_is_read_again(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # An atomic replace while the old file is being read: the old text is whole,
+    # but no longer the file; the next read takes the new one.
+    import asgi_apikey.settings
+
+    path = write(tmp_path, _key_file_text(_FILE_KEYS[:1]))
+    auth = APIKeyAuth(keys_file=path)
+    original = asgi_apikey.settings._read_all
+    calls: list[None] = []
+
+    def renamed_over(handle: Any) -> bytes:
+        data = original(handle)
+        if not calls:
+            staged = write(tmp_path, _key_file_text(_FILE_KEYS[:2]), name="keys.toml.new")
+            os.replace(staged, path)
+        calls.append(None)
+        return data
+
+    monkeypatch.setattr(asgi_apikey.settings, "_read_all", renamed_over)
+    auth.reload()
+    assert len(calls) == 2
+    assert auth.key_ids == ("k0", "k1")
