@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from .cli import main
+from .cli import main, run
 
 __all__ = ["main"]
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

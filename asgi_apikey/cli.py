@@ -10,8 +10,12 @@
 - ``keys add | revoke | list --redis URL`` changes and lists the keys of a
   Redis key store (the ``redis`` extra); ``list`` shows ids, never secrets.
 
+No output ever holds a key given as an argument or on stdin (a key that
+``keygen`` or ``keys add`` makes is printed once, on purpose). Log events go
+to stderr as plain lines, so ``--json`` output on stdout is pure JSON.
+
 Exit codes: 0 fine, 1 bad configuration or input (or warnings with
-``--strict``), 2 bad usage.
+``--strict``), 2 bad usage, or an ``--app`` that cannot be loaded.
 """
 
 from __future__ import annotations
@@ -19,31 +23,61 @@ from __future__ import annotations
 import argparse
 import getpass
 import importlib
+import inspect
 import json
 import os
 import secrets
 import sys
+import traceback
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TextIO
 
+import structlog
 from structlog.testing import capture_logs
 
 from . import __version__
+from .audit import loggable
 from .auth import APIKeyAuth, _set_but_empty
 from .credentials import is_b64token
 from .errors import ConfigurationError, KeySourceError
 from .keys import MIN_PRODUCTION_KEY_LENGTH, APIKey
 from .middleware import APIKeyMiddleware
 
-__all__ = ["main"]
+__all__ = ["AppNotLoaded", "configure_logging", "main", "run"]
 
 _SOON = 7 * 24 * 3600  # keys expiring within a week get a warning
 _MAX_HASH_INPUT = 1024 * 1024
 
 
+def run(argv: Sequence[str] | None = None) -> int:
+    """The process entry point (``python -m asgi_apikey``): logging set up, then :func:`main`."""
+    configure_logging()
+    return main(argv)
+
+
+def configure_logging(stream: TextIO | None = None) -> None:
+    """Send the package's structlog events to ``stream`` (stderr) as plain lines.
+
+    The command line owns its process, so it configures structlog (the
+    library never does): events go to stderr, never to stdout, where
+    ``--json`` output must stay pure JSON.
+    """
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso"),
+            structlog.dev.ConsoleRenderer(colors=False),
+        ],
+        logger_factory=structlog.PrintLoggerFactory(file=stream or sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit code."""
+    """Run the command line; returns the exit code (see :func:`run` for the process)."""
     args = _parser().parse_args(argv)
     command: str = args.command
     if command == "demo":
@@ -120,6 +154,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     check.add_argument("--strict", action="store_true", help="exit 1 when there are warnings")
+    check.add_argument(
+        "--traceback",
+        action="store_true",
+        help="when the --app cannot be loaded (exit 2), also print the traceback, which "
+        "the one-line error leaves out: it may show values, keys among them",
+    )
     _keys_parser(commands)
     return parser
 
@@ -268,11 +308,7 @@ def _keys(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> 
                 out.write(_key_table(stored))
             return 0
         if args.action == "revoke":
-            if redis_store.revoke_key(url, args.key, prefix=args.redis_prefix):
-                out.write(f"revoked {args.key}\n")
-                return 0
-            err.write(f"error: the store holds no key {args.key!r}: 'keys list' shows them\n")
-            return 1
+            return _revoke(redis_store, url, args, out, err)
         made, key = _key_to_add(args, stdin, err)
         if key is None:
             return 1
@@ -287,6 +323,25 @@ def _keys(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> 
         err.write("the key is shown this once: the store keeps only its digest\n")
     else:
         out.write(f"key_id: {added.key_id}\n")
+    return 0
+
+
+def _revoke(redis_store: Any, url: str, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    # The argument is echoed only once the store has matched it as a key_id: until
+    # then it may be the plain key itself, typed where its key_id belongs.
+    given: str = args.key
+    if not redis_store.revoke_key(url, given, prefix=args.redis_prefix):
+        err.write(
+            "error: the store holds no key with that key_id or digest: 'keys list' shows "
+            "the key_ids (to revoke a key you hold, give its digest: "
+            "python -m asgi_apikey hash < key.txt)\n"
+        )
+        return 1
+    out.write(
+        "revoked the key with that digest\n"
+        if given.startswith("sha256:")
+        else f"revoked {given}\n"
+    )
     return 0
 
 
@@ -368,14 +423,19 @@ def _check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     try:
         with capture_logs():  # the report says what the startup warning would
             if args.app:
-                pairs = [(m.auth, m) for m in find_middlewares(load_app(args.app))]
+                pairs = [(m.auth, m) for m in _middlewares_of(args.app)]
                 if not pairs:
                     raise ConfigurationError(
-                        f"no APIKeyMiddleware found in {args.app}: add it with "
+                        f"no APIKeyMiddleware found in {loggable(args.app, 200)}: add it with "
                         "app.add_middleware(APIKeyMiddleware, ...)"
                     )
             else:
                 pairs = [(APIKeyAuth.from_env(), None)]
+    except AppNotLoaded as error:
+        err.write(f"error: {error}\n")
+        if args.traceback and error.__cause__ is not None:
+            traceback.print_exception(error.__cause__, file=err)
+        return 2
     except ConfigurationError as error:
         err.write(f"error: {error}\n")
         return 1
@@ -388,23 +448,117 @@ def _check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 1 if args.strict and warnings else 0
 
 
+class AppNotLoaded(Exception):
+    """``check --app`` could not load the app; the message says why and what to do.
+
+    The message never quotes what the app's code raised (it may hold a key):
+    it names the exception's type and where it was raised. The original is
+    the ``__cause__``, which ``check --traceback`` prints.
+    """
+
+
+def _middlewares_of(target: str) -> list[APIKeyMiddleware]:
+    app = load_app(target)
+    try:
+        return find_middlewares(app)
+    except ConfigurationError:
+        raise  # the package's own message: it names the setting, never a key
+    except Exception as error:
+        shown = loggable(target, 200)
+        raise AppNotLoaded(
+            f"building the APIKeyMiddleware declared on '{shown}' raised {_raised(error)}: "
+            "fix its arguments (--traceback shows the traceback)"
+        ) from error
+
+
 def load_app(target: str) -> object:
-    """Import ``"module:attr"`` (``attr`` may be dotted), as uvicorn does."""
+    """Import ``"module:attr"`` (``attr`` may be dotted), as uvicorn does.
+
+    Raises :class:`AppNotLoaded` with one line saying what is wrong and how to
+    fix it; a :class:`ConfigurationError` the module raises as it is imported
+    passes through (its message names the bad setting).
+    """
+    shown = loggable(target, 200)
     module_name, _, attr = target.partition(":")
     if not module_name or not attr:
-        raise ConfigurationError(f"--app must look like module:attribute, not {target!r}")
+        raise AppNotLoaded(
+            f"--app must look like module:attribute, as uvicorn takes it, not '{shown}'"
+        )
+    module_shown, attr_shown = loggable(module_name, 200), loggable(attr, 200)
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
         found: object = importlib.import_module(module_name)
+    except ConfigurationError:
+        raise
+    except ModuleNotFoundError as error:
+        missing = error.name or ""
+        if missing and (module_name == missing or module_name.startswith(missing + ".")):
+            raise AppNotLoaded(
+                f"there is no module '{module_shown}' in {loggable(os.getcwd(), 200)} or on "
+                "sys.path: check the name, run check from the project's directory, or add that "
+                "directory to PYTHONPATH"
+            ) from error
+        raise AppNotLoaded(
+            f"importing '{module_shown}' failed: it imports '{loggable(missing, 200)}', which "
+            "is not installed: install it in this environment"
+        ) from error
     except ImportError as error:
-        raise ConfigurationError(f"cannot import {module_name!r}: {error}") from None
+        raise AppNotLoaded(
+            f"importing '{module_shown}' failed ({loggable(str(error), 200)}): fix that import"
+        ) from error
+    except (Exception, SystemExit) as error:  # Ctrl-C still stops it
+        raise AppNotLoaded(
+            f"importing '{module_shown}' raised {_raised(error)}: fix the module "
+            "(--traceback shows the traceback and the message, left out here as it may "
+            "quote a key)"
+        ) from error
     for part in attr.split("."):
         try:
             found = getattr(found, part)
         except AttributeError:
-            raise ConfigurationError(f"{module_name!r} has no attribute {attr!r}") from None
+            raise AppNotLoaded(
+                f"'{module_shown}' has no attribute '{attr_shown}': name the ASGI app object, "
+                f"such as {module_shown}:app"
+            ) from None
+        except Exception as error:
+            raise AppNotLoaded(
+                f"reading '{attr_shown}' of '{module_shown}' raised {_raised(error)}: "
+                "fix it (--traceback shows the traceback)"
+            ) from error
+    problem = _not_an_app(found)
+    if problem is not None:
+        raise AppNotLoaded(
+            f"'{shown}' is {problem}, not an ASGI application (a callable taking scope, "
+            f"receive and send): name the app object, such as {module_shown}:app"
+        )
     return found
+
+
+def _raised(error: BaseException) -> str:
+    """``Type`` and where it was raised (the innermost frame): never its message."""
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames:
+        return type(error).__name__
+    last = frames[-1]
+    return (
+        f"{type(error).__name__} at {loggable(Path(last.filename).name, 100)}, line {last.lineno}"
+    )
+
+
+def _not_an_app(found: object) -> str | None:
+    """What ``found`` is when it cannot be an ASGI application, else None."""
+    if not callable(found):
+        return f"a {loggable(type(found).__name__, 100)}"
+    if inspect.isclass(found):
+        return None  # an ASGI 2 class, or one whose instances are built per request
+    try:
+        inspect.signature(found).bind(None, None, None)
+    except TypeError:
+        return "a callable that does not take (scope, receive, send) (an app factory?)"
+    except ValueError:
+        return None  # no signature to read (a builtin): give it the benefit of the doubt
+    return None
 
 
 def find_middlewares(app: object) -> list[APIKeyMiddleware]:

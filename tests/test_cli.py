@@ -903,6 +903,8 @@ def test_check_app_json(
         "allow_query_token": True,
         "allow_cors_preflight": False,
         "security_headers": True,
+        "default_scopes": [],
+        "max_path_length": 8192,
     }
     assert report["status"]["key_ids"] == sorted(["admin", APIKey(CANARY).key_id])
 
@@ -1154,54 +1156,138 @@ def test_check_app_survives_a_cycle(tmp_path: Path) -> None:
     assert APP_KEY not in done.stdout + done.stderr
 
 
+_NOT_LOADED = [
+    # (source, target, message): each exits 2 with one line on stderr.
+    ("app = None\n", "{module}", "error: --app must look like module:attribute, as uvicorn"),
+    ("app = None\n", "{module}:", "error: --app must look like module:attribute, as uvicorn"),
+    (
+        "app = None\n",
+        ":app",
+        "error: --app must look like module:attribute, as uvicorn takes it, not ':app'\n",
+    ),
+    (
+        "app = None\n",
+        "no_such_module_for_check:app",
+        "error: there is no module 'no_such_module_for_check' in ",
+    ),
+    (
+        "app = None\n",
+        "no_such_module_for_check.inner:app",
+        "error: there is no module 'no_such_module_for_check.inner' in ",
+    ),
+    (
+        "app = None\n",
+        "{module}:application",
+        "error: '{module}' has no attribute 'application': name the ASGI app object, such as "
+        "{module}:app\n",
+    ),
+    ("app = None\n", "{module}:app.inner", "error: '{module}' has no attribute 'app.inner'"),
+    (
+        f"import os\nraise RuntimeError('bad key ' + {CANARY!r})\n",
+        "{module}:app",
+        "error: importing '{module}' raised RuntimeError at {module}.py, line 2: fix the module "
+        "(--traceback shows",
+    ),
+    (
+        f"raise SystemExit('set API_KEY, not ' + {CANARY!r})\n",
+        "{module}:app",
+        "error: importing '{module}' raised SystemExit at {module}.py, line 1",
+    ),
+    (
+        "import no_such_dependency_for_check\n",
+        "{module}:app",
+        "error: importing '{module}' failed: it imports 'no_such_dependency_for_check', which "
+        "is not installed: install it in this environment\n",
+    ),
+    (
+        "from json import no_such_name_for_check\n",
+        "{module}:app",
+        "error: importing '{module}' failed (cannot import name 'no_such_name_for_check' from "
+        "'json'",
+    ),
+    (
+        f"def __getattr__(name):\n    raise RuntimeError({CANARY!r})\n",
+        "{module}:app",
+        "error: reading 'app' of '{module}' raised RuntimeError at {module}.py, line 2",
+    ),
+    (
+        "app = None\n",
+        "{module}:app",
+        "error: '{module}:app' is a NoneType, not an ASGI "
+        "application (a callable taking scope, receive and send): name the app object, such as "
+        "{module}:app\n",
+    ),
+    (
+        "def create_app():\n    return None\n",
+        "{module}:create_app",
+        "error: '{module}:create_app' is a callable that does not take (scope, receive, send) "
+        "(an app factory?), not an ASGI application",
+    ),
+    (
+        "from starlette.applications import Starlette\n"
+        "from asgi_apikey import APIKeyMiddleware\n"
+        f"app = Starlette()\napp.add_middleware(APIKeyMiddleware, kees=[{CANARY!r}])\n",
+        "{module}:app",
+        "error: building the APIKeyMiddleware declared on '{module}:app' raised TypeError at ",
+    ),
+]
+_NOT_LOADED_IDS = [
+    "no-colon",
+    "no-attribute",
+    "no-module",
+    "missing-module",
+    "missing-package",
+    "missing-attribute",
+    "missing-dotted-attribute",
+    "raises-at-import",
+    "exits-at-import",
+    "missing-dependency",
+    "bad-import",
+    "attribute-raises",
+    "not-callable",
+    "factory",
+    "bad-middleware-keyword",
+]
+_NOT_CONFIGURED = [
+    # (source, target, message): bad configuration, exit 1.
+    (
+        "from starlette.applications import Starlette\napp = Starlette()\n",
+        "{module}:app",
+        "error: no APIKeyMiddleware found in {module}:app: add it with "
+        "app.add_middleware(APIKeyMiddleware, ...)\n",
+    ),
+    (
+        "async def app(scope, receive, send):\n    pass\n",
+        "{module}:app",
+        "error: no APIKeyMiddleware found in {module}:app",
+    ),
+    (
+        "from starlette.applications import Starlette\n"
+        "from asgi_apikey import APIKeyMiddleware\n"
+        f"app = Starlette()\napp.add_middleware(APIKeyMiddleware, keys=[{CANARY!r}], "
+        "default='open')\n",
+        "{module}:app",
+        "error: default must be 'protected', 'optional' or 'public', not 'open'\n",
+    ),
+    (
+        "from asgi_apikey import APIKeyMiddleware\n"
+        f"app = APIKeyMiddleware(None, keys=[{CANARY!r}], default='open')\n",
+        "{module}:app",
+        "error: default must be 'protected', 'optional' or 'public', not 'open'\n",
+    ),
+]
+_NOT_CONFIGURED_IDS = [
+    "starlette-without-middleware",
+    "raw-app-without-middleware",
+    "bad-middleware-argument",
+    "bad-middleware-at-import",
+]
+
+
 @pytest.mark.parametrize(
-    ("source", "target", "message"),
-    [
-        (
-            "from starlette.applications import Starlette\napp = Starlette()\n",
-            "{module}:app",
-            "error: no APIKeyMiddleware found in {module}:app: add it with "
-            "app.add_middleware(APIKeyMiddleware, ...)\n",
-        ),
-        (
-            "async def app(scope, receive, send):\n    pass\n",
-            "{module}:app",
-            "error: no APIKeyMiddleware found in {module}:app",
-        ),
-        (
-            "from starlette.applications import Starlette\n"
-            "from asgi_apikey import APIKeyMiddleware\n"
-            f"app = Starlette()\napp.add_middleware(APIKeyMiddleware, keys=[{CANARY!r}], "
-            "default='open')\n",
-            "{module}:app",
-            "error: default must be 'protected', 'optional' or 'public', not 'open'\n",
-        ),
-        ("app = None\n", "{module}", "error: --app must look like module:attribute, not "),
-        ("app = None\n", "{module}:", "error: --app must look like module:attribute, not "),
-        ("app = None\n", ":app", "error: --app must look like module:attribute, not ':app'\n"),
-        (
-            "app = None\n",
-            "no_such_module_for_check:app",
-            "error: cannot import 'no_such_module_for_check': No module named",
-        ),
-        (
-            "app = None\n",
-            "{module}:application",
-            "error: '{module}' has no attribute 'application'",
-        ),
-        ("app = None\n", "{module}:app.inner", "error: '{module}' has no attribute 'app.inner'"),
-    ],
-    ids=[
-        "starlette-without-middleware",
-        "raw-app-without-middleware",
-        "bad-middleware-argument",
-        "no-colon",
-        "no-attribute",
-        "no-module",
-        "missing-module",
-        "missing-attribute",
-        "missing-dotted-attribute",
-    ],
+    ("source", "target", "message", "code"),
+    [(*case, 2) for case in _NOT_LOADED] + [(*case, 1) for case in _NOT_CONFIGURED],
+    ids=_NOT_LOADED_IDS + _NOT_CONFIGURED_IDS,
 )
 def test_check_app_errors(
     capsys: pytest.CaptureFixture[str],
@@ -1209,13 +1295,46 @@ def test_check_app_errors(
     source: str,
     target: str,
     message: str,
+    code: int,
 ) -> None:
     module = app_module(source)
     run = _check(capsys, "--app", target.format(module=module))
-    assert run.code == 1
+    assert run.code == code
     assert run.out == ""
     assert run.err.startswith(message.format(module=module))
-    assert run.err.count("\n") == 1
+    assert run.err.count("\n") == 1  # one line: no traceback
+
+
+def test_check_traceback_shows_what_the_one_line_error_leaves_out(
+    capsys: pytest.CaptureFixture[str], app_module: Callable[[str], str]
+) -> None:
+    module = app_module("import os\nraise RuntimeError('the app is broken')\n")
+    run = _run(capsys, "check", "--app", f"{module}:app", "--traceback")
+    assert run.code == 2
+    first, rest = run.err.split("\n", 1)
+    assert first.startswith(f"error: importing '{module}' raised RuntimeError at {module}.py")
+    assert rest.startswith("Traceback (most recent call last):")
+    assert rest.endswith("RuntimeError: the app is broken\n")
+
+
+def test_python_m_asgi_apikey_check_app_that_raises_prints_one_line(tmp_path: Path) -> None:
+    (tmp_path / "broken_app.py").write_text(f"raise ValueError({CANARY!r})\n", encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "asgi_apikey", "check", "--app", "broken_app:app"],
+        env=_command_env({}),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr == (
+        "error: importing 'broken_app' raised ValueError at broken_app.py, line 1: fix the "
+        "module (--traceback shows the traceback and the message, left out here as it may "
+        "quote a key)\n"
+    )
 
 
 # -- help and the real command ------------------------------------------------------------
@@ -1226,7 +1345,18 @@ def test_check_app_errors(
     [
         ("keygen", ["new random key", "sha256 digest", "--prefix", "--bytes", "--toml"]),
         ("hash", ["standard input", "digest", "hash < key.txt"]),
-        ("check", ["API_KEY", "API_KEYS_FILE", "--app", "MODULE:ATTR", "--json", "--strict"]),
+        (
+            "check",
+            [
+                "API_KEY",
+                "API_KEYS_FILE",
+                "--app",
+                "MODULE:ATTR",
+                "--json",
+                "--strict",
+                "--traceback",
+            ],
+        ),
     ],
     ids=["keygen", "hash", "check"],
 )
