@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Literal, cast
-from urllib.parse import urlsplit
+from urllib.parse import unquote, unquote_plus, urlsplit
 
 try:
     from redis.asyncio import Redis
@@ -324,37 +324,89 @@ def _check_url(url: object) -> str:
     return url
 
 
+# Query parameters redis-py reads that hold nothing secret. A query that names only
+# these, with plain values, is shown; any other query is masked whole, whatever the
+# spelling of its names (redis-py decodes ``pass%77ord`` to ``password``).
+_PLAIN_QUERY_NAMES = frozenset(
+    {
+        "db",
+        "protocol",
+        "timeout",
+        "socket_timeout",
+        "socket_connect_timeout",
+        "socket_keepalive",
+        "health_check_interval",
+        "max_connections",
+        "ssl_check_hostname",
+        "ssl_cert_reqs",
+    }
+)
+_PLAIN_QUERY = re.compile(r"([a-z_]+)=[A-Za-z0-9_.-]*")
+# A host, port and path (or socket path) with nothing that could start a query or
+# encode one: anything else after the credentials is masked.
+_PLAIN_PLACE = re.compile(r"[^?#&=%;@\x00-\x20\x7f]*")
+
+
+def _plain_query(query: str) -> bool:
+    for piece in query.split("&"):
+        match = _PLAIN_QUERY.fullmatch(piece)
+        if match is None or match.group(1) not in _PLAIN_QUERY_NAMES:
+            return False
+    return True
+
+
 def redacted(url: str) -> str:
     """``url`` without its password (for logs, errors and status).
 
     Everything between ``://`` and the last ``@`` is credentials, however the
-    URL is spelled, so a password is masked even where it would not parse.
+    URL is spelled, so a password is masked even where it would not parse. A
+    query is shown only when it names nothing but known settings with plain
+    values (``?db=2``): any other (``password``, ``ssl_password``, or a name in
+    percent-encoding or capitals) is masked whole.
 
     >>> redacted("redis://app:s3cret@cache:6379/0")
     'redis://app:***@cache:6379/0'
+    >>> redacted("redis://cache:6379/0?pass%77ord=s3cret")
+    'redis://cache:6379/0?***'
     """
     scheme, separator, rest = url.partition("://")
+    shown_credentials = ""
     if "@" in rest:
-        credentials, host = rest.rsplit("@", 1)
+        credentials, rest = rest.rsplit("@", 1)
         user, colon, _ = credentials.partition(":")
-        rest = f"{user}:***@{host}" if colon else f"***@{host}"
-    path, question, query = rest.partition("?")
-    if question and "password" in query.lower():
-        rest = f"{path}?***"
-    return f"{scheme}{separator}{rest}"
+        # A user name that holds what may be a query (the '@' came after one) is not shown.
+        plain_user = colon and _PLAIN_PLACE.fullmatch(user)
+        shown_credentials = f"{user}:***@" if plain_user else "***@"
+    place, question, query = rest.partition("?")
+    if not _PLAIN_PLACE.fullmatch(place):
+        place, question, query = "***", "", ""
+    elif question and not _plain_query(query):
+        query = "***"
+    return f"{scheme}{separator}{shown_credentials}{place}{question}{query}"
 
 
-def _password(url: str) -> str | None:
-    parts = urlsplit(url)
-    return parts.password or (parts.username if parts.password is None else None)
+def _secrets(url: str) -> list[str]:
+    """Every part of ``url`` that may be a credential, as written and decoded, longest first."""
+    try:
+        parts = urlsplit(url)
+        found = [parts.password, parts.username if parts.password is None else None]
+    except ValueError:
+        return []
+    for piece in parts.query.split("&"):
+        name, _, value = piece.partition("=")
+        if unquote_plus(name) not in _PLAIN_QUERY_NAMES:
+            found += [name, value]
+    decoded = [form(text) for text in found if text for form in (unquote, unquote_plus)]
+    return sorted({text for text in found + decoded if text}, key=len, reverse=True)
 
 
 def _why(error: BaseException, url: str) -> str:
-    """What went wrong, for one log line: without the URL's password even if an error
-    quoted it, and with any control character (from Redis) escaped."""
+    """What went wrong, for one log line: without the URL's credentials even if an
+    error quoted them, and with any control character (from Redis) escaped."""
     text = f"{type(error).__name__}: {str(error)[:300]}"
-    secret = _password(url)
-    return loggable(text.replace(secret, "***") if secret else text)
+    for secret in _secrets(url):
+        text = text.replace(secret, "***")
+    return loggable(text)
 
 
 def _client(url: str, timeout: float) -> Redis:
