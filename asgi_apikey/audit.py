@@ -19,7 +19,13 @@ Events never carry a token. A token that matched no key is identified by
 when the package is imported and never written anywhere: equal tokens give equal
 fingerprints within one process, and nobody can test a guess against a
 fingerprint offline. The package logs through ``structlog.get_logger
-("asgi_apikey")`` and never configures structlog or logging itself.
+("asgi_apikey")`` and never configures structlog or logging itself (the
+command line does, for its own process).
+
+Every log line of the package goes through :func:`emit`, which nothing a
+logging pipeline raises can get past (save Ctrl-C, ``SystemExit`` and
+cancellation): logging never changes an answer or stops a task. The fields
+of an event are built so that they cannot raise either.
 """
 
 from __future__ import annotations
@@ -579,9 +585,11 @@ class Audit:
 def emit(level: str, event: str, fields: dict[str, Any]) -> None:
     """Log ``event`` at ``level`` from the ``asgi_apikey`` logger, come what may.
 
-    A logging failure (a closed stream, a logger factory that raises, a
-    broken handler) must never turn a request into a 500; the counters still
-    count what happened.
+    A logging failure (a closed stream, a logger factory or processor that
+    raises, a logger whose attribute lookup raises, a broken handler) must
+    never turn a request into a 500 or end a task; the counters still count
+    what happened. Only ``Exception`` is caught: Ctrl-C, ``SystemExit`` and a
+    task's cancellation go on.
     """
     with contextlib.suppress(Exception):
         getattr(_log, level)(event, **fields)
@@ -591,9 +599,19 @@ def _request(scope: Mapping[str, Any], host: str | None) -> dict[str, Any]:
     """The request fields of an event: client, method, path (never the query string)."""
     return {
         "client": None if host is None else loggable(host, _MAX_LOGGED_HOST),
-        "method": loggable(str(scope.get("method", "WEBSOCKET")), 32),
-        "path": loggable(str(scope.get("path", ""))),
+        "method": loggable(_text(scope.get("method", "WEBSOCKET")), 32),
+        "path": loggable(_text(scope.get("path", ""))),
     }
+
+
+def _text(value: object) -> str:
+    """``str(value)``, or its type's name when even that raises: logging never fails a request."""
+    if type(value) is str:
+        return value
+    try:
+        return str(value)
+    except Exception:
+        return f"<{type(value).__name__}>"
 
 
 def _client(scope: Mapping[str, Any]) -> str | None:
@@ -602,9 +620,7 @@ def _client(scope: Mapping[str, Any]) -> str | None:
     client = scope.get("client")
     if not isinstance(client, (tuple, list)) or not client:
         return None
-    host = client[0]
-    if type(host) is not str:
-        host = str(host)
+    host = _text(client[0])
     return host if len(host) <= _MAX_LOGGED_HOST else host[: _MAX_LOGGED_HOST + 1]
 
 
