@@ -19,11 +19,14 @@ __all__ = [
     "ANONYMOUS",
     "ANONYMOUS_USER",
     "DEVELOPMENT_MODES",
+    "MAX_METADATA_DEPTH",
     "APIKeyUser",
     "AuthContext",
     "FrozenMapping",
+    "MetadataTooDeep",
     "check_scopes",
     "freeze",
+    "is_scope_token",
 ]
 
 
@@ -56,25 +59,47 @@ class FrozenMapping(dict[str, Any]):
 _EMPTY: Mapping[str, Any] = FrozenMapping()
 
 
-def freeze(value: Any) -> Any:
+#: Metadata nested deeper than this is refused (a cycle is infinitely deep).
+MAX_METADATA_DEPTH = 32
+
+
+class MetadataTooDeep(ValueError):
+    """Metadata nested more than :data:`MAX_METADATA_DEPTH` levels, or a cycle."""
+
+
+def freeze(value: Any, depth: int = MAX_METADATA_DEPTH) -> Any:
     """A read-only deep copy of metadata: mappings become FrozenMapping, lists tuples.
 
     Every request of a key shares its metadata, so no level of it may change.
+    More than ``depth`` levels (a cycle, say) raise :class:`MetadataTooDeep`
+    long before the interpreter's recursion limit.
 
     >>> freeze({"limits": {"rpm": 60}, "teams": ["a"]})
     FrozenMapping({'limits': FrozenMapping({'rpm': 60}), 'teams': ('a',)})
     """
-    if isinstance(value, Mapping):
-        return FrozenMapping({key: freeze(item) for key, item in value.items()})
-    if isinstance(value, (list, tuple)):
-        return tuple(freeze(item) for item in value)
-    if isinstance(value, (set, frozenset)):
-        return frozenset(freeze(item) for item in value)
+    if isinstance(value, (Mapping, list, tuple, set, frozenset)):
+        if depth <= 0:
+            raise MetadataTooDeep(f"metadata is nested more than {MAX_METADATA_DEPTH} levels deep")
+        depth -= 1
+        if isinstance(value, Mapping):
+            return FrozenMapping({key: freeze(item, depth) for key, item in value.items()})
+        if isinstance(value, (list, tuple)):
+            return tuple(freeze(item, depth) for item in value)
+        return frozenset(freeze(item, depth) for item in value)
     return value
 
 
 # RFC 6749 §3.3 scope-token, so that a scope fits in a WWW-Authenticate header.
 _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+
+
+def is_scope_token(scope: object) -> bool:
+    """Whether ``scope`` is an RFC 6749 scope-token (it fits in a ``WWW-Authenticate``).
+
+    >>> is_scope_token("read:billing"), is_scope_token("two words"), is_scope_token("")
+    (True, False, False)
+    """
+    return isinstance(scope, str) and _SCOPE_TOKEN.fullmatch(scope) is not None
 
 
 def check_scopes(scopes: object, where: str, **context: object) -> frozenset[str]:

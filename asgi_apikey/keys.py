@@ -17,7 +17,8 @@ import hashlib
 import hmac
 import inspect
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import unicodedata
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from hashlib import sha256 as _sha256  # module globals: the request path skips two lookups
@@ -28,11 +29,14 @@ from .audit import emit
 from .context import (
     AUTHENTICATED,
     DEVELOPMENT_MODES,
+    MAX_METADATA_DEPTH,
     APIKeyUser,
     AuthContext,
     FrozenMapping,
+    MetadataTooDeep,
     check_scopes,
     freeze,
+    is_scope_token,
 )
 from .credentials import DEFAULT_MAX_TOKEN_LENGTH, is_b64token
 from .errors import ConfigurationError
@@ -130,12 +134,16 @@ class APIKey:
                 f"not {type(metadata).__name__}",
                 key_id=key_id,
             )
+        problem = None
         try:
             frozen = freeze(metadata or {})
-        except RecursionError:
-            frozen = None
-        if frozen is None:
-            raise ConfigurationError(f"metadata of key {key_id!r} is nested too deeply")
+        except (MetadataTooDeep, RecursionError):
+            problem = f"is nested too deeply (more than {MAX_METADATA_DEPTH} levels, or a cycle)"
+        except Exception as error:  # a mapping whose items() raises, say
+            problem = f"cannot be read ({type(error).__name__})"
+        # Raised outside the except block: no chained error that may quote a value.
+        if problem is not None:
+            raise ConfigurationError(f"metadata of key {key_id!r} {problem}", key_id=key_id)
         set_(self, "metadata", frozen)
         set_(self, "not_before", _check_instant(not_before, "not_before", key_id))
         set_(self, "expires_at", _check_instant(expires_at, "expires_at", key_id))
@@ -324,8 +332,6 @@ class Rejected:
             )
 
 
-# 16 or more characters of the b64token alphabet (RFC 6750 §2.1).
-_TOKEN_RUN = re.compile(r"[A-Za-z0-9\-._~+/=]{16,}")
 _REJECTION_REASONS = ("invalid", "expired", "not_yet_valid")
 _EXPIRED = Rejected("The API key has expired", reason="expired")
 _NOT_YET_VALID = Rejected("The API key is not valid yet", reason="not_yet_valid")
@@ -403,72 +409,127 @@ class KeySnapshot:
         return None
 
     def _ask_verifiers(self, token: bytes) -> Accepted | Rejected | None:
-        try:
-            text = token.decode("ascii")
-        except UnicodeDecodeError:
-            return None  # the middleware only passes b64tokens; verify() checks too
         for verifier in self.verifiers:
+            # Whatever a verifier does or returns is judged inside _consult, and any
+            # error there (a verifier's bug, metadata that cannot be frozen) is caught
+            # here: it becomes a 401 and verifier_failed, never a 500 whose traceback
+            # would carry the token in its frames.
             try:
-                result = verifier(text)
+                outcome = _consult(verifier, token, self.by_id)
             except InvalidRejection as error:  # our own message, which quotes nothing
-                self._verifier_failed(verifier, f"built a Rejected that is not valid: {error}")
-                return None
-            except Exception as error:  # a verifier's bug must not become a 500
-                self._verifier_failed(verifier, f"raised {type(error).__name__}")
-                return None
-            if result is None:
+                outcome = f"built a Rejected that is not valid: {error}"
+            except RecursionError:
+                outcome = "returned something nested too deeply to check"
+            except Exception as error:
+                outcome = f"raised {type(error).__name__}"
+            if outcome is None:
                 continue
-            if isinstance(result, Rejected):
-                if _quotes(text, result.description) or _quotes(text, result.key_id):
-                    self._verifier_failed(verifier, "returned a Rejected that quotes the token")
-                    return None
-                return result
-            if not isinstance(result, AuthContext):
-                if inspect.iscoroutine(result):
-                    result.close()  # an async verifier slipped through: never awaited
-                self._verifier_failed(verifier, f"returned {type(result).__name__}")
+            if isinstance(outcome, str):
+                self._verifier_failed(verifier, outcome)
                 return None
-            key_id = result.key_id
-            problem = self._misfit(result, text)
-            if problem is not None or not key_id:
-                self._verifier_failed(verifier, problem or "returned a context without a key_id")
-                return None
-            if AUTHENTICATED not in result.scopes:
-                result = replace(result, scopes=frozenset(result.scopes) | {AUTHENTICATED})
-            if not isinstance(result.metadata, FrozenMapping):
-                result = replace(result, metadata=freeze(result.metadata))
-            return Accepted(result, APIKeyUser(key_id))
+            return outcome
         return None
 
     def _verifier_failed(self, verifier: Verifier, problem: str) -> None:
         # The token then counts as invalid (401). The event names the verifier and
         # the problem only: an exception's message could quote the token.
-        name = getattr(verifier, "__qualname__", type(verifier).__qualname__)
+        try:
+            name = str(getattr(verifier, "__qualname__", None) or type(verifier).__qualname__)
+        except Exception:
+            name = type(verifier).__qualname__
         self.report_verifier_failure(name, problem)
 
-    def _misfit(self, context: AuthContext, token: str) -> str | None:
-        """Why a verifier's context cannot be accepted, or None when it can."""
-        if not context.authenticated:
-            return "returned a context with authenticated=False (return None instead)"
-        scopes = context.scopes
-        if not isinstance(scopes, (set, frozenset)) or not all(isinstance(s, str) for s in scopes):
-            return "returned scopes that are not a set of str"
-        if not isinstance(context.metadata, Mapping):
-            return "returned metadata that is not a mapping"
-        if context.key_id is not None and not isinstance(context.key_id, str):
-            return f"returned a key_id that is not a str but {type(context.key_id).__name__}"
-        if context.key_id and not _is_key_id(context.key_id):
-            return (
-                f"returned a key_id that is not printable text of 1 to {_MAX_NAME_LENGTH} "
-                "characters"
-            )
-        if _quotes(token, context.key_id):
-            return "returned a key_id that quotes the token (it is logged and counted)"
-        if context.mode in DEVELOPMENT_MODES:
-            return f"returned a context with mode {context.mode!r}, kept for development mode"
-        if context.key_id in self.by_id:
-            return "returned the key_id of a configured key"
+
+def _consult(
+    verifier: Verifier, token: bytes, configured: Mapping[str, bytes]
+) -> Accepted | Rejected | str | None:
+    """What ``verifier`` makes of ``token``: accepted, refused, not its token (None), or a problem.
+
+    The token goes to the verifier and to the checks as an expression, never as
+    a local of this frame (error reporters record the locals of a traceback).
+    """
+    result = verifier(token.decode("ascii"))  # the middleware only passes b64tokens
+    if result is None:
         return None
+    if isinstance(result, Rejected):
+        if _quotes(token.decode("ascii"), result.description) or _quotes(
+            token.decode("ascii"), result.key_id
+        ):
+            return "returned a Rejected that quotes the token"
+        return result
+    if not isinstance(result, AuthContext):
+        if inspect.iscoroutine(result):
+            result.close()  # an async verifier slipped through: never awaited
+        return f"returned {type(result).__name__}"
+    problem = _misfit(result, configured)
+    if problem is not None:
+        return problem
+    key_id: str = result.key_id  # type: ignore[assignment]  # _misfit checked it
+    scopes = frozenset(result.scopes)
+    if AUTHENTICATED not in scopes:
+        scopes |= {AUTHENTICATED}
+    try:
+        metadata = freeze(result.metadata)
+    except MetadataTooDeep:
+        return f"returned metadata nested more than {MAX_METADATA_DEPTH} levels deep (or a cycle)"
+    problem = _quoted_in(token.decode("ascii"), key_id, scopes, metadata)
+    if problem is not None:
+        return problem
+    return Accepted(replace(result, scopes=scopes, metadata=metadata), APIKeyUser(key_id))
+
+
+def _misfit(context: AuthContext, configured: Mapping[str, bytes]) -> str | None:
+    """Why a verifier's context cannot be accepted, or None when it can."""
+    if not context.authenticated:
+        return "returned a context with authenticated=False (return None instead)"
+    scopes = context.scopes
+    if not isinstance(scopes, (set, frozenset)) or not all(isinstance(s, str) for s in scopes):
+        return "returned scopes that are not a set of str"
+    if not all(is_scope_token(scope) for scope in scopes):
+        return (
+            "returned a scope that is not an RFC 6749 scope token (printable ASCII without "
+            "spaces, quotes or backslashes)"
+        )
+    if not isinstance(context.metadata, Mapping):
+        return "returned metadata that is not a mapping"
+    key_id = context.key_id
+    if not key_id:
+        return "returned a context without a key_id"
+    if not isinstance(key_id, str):
+        return f"returned a key_id that is not a str but {type(key_id).__name__}"
+    if not _is_key_id(key_id):
+        return f"returned a key_id that is not printable text of 1 to {_MAX_NAME_LENGTH} characters"
+    if context.mode in DEVELOPMENT_MODES:
+        return f"returned a context with mode {context.mode!r}, kept for development mode"
+    if key_id in configured:
+        return "returned the key_id of a configured key"
+    return None
+
+
+def _quoted_in(token: str, key_id: str, scopes: frozenset[str], metadata: Any) -> str | None:
+    """Which part of an accepted context quotes the token, if any."""
+    if _quotes(token, key_id):
+        return "returned a key_id that quotes the token (it is logged and counted)"
+    if any(_quotes(token, scope) for scope in scopes):
+        return "returned a scope that quotes the token"
+    if any(_quotes(token, text) for text in _texts(metadata)):
+        return "returned metadata that quotes the token"
+    return None
+
+
+def _texts(value: Any) -> Iterator[str]:
+    """Every string in frozen metadata (keys too); freezing bounded its depth."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, (bytes, bytearray)):
+        yield bytes(value).decode("latin-1")
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _texts(key)
+            yield from _texts(item)
+    elif isinstance(value, (tuple, frozenset)):
+        for item in value:
+            yield from _texts(item)
 
 
 def _is_key_id(key_id: object) -> bool:
@@ -478,11 +539,16 @@ def _is_key_id(key_id: object) -> bool:
 def _quotes(token: str, text: str | None) -> bool:
     """Whether ``text`` (logged, counted, sent) holds the token or 16 characters of it.
 
+    Compared with every character that is not a letter or digit removed, and
+    letters case-folded (after NFKC, so full-width and other look-alike forms
+    count as the letters they show): a token split up with ``:``, spaces,
+    dashes, dots or invisible characters, or upper-cased, is still the token.
     Shorter pieces are allowed, and so is a ``text`` that is the token's
     public selector: its start up to a separator (``.``, ``_``, ``-``)
     with 16 or more characters after it, as in ``"<id>.<secret>"`` tokens.
-    Either way at least 16 characters of the token (96 bits of a random
-    key) stay out of every log. 16 is the shortest key production accepts.
+    Either way at least 16 characters of the token stay out of every log
+    (all of them, for a token with 12 to 15 letters and digits). 16 is the
+    shortest key production accepts.
     """
     if not text:
         return False
@@ -491,19 +557,36 @@ def _quotes(token: str, text: str | None) -> bool:
     size = MIN_PRODUCTION_KEY_LENGTH
     if len(token) - len(text) > size and token.startswith(text) and token[len(text)] in "._-":
         return False  # the selector of a "<selector>.<secret>" token
-    # A shared piece lies within a run of token characters (a b64token's alphabet),
-    # so sentences and short ids cost a regex pass and nothing more. Any shared
-    # piece of 16 holds one of a run's 8-character blocks at multiples of 8: look
-    # for those, and check the 16-character windows only around a block found.
+    if _shares(text, token, size):
+        return True
+    secret = _squeezed(token)
+    size = min(size, len(secret))
+    return size >= _MIN_QUOTED and _shares(_squeezed(text), secret, size)
+
+
+def _shares(text: str, token: str, size: int) -> bool:
+    """Whether ``text`` and ``token`` have ``size`` consecutive characters in common."""
+    # Any shared piece of `size` holds one of text's blocks of size // 2 at a
+    # multiple of it: look for those (a substring search each), and check the
+    # windows only around a block found. Sentences and short ids cost little.
     half = size // 2
-    for run in _TOKEN_RUN.findall(text):
-        for block in range(0, len(run) - half + 1, half):
-            if run[block : block + half] in token:
-                last = min(block, len(run) - size)
-                for start in range(max(0, block - half), last + 1):
-                    if run[start : start + size] in token:
-                        return True
+    if half == 0:
+        return False
+    for block in range(0, len(text) - half + 1, half):
+        if text[block : block + half] in token:
+            for start in range(max(0, block - half), min(block, len(text) - size) + 1):
+                if text[start : start + size] in token:
+                    return True
     return False
+
+
+_MIN_QUOTED = 12  # below this, a toy token such as "jwt-alice": only itself counts
+_NOT_ALNUM = re.compile(r"[^0-9a-z]+")
+
+
+def _squeezed(text: str) -> str:
+    """``text`` as its letters and digits only, lower case (after NFKC normalisation)."""
+    return _NOT_ALNUM.sub("", unicodedata.normalize("NFKC", text).lower())
 
 
 def index(

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from asgi_apikey import APIKey, APIKeyAuth, APIKeyUser, AuthContext, ConfigurationError
 from asgi_apikey.context import FrozenMapping
-from asgi_apikey.keys import Accepted, KeyEntry
+from asgi_apikey.keys import Accepted, KeyEntry, Rejected
 from tests.asgi import CANARY, OTHER_KEY, error_texts, plain_digest
 
 THIRD_KEY = "sk-third-9z8y7x6w5v4u3t2s1r0q"
@@ -747,3 +747,290 @@ def test_metadata_nested_too_deeply_is_a_configuration_error() -> None:
         current = current["x"]
     with pytest.raises(ConfigurationError, match="nested too deeply"):
         APIKey(CANARY, metadata=deep)
+
+
+# ============================================ verifiers: what they return is checked
+
+# The b64token alphabet (RFC 6750 §2.1), without '=' (only allowed at the end).
+_B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/"
+_SEPARATORS = [":", " ", "-", ".", "\u200b", "\u00b7", "/", "\u3000", "|", "--", ": "]
+
+
+def _respond(verifier: Callable[[str], Any], token: str) -> tuple[Any, list[Any]]:
+    from structlog.testing import capture_logs
+
+    from asgi_apikey import APIKeyMiddleware
+    from tests.asgi import Recorder, bearer, call, http_scope
+
+    auth = APIKeyAuth(keys=[OTHER_KEY], verifiers=[verifier], mode="advanced")
+    app = APIKeyMiddleware(Recorder(), auth=auth)
+    with capture_logs() as logs:
+        result = call(app, http_scope("/v1/x", headers=[bearer(token)]))
+    return result, logs
+
+
+def _squeezed(text: str) -> str:
+    import unicodedata
+
+    folded = unicodedata.normalize("NFKC", text).lower()
+    return "".join(c for c in folded if c.isascii() and c.isalnum())
+
+
+def _holds_16_of(token: str, text: str) -> bool:
+    secret, plain = _squeezed(token), _squeezed(text)
+    return any(plain[i : i + 16] in secret for i in range(len(plain) - 15)) or any(
+        text[i : i + 16] in token for i in range(len(text) - 15)
+    )
+
+
+def _interleave(token: str, separator: str, every: int) -> str:
+    return separator.join(token[i : i + every] for i in range(0, len(token), every))
+
+
+@pytest.mark.parametrize("separator", _SEPARATORS, ids=ascii)
+@pytest.mark.parametrize(
+    "where",
+    ["key_id", "scope", "metadata-value", "metadata-key", "nested-metadata", "rejected-key_id"],
+)
+def test_a_verifier_that_returns_the_token_split_up_is_refused(separator: str, where: str) -> None:
+    token = CANARY
+    split = _interleave(token, separator, 4)
+
+    def verifier(given: str) -> AuthContext | Rejected:
+        if where == "rejected-key_id":
+            return Rejected("Revoked", key_id=split[:128])
+        if where == "key_id":
+            return AuthContext(True, key_id=split)
+        if where == "scope":
+            return AuthContext(True, key_id="jwt:a", scopes=frozenset({split}))
+        metadata: Any = {
+            "metadata-value": {"sub": split},
+            "metadata-key": {split: 1},
+            "nested-metadata": {"a": [{"b": ("x", split.upper())}]},
+        }[where]
+        return AuthContext(True, key_id="jwt:a", metadata=metadata)
+
+    result, logs = _respond(verifier, token)
+    assert result.status == 401
+    assert result.seen is None
+    assert [entry["event"] for entry in logs] == ["verifier_failed", "authentication_failed"]
+    assert logs[0]["problem"] in _PROBLEMS
+    texts = [repr(entry) for entry in logs] + [result.everything().decode("latin-1")]
+    for text in texts:
+        assert not _holds_16_of(token, text), text
+
+
+@given(
+    token=st.text(alphabet=_B64, min_size=16, max_size=80),
+    separator=st.sampled_from(_SEPARATORS),
+    every=st.integers(1, 15),
+    upper=st.booleans(),
+    where=st.sampled_from(["key_id", "scope", "metadata", "rejected-key_id"]),
+)
+def test_a_token_split_up_never_reaches_the_key_id_the_response_or_a_log(
+    token: str, separator: str, every: int, upper: bool, where: str
+) -> None:
+    split = _interleave(token.upper() if upper else token, separator, every)[:128]
+
+    def verifier(given: str) -> AuthContext | Rejected:
+        if where == "rejected-key_id":
+            return Rejected("Revoked", key_id=split)
+        if where == "key_id":
+            return AuthContext(True, key_id=split)
+        if where == "scope":
+            return AuthContext(True, key_id="jwt:a", scopes=frozenset({split}))
+        return AuthContext(True, key_id="jwt:a", metadata={"claims": {"jti": split}})
+
+    result, logs = _respond(verifier, token)
+    if not _holds_16_of(token, split):
+        return  # fewer than 16 letters and digits of the token: allowed by design
+    # Refused exactly as a token no verifier knows: the same bytes, the same event,
+    # plus one verifier_failed whose problem is a fixed sentence.
+    unknown, baseline = _respond(lambda given: None, token)
+    assert result.messages == unknown.messages
+    assert result.seen is None
+    assert [entry["event"] for entry in logs] == ["verifier_failed", "authentication_failed"]
+    assert logs[0]["problem"] in _PROBLEMS
+    assert logs[1] == baseline[0]
+
+
+_PROBLEMS = {
+    "returned a Rejected that quotes the token",
+    "returned a key_id that quotes the token (it is logged and counted)",
+    "returned a scope that quotes the token",
+    "returned metadata that quotes the token",
+    "returned a key_id that is not printable text of 1 to 128 characters",
+    "returned a scope that is not an RFC 6749 scope token (printable ASCII without "
+    "spaces, quotes or backslashes)",
+    "built a Rejected that is not valid: Rejected(key_id=...) must be None or printable "
+    "text of 1 to 128 characters",
+}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("SK-CANARY-5F3C9A1E7B2D4C6F8A0E", id="upper-case"),
+        pytest.param("sk:canary:5f3c:9a1e:7b2d:4c6f:8a0e", id="colons"),
+        pytest.param("s k c a n a r y 5 f 3 c 9 a 1 e 7 b", id="spaces"),
+        pytest.param(
+            "\uff53\uff4b\uff43\uff41\uff4e\uff41\uff52\uff59\uff15\uff46\uff13\uff43\uff19\uff41\uff11\uff45",
+            id="full-width",
+        ),
+        pytest.param("canary\u200b5f3c\u200b9a1e\u200b7b2d", id="zero-width"),
+    ],
+)
+def test_quotes_sees_a_token_through_separators_and_case(text: str) -> None:
+    from asgi_apikey.keys import _quotes
+
+    assert _quotes(CANARY, text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("jwt:alice", id="a-name"),
+        pytest.param("canary-5f3c-9a1e", id="12-letters-and-digits"),
+        pytest.param("The token has expired", id="a-sentence"),
+        pytest.param("sk-canary", id="the-selector"),
+    ],
+)
+def test_quotes_allows_fewer_than_16_letters_and_digits_of_the_token(text: str) -> None:
+    from asgi_apikey.keys import _quotes
+
+    assert not _quotes(CANARY, text)
+
+
+# ------------------------------------- a verifier's metadata or scopes that do not fit
+
+
+class _Unreadable(dict[str, Any]):
+    """A mapping whose items() raises."""
+
+    def items(self) -> Any:
+        raise RuntimeError("items() failed")
+
+
+def _nested(levels: int) -> dict[str, Any]:
+    top: dict[str, Any] = {}
+    current = top
+    for _ in range(levels - 1):
+        current["x"] = {}
+        current = current["x"]
+    return top
+
+
+def _cyclic() -> dict[str, Any]:
+    cycle: dict[str, Any] = {"name": "a"}
+    cycle["self"] = cycle
+    return cycle
+
+
+def _listed_cycle() -> list[Any]:
+    cycle: list[Any] = []
+    cycle.append(cycle)
+    return cycle
+
+
+@pytest.mark.parametrize(
+    ("metadata", "problem"),
+    [
+        pytest.param(
+            _cyclic(),
+            "returned metadata nested more than 32 levels deep (or a cycle)",
+            id="cyclic",
+        ),
+        pytest.param(
+            {"list": _listed_cycle()},
+            "returned metadata nested more than 32 levels deep (or a cycle)",
+            id="cyclic-list",
+        ),
+        pytest.param(
+            _nested(600),
+            "returned metadata nested more than 32 levels deep (or a cycle)",
+            id="600-levels",
+        ),
+        pytest.param(
+            _nested(sys.getrecursionlimit() + 50),
+            "returned metadata nested more than 32 levels deep (or a cycle)",
+            id="past-the-recursion-limit",
+        ),
+        pytest.param(
+            _nested(33),
+            "returned metadata nested more than 32 levels deep (or a cycle)",
+            id="33-levels",
+        ),
+        pytest.param(_Unreadable(a=1), "raised RuntimeError", id="items-raises"),
+        pytest.param({"a": _Unreadable(b=1)}, "raised RuntimeError", id="nested-items-raises"),
+    ],
+)
+def test_metadata_that_cannot_be_frozen_is_a_verifier_failure(metadata: Any, problem: str) -> None:
+    def verifier(token: str) -> AuthContext:
+        return AuthContext(True, key_id="jwt:a", metadata=metadata)
+
+    for _ in range(2):  # on every request, not only the first
+        result, logs = _respond(verifier, CANARY)
+        assert result.status == 401
+        assert result.seen is None
+    assert [(e["event"], e.get("problem")) for e in logs][:1] == [("verifier_failed", problem)]
+    assert CANARY not in repr(logs)
+
+
+def test_metadata_of_32_levels_is_accepted() -> None:
+    def verifier(token: str) -> AuthContext:
+        return AuthContext(True, key_id="jwt:a", metadata=_nested(32))
+
+    result, _ = _respond(verifier, CANARY)
+    assert result.status == 200
+
+
+@pytest.mark.parametrize(
+    "scope",
+    [
+        pytest.param("two words", id="space"),
+        pytest.param('say"what', id="quote"),
+        pytest.param("back\\slash", id="backslash"),
+        pytest.param("", id="empty"),
+        pytest.param("caf\u00e9", id="non-ascii"),
+        pytest.param("line\nbreak", id="newline"),
+        pytest.param("tab\there", id="tab"),
+    ],
+)
+def test_a_verifier_scope_outside_the_scope_token_grammar_is_a_verifier_failure(
+    scope: str,
+) -> None:
+    def verifier(token: str) -> AuthContext:
+        return AuthContext(True, key_id="jwt:a", scopes=frozenset({"read", scope}))
+
+    result, logs = _respond(verifier, CANARY)
+    assert result.status == 401
+    assert logs[0]["event"] == "verifier_failed"
+    assert logs[0]["problem"].startswith("returned a scope that is not an RFC 6749 scope token")
+
+
+def test_a_verifier_failure_leaves_no_frame_holding_the_token() -> None:
+    # Nothing escapes as an exception, so no traceback (and no frame locals) can
+    # carry the token to an error reporter; the verifier's own error is dropped.
+    import gc
+
+    from asgi_apikey.keys import KeySnapshot
+
+    def verifier(token: str) -> AuthContext:
+        return AuthContext(True, key_id="jwt:a", metadata=_cyclic())
+
+    snapshot = KeySnapshot(
+        by_digest={},
+        by_id={},
+        anonymous=AuthContext(False),
+        verifiers=(verifier,),
+        report_verifier_failure=lambda name, problem: None,
+    )
+    token = CANARY.encode()
+    assert snapshot.resolve(token) is None
+    assert sys.exc_info() == (None, None, None)
+    gc.collect()
+    frames = [o for o in gc.get_objects() if type(o).__name__ == "frame"]
+    for frame in frames:
+        for value in frame.f_locals.values():
+            if isinstance(value, str) and CANARY in value:
+                raise AssertionError(f"a frame of {frame.f_code.co_name} holds the token")
