@@ -418,8 +418,6 @@ class KeySnapshot:
                 outcome = _consult(verifier, token, self.by_id)
             except InvalidRejection as error:  # our own message, which quotes nothing
                 outcome = f"built a Rejected that is not valid: {error}"
-            except RecursionError:
-                outcome = "returned something nested too deeply to check"
             except Exception as error:
                 outcome = f"raised {type(error).__name__}"
             if outcome is None:
@@ -569,9 +567,7 @@ def _shares(text: str, token: str, size: int) -> bool:
     # Any shared piece of `size` holds one of text's blocks of size // 2 at a
     # multiple of it: look for those (a substring search each), and check the
     # windows only around a block found. Sentences and short ids cost little.
-    half = size // 2
-    if half == 0:
-        return False
+    half = size // 2  # size is at least _MIN_QUOTED
     for block in range(0, len(text) - half + 1, half):
         if text[block : block + half] in token:
             for start in range(max(0, block - half), min(block, len(text) - size) + 1):

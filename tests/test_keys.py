@@ -790,7 +790,15 @@ def _interleave(token: str, separator: str, every: int) -> str:
 @pytest.mark.parametrize("separator", _SEPARATORS, ids=ascii)
 @pytest.mark.parametrize(
     "where",
-    ["key_id", "scope", "metadata-value", "metadata-key", "nested-metadata", "rejected-key_id"],
+    [
+        "key_id",
+        "scope",
+        "metadata-value",
+        "metadata-key",
+        "nested-metadata",
+        "metadata-bytes",
+        "rejected-key_id",
+    ],
 )
 def test_a_verifier_that_returns_the_token_split_up_is_refused(separator: str, where: str) -> None:
     token = CANARY
@@ -807,6 +815,7 @@ def test_a_verifier_that_returns_the_token_split_up_is_refused(separator: str, w
             "metadata-value": {"sub": split},
             "metadata-key": {split: 1},
             "nested-metadata": {"a": [{"b": ("x", split.upper())}]},
+            "metadata-bytes": {"raw": frozenset({split.encode("utf-8")})},
         }[where]
         return AuthContext(True, key_id="jwt:a", metadata=metadata)
 
@@ -1034,3 +1043,14 @@ def test_a_verifier_failure_leaves_no_frame_holding_the_token() -> None:
         for value in frame.f_locals.values():
             if isinstance(value, str) and CANARY in value:
                 raise AssertionError(f"a frame of {frame.f_code.co_name} holds the token")
+
+
+def test_key_metadata_that_cannot_be_read_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        APIKey(CANARY, name="ci", metadata={"a": _Unreadable(b=1)})
+    assert str(caught.value) == "metadata of key 'ci' cannot be read (RuntimeError)"
+    assert caught.value.context == {"key_id": "ci"}
+    assert caught.value.__context__ is None
+    with pytest.raises(ConfigurationError, match=r"nested too deeply \(more than 32 levels"):
+        APIKey(CANARY, metadata=_nested(33))
+    assert APIKey(CANARY, metadata=_nested(32)).metadata
