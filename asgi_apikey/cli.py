@@ -44,6 +44,7 @@ from .credentials import is_b64token
 from .errors import ConfigurationError, KeySourceError
 from .keys import MIN_PRODUCTION_KEY_LENGTH, APIKey
 from .middleware import APIKeyMiddleware
+from .paths import Access, Rule
 
 __all__ = ["AppNotLoaded", "configure_logging", "main", "run"]
 
@@ -423,14 +424,16 @@ def _check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     try:
         with capture_logs():  # the report says what the startup warning would
             if args.app:
-                pairs = [(m.auth, m) for m in _middlewares_of(args.app)]
+                found = _middlewares_of(args.app)
+                pairs = [(m.auth, m) for m, _ in found]
+                guarded = [guards for _, guards in found]
                 if not pairs:
                     raise ConfigurationError(
                         f"no APIKeyMiddleware found in {loggable(args.app, 200)}: add it with "
                         "app.add_middleware(APIKeyMiddleware, ...)"
                     )
             else:
-                pairs = [(APIKeyAuth.from_env(), None)]
+                pairs, guarded = [(APIKeyAuth.from_env(), None)], [None]
     except AppNotLoaded as error:
         err.write(f"error: {error}\n")
         if args.traceback and error.__cause__ is not None:
@@ -439,7 +442,10 @@ def _check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     except ConfigurationError as error:
         err.write(f"error: {error}\n")
         return 1
-    reports = [report(auth, middleware) for auth, middleware in pairs]
+    reports = [
+        report(auth, middleware, guards)
+        for (auth, middleware), guards in zip(pairs, guarded, strict=True)
+    ]
     warnings = [warning for one in reports for warning in one["warnings"]]
     if args.json:
         out.write(json.dumps(reports if args.app else reports[0], indent=2) + "\n")
@@ -457,7 +463,7 @@ class AppNotLoaded(Exception):
     """
 
 
-def _middlewares_of(target: str) -> list[APIKeyMiddleware]:
+def _middlewares_of(target: str) -> list[tuple[APIKeyMiddleware, object]]:
     app = load_app(target)
     try:
         return find_middlewares(app)
@@ -561,9 +567,10 @@ def _not_an_app(found: object) -> str | None:
     return None
 
 
-def find_middlewares(app: object) -> list[APIKeyMiddleware]:
-    """Every APIKeyMiddleware in front of ``app``: built, or declared on a Starlette app."""
-    found: list[APIKeyMiddleware] = []
+def find_middlewares(app: object) -> list[tuple[APIKeyMiddleware, object]]:
+    """Every APIKeyMiddleware in front of ``app`` (built, or declared on a Starlette
+    app), each with the app it guards."""
+    found: list[tuple[APIKeyMiddleware, object]] = []
     pending, seen = [app], set[int]()
     while pending and len(seen) < 1000:
         node = pending.pop()
@@ -571,7 +578,7 @@ def find_middlewares(app: object) -> list[APIKeyMiddleware]:
             continue
         seen.add(id(node))
         if isinstance(node, APIKeyMiddleware):
-            found.append(node)
+            found.append((node, node.app))
         stack = getattr(node, "middleware_stack", None)
         if stack is None:
             # A Starlette app not yet started: build its APIKeyMiddleware the way
@@ -579,7 +586,7 @@ def find_middlewares(app: object) -> list[APIKeyMiddleware]:
             for declared in getattr(node, "user_middleware", None) or ():
                 cls = getattr(declared, "cls", None)
                 if isinstance(cls, type) and issubclass(cls, APIKeyMiddleware):
-                    found.append(cls(_nothing, *declared.args, **declared.kwargs))
+                    found.append((cls(_nothing, *declared.args, **declared.kwargs), node))
         else:
             pending.append(stack)
         inner = getattr(node, "app", None)
@@ -593,12 +600,68 @@ def find_middlewares(app: object) -> list[APIKeyMiddleware]:
     return found
 
 
+def route_paths(app: object) -> tuple[object | None, list[str]]:
+    """The Starlette (or FastAPI) app that ``app`` leads to, and its route paths as
+    written (``/items/{id}``), mounts expanded; ``(None, [])`` for another kind of app."""
+    router: object | None = app
+    for _ in range(64):  # through middleware to the first object with routes
+        if router is None or getattr(router, "routes", None) is not None:
+            break
+        router = getattr(router, "app", None)
+    if router is None or getattr(router, "routes", None) is None:
+        return None, []
+    paths: list[str] = []
+    pending: list[tuple[str, object]] = [("", router)]
+    while pending and len(paths) < 10_000:
+        prefix, node = pending.pop()
+        for route in getattr(node, "routes", None) or ():
+            path = getattr(route, "path", None)
+            if not isinstance(path, str):
+                continue  # a Host route: matched on the host, not the path
+            if isinstance(getattr(route, "routes", None), list) and len(pending) < 1000:
+                pending.append((prefix + path, route))  # a Mount
+            else:
+                paths.append(prefix + path)
+    return router, paths
+
+
+def opened_routes(middleware: APIKeyMiddleware, app: object) -> list[str]:
+    """Warnings for public and optional rules that cover routes they do not name.
+
+    ``public=["/v1"]`` opens ``/v1/admin`` too: say so, route by route. The
+    companion routes of FastAPI's docs page (under its ``docs_url``) are expected.
+    """
+    router, paths = route_paths(app)
+    docs = getattr(router, "docs_url", None)
+    opened: dict[Rule, list[str]] = {}
+    for path in paths:
+        rule = middleware.rules.decide(path)
+        if (
+            rule.access in (Access.PUBLIC, Access.OPTIONAL)
+            and rule.path not in ("", "/", docs)
+            and path.rstrip("/") != rule.path
+        ):
+            opened.setdefault(rule, []).append(path)
+    return [
+        f"{rule.access.name.lower()} rule {rule.path!r} also opens "
+        f"{', '.join(sorted(routes)[:10])}{' ...' if len(routes) > 10 else ''}, which it "
+        f"does not name: list them in protected= to keep them closed, or name the route itself"
+        for rule, routes in opened.items()
+    ]
+
+
 async def _nothing(scope: Any, receive: Any, send: Any) -> None:  # pragma: no cover
     raise RuntimeError("asgi_apikey check builds middleware only to inspect it")
 
 
-def report(auth: APIKeyAuth, middleware: APIKeyMiddleware | None = None) -> dict[str, Any]:
-    """What ``check`` prints: the status, the rules, and warnings. Holds no secret."""
+def report(
+    auth: APIKeyAuth, middleware: APIKeyMiddleware | None = None, guards: object = None
+) -> dict[str, Any]:
+    """What ``check`` prints: the status, the rules, and warnings. Holds no secret.
+
+    ``guards`` is the app behind ``middleware``, whose routes are compared with
+    the rules.
+    """
     status = auth.status()
     del status["counters"]  # always zero here: nothing has been served yet
     warnings: list[str] = []
@@ -657,6 +720,7 @@ def report(auth: APIKeyAuth, middleware: APIKeyMiddleware | None = None) -> dict
             )
         if not described["security_headers"]:
             warnings.append("security headers are switched off")
+        warnings.extend(opened_routes(middleware, guards))
     return result
 
 

@@ -29,7 +29,7 @@ import pytest
 import asgi_apikey
 import asgi_apikey.auth
 from asgi_apikey import APIKey, APIKeyAuth
-from asgi_apikey.cli import main
+from asgi_apikey.cli import main, route_paths
 from asgi_apikey.settings import load_key_file
 from tests.asgi import AUTH_VARIABLES, CANARY, OTHER_KEY
 
@@ -1485,3 +1485,50 @@ def test_check_names_the_key_variables_that_are_set_but_empty(
         "API_KEY and API_KEYS_FILE are set but empty (a missing secret?): the configured "
         "key sources hold no key, so every protected request is refused"
     ]
+
+
+_OPENING_APP = f"""
+    from fastapi import FastAPI
+    from starlette.routing import Mount, Route
+
+    from asgi_apikey import APIKeyMiddleware
+
+    async def nothing(request):
+        return None
+
+    app = FastAPI()
+    for path in ("/v1", "/v1/models", "/v1/admin/{{name}}", "/health", "/ops/x"):
+        app.router.routes.append(Route(path, nothing))
+    app.router.routes.append(Mount("/tools", routes=[Route("/run", nothing)]))
+    app.add_middleware(
+        APIKeyMiddleware,
+        keys=[{CANARY!r}],
+        public=["/v1", "/health", "/docs", "/openapi.json"],
+        optional=["/tools"],
+    )
+"""
+
+
+def test_check_app_warns_about_rules_that_open_routes_they_do_not_name(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    app_module: Callable[[str], str],
+) -> None:
+    """Issue 15: a rule opens every path below it; check names the routes it opens."""
+    monkeypatch.setenv("ENVIRONMENT", "production")
+    module = app_module(_OPENING_APP)
+    [report] = _check_json(capsys, "--app", f"{module}:app")
+    opened = [warning for warning in report["warnings"] if "also opens" in warning]
+    assert opened == [
+        "public rule '/v1' also opens /v1/admin/{name}, /v1/models, which it does not name: "
+        "list them in protected= to keep them closed, or name the route itself",
+        "optional rule '/tools' also opens /tools/run, which it does not name: "
+        "list them in protected= to keep them closed, or name the route itself",
+    ]
+    # FastAPI's own /docs/oauth2-redirect under the public /docs is expected: no warning.
+    assert not any("/docs" in warning for warning in report["warnings"])
+    assert _check(capsys, "--app", f"{module}:app", "--strict").code == 1
+
+
+def test_route_paths_of_something_that_is_not_starlette_is_empty() -> None:
+    assert route_paths(object()) == (None, [])
