@@ -855,6 +855,7 @@ class RedisKeySource(LiveKeySource):
         self._deaths += 1
         self._connected = False  # nobody follows: the keys age until a new follower loads
         self._recovering = True
+        self._lost_at = time.monotonic()
         delay = min(
             self._reconnect_delay * 2 ** min(self._deaths - 1, 30), self._max_reconnect_delay
         )
