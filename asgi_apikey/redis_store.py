@@ -41,7 +41,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Awaitable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
@@ -412,13 +412,16 @@ def _why(error: BaseException, url: str) -> str:
 def _client(url: str, timeout: float) -> Redis:
     # No retries inside redis-py: a lost connection must reach the source, which
     # then reloads everything once it is back (messages sent meanwhile are lost).
-    return Redis.from_url(
+    # (The ignores and casts here are for redis-py 5, whose types are looser.)
+    no_backoff = NoBackoff()  # type: ignore[no-untyped-call, unused-ignore]
+    client: Redis = Redis.from_url(
         url,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 0),
+        retry=Retry(no_backoff, 0),
         client_name="asgi_apikey",
     )
+    return client
 
 
 def _positive(value: object, setting: str, hint: str) -> float:
@@ -504,7 +507,10 @@ class RedisKeyStore:
         failure = None
         try:
             # bytes: the client does not decode responses.
-            records = cast(dict[bytes, bytes], await self._connection().hgetall(self._names.keys))
+            reading = cast(
+                Awaitable[dict[bytes, bytes]], self._connection().hgetall(self._names.keys)
+            )
+            records = await reading
         except (RedisError, OSError) as error:
             failure = self._unreachable(error)
         if failure is not None:
@@ -519,9 +525,9 @@ class RedisKeyStore:
     async def _run(self, script: str, args: list[str]) -> Any:
         names = self._names
         try:
-            return await self._connection().eval(
-                script, 4, *names.script_keys, secrets.token_hex(16), names.channel, *args
-            )
+            keys_and_args = [*names.script_keys, secrets.token_hex(16), names.channel, *args]
+            running: Any = self._connection().eval(script, 4, *keys_and_args)  # type: ignore[arg-type, unused-ignore]
+            return await running
         except (RedisError, OSError) as error:
             failure = self._unreachable(error)
         # Raised outside the except block, so the error chains no redis-py exception
