@@ -381,7 +381,7 @@ def test_a_root_rule_that_opens_is_refused_and_points_to_default(setting: str) -
     """A '/' rule would silently replace the default (issue 15: public=["/"] opened every
     path while describe() still said default: protected)."""
     with pytest.raises(ConfigurationError, match=f"default='{setting}'") as caught:
-        RuleTable(**{setting: ["/"], "protected": ["/admin"]})
+        RuleTable(**{setting: ["/"], "protected": ["/admin"]})  # type: ignore[arg-type]
     assert caught.value.context == {"setting": setting}
 
 

@@ -462,6 +462,7 @@ def test_control_and_non_ascii_bytes_in_the_key_are_refused(
 
 # --- path tricks without a key ------------------------------------------------------------
 
+
 def _short(target: str) -> str:
     return target if len(target) <= 80 else f"{target[:40]}...({len(target)} characters)"
 
