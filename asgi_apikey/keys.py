@@ -541,12 +541,19 @@ def _quotes(token: str, text: str | None) -> bool:
     letters case-folded (after NFKC, so full-width and other look-alike forms
     count as the letters they show): a token split up with ``:``, spaces,
     dashes, dots or invisible characters, or upper-cased, is still the token.
-    Shorter pieces are allowed, and so is a ``text`` that is the token's
-    public selector: its start up to a separator (``.``, ``_``, ``-``)
-    with 16 or more characters after it, as in ``"<id>.<secret>"`` tokens.
-    Either way at least 16 characters of the token stay out of every log
-    (all of them, for a token with 12 to 15 letters and digits). 16 is the
-    shortest key production accepts.
+    Pieces count together: runs of 8 or more shared characters that cover
+    16 characters of the token between them (``tok[:15] + "..." + tok[-15:]``,
+    or the token cut in chunks) quote it as much as one run of 16. Shorter
+    pieces are allowed, and so is a ``text`` that is the token's public
+    selector: its start up to a separator (``.``, ``_``, ``-``) with 16 or
+    more characters after it, as in ``"<id>.<secret>"`` tokens. Either way at
+    least 16 characters of the token stay out of every log (all of them, for
+    a token with 12 to 15 letters and digits). 16 is the shortest key
+    production accepts.
+
+    >>> token = "sk-0123456789abcdefghijklmnopqrstuvwxyz"
+    >>> _quotes(token, token[:15] + "..." + token[-15:]), _quotes(token, "key sk-0123")
+    (True, False)
     """
     if not text:
         return False
@@ -559,7 +566,23 @@ def _quotes(token: str, text: str | None) -> bool:
         return True
     secret = _squeezed(token)
     size = min(size, len(secret))
-    return size >= _MIN_QUOTED and _shares(_squeezed(text), secret, size)
+    if size < _MIN_QUOTED:
+        return False
+    squeezed, run = _squeezed(text), min(_QUOTED_RUN, size)
+    # The cheap test first: most texts share no run of 8 with the token at all.
+    return _shares(squeezed, secret, run) and _covered(squeezed, secret, run) >= size
+
+
+def _covered(text: str, token: str, run: int) -> int:
+    """How many of ``token``'s characters lie in runs of ``run`` or more it shares with ``text``."""
+    covered = bytearray(len(token))
+    for start in range(len(text) - run + 1):
+        window = text[start : start + run]
+        at = token.find(window)
+        while at >= 0:
+            covered[at : at + run] = b"\x01" * run
+            at = token.find(window, at + 1)
+    return sum(covered)
 
 
 def _shares(text: str, token: str, size: int) -> bool:
@@ -577,6 +600,7 @@ def _shares(text: str, token: str, size: int) -> bool:
 
 
 _MIN_QUOTED = 12  # below this, a toy token such as "jwt-alice": only itself counts
+_QUOTED_RUN = 8  # shared runs this long or longer add up towards a quote
 _NOT_ALNUM = re.compile(r"[^0-9a-z]+")
 
 

@@ -300,6 +300,8 @@ class RuleTable:
         readings are judged, and the stricter wins.
         """
         rule = self._under(path, root_path)
+        if len(path) > self._max_path:
+            return rule  # over the limit only a plain, public spelling passes: no URL to read
         # A target that is not in origin form: Quart routes the path of it as a URL,
         # then takes root_path off that.
         for reading in _url_readings(path):

@@ -177,31 +177,47 @@ def merge_headers(
 
 
 def private_cache_control(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """``headers`` with every Cache-Control made private (RFC 6750 §2.3, query tokens).
+    """``headers`` with every cache directive made private (RFC 6750 §2.3, query tokens).
 
     A response to a URL that holds a key must not be stored by shared caches:
-    ``public`` and ``s-maxage`` are dropped and ``private`` added, unless the
-    value already says ``private`` or ``no-store``.
+    in ``Cache-Control`` ``public`` and ``s-maxage`` are dropped and a bare
+    ``private`` added, unless the value already says ``private`` (unqualified:
+    ``private="set-cookie"`` keeps only that field out, RFC 9111 §5.2.2.7) or
+    ``no-store``; the CDN's own fields (``CDN-Cache-Control``, RFC 9213, and
+    ``Surrogate-Control``), which win over it there, become ``no-store``.
 
     >>> private_cache_control([(b"cache-control", b"public, max-age=60")])
     [(b'cache-control', b'private, max-age=60')]
+    >>> private_cache_control([(b"Cache-Control", b'private="set-cookie, x", max-age=9')])
+    [(b'Cache-Control', b'private, max-age=9')]
     """
     fixed = []
     for name, value in headers:
-        if name.lower() == b"cache-control":
-            directives = [d.strip() for d in value.split(b",") if d.strip()]
-            lowered = [d.lower() for d in directives]
-            if b"no-store" not in lowered and not any(
-                d == b"private" or d.startswith(b"private=") for d in lowered
-            ):
-                kept = [
-                    d
-                    for d, low in zip(directives, lowered, strict=True)
-                    if low != b"public" and not low.startswith(b"s-maxage")
-                ]
-                value = b", ".join([b"private", *kept])
+        lowered_name = name.lower()
+        if lowered_name == b"cache-control":
+            value = _made_private(value)
+        elif lowered_name in _CDN_CACHE_FIELDS or lowered_name.endswith(b"-cdn-cache-control"):
+            value = b"no-store"
         fixed.append((name, value))
     return fixed
+
+
+def _made_private(value: bytes) -> bytes:
+    directives = [d.strip() for d in _DIRECTIVE.findall(value) if d.strip()]
+    lowered = [d.lower() for d in directives]
+    if b"no-store" in lowered or b"private" in lowered:
+        return value
+    kept = [
+        directive
+        for directive, low in zip(directives, lowered, strict=True)
+        if low != b"public" and not low.startswith((b"s-maxage", b"private="))
+    ]
+    return b", ".join([b"private", *kept])
+
+
+# A directive of a Cache-Control value: commas inside a quoted string do not split it.
+_DIRECTIVE = re.compile(rb'(?:[^,"]|"(?:[^"\\]|\\.)*"?)+')
+_CDN_CACHE_FIELDS = frozenset({b"cdn-cache-control", b"surrogate-control"})
 
 
 class Denial:

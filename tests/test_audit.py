@@ -2384,7 +2384,12 @@ def naive_quotes(token: str, text: str | None) -> bool:
     size = min(16, len(secret))
     if size < 12:
         return False
-    return any(plain[start : start + size] in secret for start in range(len(plain) - size + 1))
+    run = min(8, size)  # runs of 8 or more add up: together they must cover `size`
+    covered: set[int] = set()
+    for start in range(len(secret) - run + 1):
+        if secret[start : start + run] in plain:
+            covered.update(range(start, start + run))
+    return len(covered) >= size
 
 
 @pytest.mark.parametrize(
@@ -2415,3 +2420,30 @@ def test_quotes_agrees_with_its_definition(
     start, end = sorted(cut)
     text = prefix + token[start:end] + suffix
     assert _quotes(token, text) == naive_quotes(token, text)
+
+
+@given(
+    token=st.text(alphabet="abcd0123._-", min_size=1, max_size=60),
+    cuts=st.lists(st.tuples(st.integers(0, 60), st.integers(0, 60)), min_size=2, max_size=4),
+    joiner=st.sampled_from(["...", " ", "x", ":", "\u200b"]),
+)
+def test_quotes_adds_up_pieces_as_its_definition_does(
+    token: str, cuts: list[tuple[int, int]], joiner: str
+) -> None:
+    text = joiner.join(token[min(cut) : max(cut)] for cut in cuts)
+    assert _quotes(token, text) == naive_quotes(token, text)
+
+
+@pytest.mark.parametrize(
+    "shown",
+    [
+        lambda token: token[:15] + "..." + token[-15:],
+        lambda token: "x".join(token[i : i + 12] for i in range(0, len(token), 12)),
+        lambda token: token[3:13] + " / " + token[20:30],
+    ],
+    ids=["masked-ends", "chunks", "two-tens"],
+)
+def test_pieces_that_cover_16_characters_quote_the_token(shown: Callable[[str], str]) -> None:
+    """The second review: a token in pieces (each under 16) passed the guard."""
+    token = "sk-live-7Hq2vK9xP4mN8rT1wZ6yB3cF5jL0dG"
+    assert _quotes(token, shown(token))

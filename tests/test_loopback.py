@@ -20,7 +20,8 @@ _LOOPBACK_4 = ipaddress.ip_network("127.0.0.0/8")
 
 
 def scope(client: Any, headers: list[tuple[bytes, bytes]] | None = None) -> dict[str, Any]:
-    return {"type": "http", "client": client, "headers": [(b"host", b"x"), *(headers or [])]}
+    host = [(b"host", b"127.0.0.1:8000")]
+    return {"type": "http", "client": client, "headers": [*host, *(headers or [])]}
 
 
 @pytest.mark.parametrize(
@@ -69,9 +70,72 @@ def test_a_proxied_request_is_never_local(name: bytes, client: tuple[str, int]) 
     assert is_local_client(scope(client, [(name.decode(), b"x")])) is False  # type: ignore[list-item]
 
 
-def test_other_forwarding_like_headers_do_not_matter() -> None:
-    headers = [(b"x-forwarded-proto", b"https"), (b"via", b"1.1 cache"), (b"x-request-id", b"1")]
+@pytest.mark.parametrize(
+    "name",
+    [b"x-forwarded-proto", b"X-Forwarded-Host", b"via", b"x-envoy-attempt", b"cf-connecting-ip"],
+)
+def test_every_relay_header_makes_a_request_not_local(name: bytes) -> None:
+    """The second review: an Envoy sidecar sends from 127.0.0.6 with x-envoy-* and
+    x-forwarded-proto, but no X-Forwarded-For."""
+    assert is_local_client(scope(("127.0.0.6", 1), [(name, b"1")])) is False
+
+
+def test_headers_that_no_relay_adds_do_not_matter() -> None:
+    headers = [(b"x-request-id", b"1"), (b"accept", b"*/*"), (b"user-agent", b"curl")]
     assert is_local_client(scope(("127.0.0.1", 1), headers)) is True
+
+
+@pytest.mark.parametrize(
+    ("host", "local"),
+    [
+        (b"localhost", True),
+        (b"localhost:8000", True),
+        (b"LOCALHOST.", True),
+        (b"api.localhost:8000", True),
+        (b"127.0.0.1:8000", True),
+        (b"127.9.9.9", True),
+        (b"[::1]:8000", True),
+        (b"[::1]", True),
+        (b"testserver", True),
+        (b"rebind.attacker.example:8000", False),  # DNS rebinding: the page's own name
+        (b"localhost.attacker.example", False),
+        (b"127.0.0.1.nip.io", False),
+        (b"svc.ns.svc.cluster.local", False),  # a mesh sidecar keeps the service's name
+        (b"10.0.0.7:8000", False),
+        (b"[2001:db8::1]:80", False),
+        (b"[::1", False),
+        (b"", False),
+    ],
+)
+def test_the_host_must_name_this_machine(host: bytes, local: bool) -> None:
+    request = {"type": "http", "client": ("127.0.0.1", 1), "headers": [(b"host", host)]}
+    assert is_local_client(request) is local
+
+
+def test_a_request_without_a_host_header_is_judged_by_its_client() -> None:
+    assert is_local_client({"type": "http", "client": ("127.0.0.1", 1), "headers": []}) is True
+
+
+@pytest.mark.parametrize(
+    ("origin", "local"),
+    [
+        (b"http://localhost:3000", True),
+        (b"http://127.0.0.1:8000", True),
+        (b"https://[::1]", True),
+        (b"http://rebind.attacker.example:8000", False),
+        (b"null", False),  # a sandboxed frame or a file: no host to trust
+        (b"file://", False),
+        (b"http://[::1", False),
+    ],
+)
+def test_an_origin_must_name_this_machine_too(origin: bytes, local: bool) -> None:
+    assert is_local_client(scope(("127.0.0.1", 1), [(b"origin", origin)])) is local
+
+
+@pytest.mark.parametrize("headers", [[()], [(None, b"x")], [(b"host",)], [(b"host", None)]])
+def test_a_malformed_header_list_is_not_local_and_does_not_raise(headers: list[Any]) -> None:
+    request = {"type": "http", "client": ("127.0.0.1", 1), "headers": headers}
+    assert is_local_client(request) is False
 
 
 def reference(host: str) -> bool:
@@ -96,7 +160,7 @@ hosts = st.one_of(
 )
 other_headers = st.lists(
     st.tuples(
-        st.sampled_from([b"host", b"accept", b"x-forwarded-proto", b"user-agent", b"cookie"]),
+        st.sampled_from([b"accept", b"x-request-id", b"user-agent", b"cookie"]),
         st.binary(max_size=8),
     ),
     max_size=4,

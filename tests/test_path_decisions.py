@@ -24,7 +24,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from asgi_apikey import APIKey, APIKeyMiddleware, ConfigurationError
+from asgi_apikey import APIKey, APIKeyMiddleware, ConfigurationError, paths
 from asgi_apikey.paths import Access, RuleTable
 from tests.asgi import CANARY, Recorder, bearer, call, http_scope
 
@@ -274,6 +274,9 @@ def test_no_access_token_leaves_caching_to_the_app() -> None:
         (b"PUBLIC", "private"),
         (b"no-store", "no-store"),
         (b"private, max-age=5", "private, max-age=5"),
+        # A qualified private keeps only the named fields out of shared caches.
+        (b'private="set-cookie", max-age=600', "private, max-age=600"),
+        (b'max-age=600, private="a, b"', "private, max-age=600"),
     ],
 )
 def test_an_apps_cache_control_is_made_private_on_a_query_token_response(
@@ -284,6 +287,20 @@ def test_an_apps_cache_control_is_made_private_on_a_query_token_response(
     result = call(app, http_scope("/v1/x", query_string=query), inner)
     assert result.status == 200
     assert result.header("cache-control") == sent
+
+
+@pytest.mark.parametrize(
+    "field", [b"cdn-cache-control", b"Surrogate-Control", b"cloudflare-cdn-cache-control"]
+)
+def test_a_cdns_own_cache_field_becomes_no_store_on_a_query_token_response(field: bytes) -> None:
+    """RFC 9213: a CDN obeys its own field over Cache-Control (second review)."""
+    app, inner = _query_app([(field, b"max-age=600")])
+    query = b"access_token=" + CANARY.encode()
+    result = call(app, http_scope("/public/x", query_string=query), inner)
+    assert result.header(field.decode().lower()) == "no-store"
+    assert result.header("cache-control") == "private"
+    plain = call(app, http_scope("/public/x"), inner)
+    assert plain.header(field.decode().lower()) == "max-age=600"  # no key in the URL
 
 
 # --- websocket denial responses of the app ------------------------------------------------
@@ -307,3 +324,22 @@ def test_an_apps_websocket_denial_response_gets_the_security_headers() -> None:
     result = call(app, scope)
     assert result.status == 403
     assert {name for name, _ in result.headers} >= SECURITY
+
+
+def test_an_overlong_path_under_a_mount_point_is_not_parsed_as_a_url(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The second review: urlsplit ran (and cached) before the length check."""
+    table = RuleTable(public=["/health"], max_path_length=256)
+    parsed: list[str] = []
+
+    def readings(path: str) -> list[str]:
+        parsed.append(path)
+        return []
+
+    monkeypatch.setattr(paths, "_url_readings", readings)
+    assert table.decide_under("/root//x" + "/a" * 200, "/root").access is Access.REFUSED
+    assert table.decide_under("/root/health" + "/a" * 200, "/root").access is Access.PUBLIC
+    assert parsed == []
+    table.decide_under("/root//x", "/root")
+    assert parsed  # a path within the limit is read as a URL too
