@@ -27,6 +27,7 @@ from .responses import (
     AddedHeaders,
     Denial,
     Denials,
+    Headers,
     SecurityHeaders,
     merge_headers,
     private_cache_control,
@@ -37,9 +38,6 @@ __all__ = ["APIKeyMiddleware"]
 _PUBLIC = Access.PUBLIC
 _PROTECTED = Access.PROTECTED
 _REFUSED = Access.REFUSED
-# The message that carries a response's headers: an HTTP response, or the denial
-# response an app sends to refuse a websocket handshake.
-_STARTS = {"http": "http.response.start", "websocket": "websocket.http.response.start"}
 
 
 class APIKeyMiddleware:
@@ -270,20 +268,18 @@ class APIKeyMiddleware:
             added, names = self._plain_http  # what nearly every request behind a proxy is
         else:
             added, names = self._added.pick(scheme, via_query)
-        if not added and not via_query:
+        if via_query or scope["type"] != "http":
+            return _careful_sender(send, scope["type"], added, names, via_query)
+        if not added:
             return send
-        start = _STARTS[scope["type"]]
 
         # A plain function that returns send's awaitable: no extra coroutine to
         # drive for each message, which is most of what adding headers costs.
         def send_with_headers(message: Message) -> Awaitable[None]:
-            if message["type"] == start:
+            if message["type"] == "http.response.start":
                 # In place, as Starlette's own middleware edit the message they pass on;
                 # merging again adds nothing, so a message an app reuses stays right.
-                headers = merge_headers(message.get("headers") or (), added, names)
-                if via_query:  # RFC 6750 §2.3: a URL with a key is never cached publicly
-                    headers = private_cache_control(headers)
-                message["headers"] = headers
+                message["headers"] = merge_headers(message.get("headers") or (), added, names)
             return send(message)
 
         return send_with_headers
@@ -378,6 +374,22 @@ class APIKeyMiddleware:
         if auth is None or rules is None:
             return f"{type(self).__name__}(<not built>)"
         return f"{type(self).__name__}(auth={auth!r}, rules={len(rules.rules)})"
+
+
+def _careful_sender(
+    send: Send, kind: str, added: Headers, names: frozenset[bytes], via_query: bool
+) -> Send:
+    """The header wrapper for the rarer cases: a websocket's denial response, or a
+    response to a URL that holds a key (never cached publicly, RFC 6750 §2.3)."""
+    start = "http.response.start" if kind == "http" else "websocket.http.response.start"
+
+    def send_with_headers(message: Message) -> Awaitable[None]:
+        if message["type"] == start:
+            headers = merge_headers(message.get("headers") or (), added, names)
+            message["headers"] = private_cache_control(headers) if via_query else headers
+        return send(message)
+
+    return send_with_headers
 
 
 def _authenticator(keys: Iterable[str | APIKey] | None, auth: APIKeyAuth | None) -> APIKeyAuth:
