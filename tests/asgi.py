@@ -198,19 +198,24 @@ def bearer(token: str | bytes) -> tuple[bytes, bytes]:
     return (b"authorization", b"Bearer " + raw)
 
 
+def client_messages(scope: Scope) -> tuple[list[Message], Message]:
+    """What a client sends for ``scope`` (its request, or its websocket handshake), and
+    the message ``receive`` gives once those are read."""
+    if scope["type"] == "websocket":
+        return [{"type": "websocket.connect"}], {"type": "websocket.disconnect", "code": 1000}
+    return [{"type": "http.request", "body": b"", "more_body": False}], {"type": "http.disconnect"}
+
+
 def call(app: ASGIApp, scope: Scope, recorder: Recorder | None = None) -> Result:
     """Run one request through ``app`` and collect what it sends."""
     messages: list[Message] = []
-    if scope["type"] == "websocket":
-        incoming: list[Message] = [{"type": "websocket.connect"}]
-    else:
-        incoming = [{"type": "http.request", "body": b"", "more_body": False}]
+    incoming, gone = client_messages(scope)
 
     async def receive() -> Message:
         if incoming:
             return incoming.pop(0)
         await asyncio.sleep(0)
-        return {"type": "http.disconnect"}
+        return gone
 
     async def send(message: Message) -> None:
         messages.append(message)

@@ -70,6 +70,7 @@ from tests.asgi import (
     Recorder,
     bearer,
     call,
+    client_messages,
     http_scope,
     plain_digest,
 )
@@ -191,12 +192,7 @@ def events(logs: Iterable[EventDict], name: str) -> list[EventDict]:
 async def through(app: ASGIApp, scope: Scope) -> list[Message]:
     """One request through ``app`` inside the running loop; what it sent."""
     sent: list[Message] = []
-    if scope["type"] == "websocket":
-        incoming: list[Message] = [{"type": "websocket.connect"}]
-        gone: Message = {"type": "websocket.disconnect", "code": 1000}
-    else:
-        incoming = [{"type": "http.request", "body": b"", "more_body": False}]
-        gone = {"type": "http.disconnect"}
+    incoming, gone = client_messages(scope)
 
     async def receive() -> Message:
         if incoming:

@@ -53,7 +53,7 @@ from structlog.testing import capture_logs
 
 import asgi_apikey.auth
 from asgi_apikey import APIKey, APIKeyMiddleware
-from tests.asgi import bearer
+from tests.asgi import bearer, client_messages
 from tests.test_bypass import scope_from_target
 
 USER_KEY = "sk-live-diff-user-0123456789abcdef"
@@ -435,12 +435,7 @@ def run(app: ASGIApp, scope: Scope) -> Hop:
     RAN.clear()
     PASSED[0] = False
     messages: list[Message] = []
-    if scope["type"] == "websocket":
-        incoming: list[Message] = [{"type": "websocket.connect"}]
-        gone: Message = {"type": "websocket.disconnect", "code": 1000}
-    else:
-        incoming = [{"type": "http.request", "body": b"", "more_body": False}]
-        gone = {"type": "http.disconnect"}
+    incoming, gone = client_messages(scope)
 
     async def receive() -> Message:
         return incoming.pop(0) if incoming else gone
