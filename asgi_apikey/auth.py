@@ -736,7 +736,7 @@ class APIKeyAuth:
             return (
                 "no API keys are configured and "
                 f"{environment} is not set: development mode serves only this machine "
-                "(loopback clients whose requests carry no proxy headers) and refuses every "
+                "(loopback clients that name it as the host, through no proxy) and refuses every "
                 f"other client with 401. Set {api_key} (or pass keys=[...]) to serve them, or "
                 f"{environment}=development to open development mode to every client; "
                 f"{refused}."

@@ -668,9 +668,10 @@ def report(
     if auth.development_access == "local":
         warnings.append(
             "no keys are configured and ENVIRONMENT is not set: development mode serves only "
-            "this machine (loopback clients without proxy headers) and refuses other clients "
-            "with 401; set API_KEY to serve them, or ENVIRONMENT=development to open it to "
-            "every client (ENVIRONMENT=staging or production refuses to start like this)"
+            "this machine (loopback clients that name it as the host, through no proxy) and "
+            "refuses other clients with 401; set API_KEY to serve them, or "
+            "ENVIRONMENT=development to open it to every client (ENVIRONMENT=staging or "
+            "production refuses to start like this)"
         )
     elif auth.is_development_mode:
         warnings.append(

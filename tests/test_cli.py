@@ -425,9 +425,10 @@ def test_hash_on_a_terminal_prompts_with_getpass(
 
 _DEVELOPMENT_WARNING = (
     "no keys are configured and ENVIRONMENT is not set: development mode serves only "
-    "this machine (loopback clients without proxy headers) and refuses other clients "
-    "with 401; set API_KEY to serve them, or ENVIRONMENT=development to open it to "
-    "every client (ENVIRONMENT=staging or production refuses to start like this)"
+    "this machine (loopback clients that name it as the host, through no proxy) and "
+    "refuses other clients with 401; set API_KEY to serve them, or "
+    "ENVIRONMENT=development to open it to every client (ENVIRONMENT=staging or "
+    "production refuses to start like this)"
 )
 _ENVIRONMENT_WARNING = (
     "ENVIRONMENT is not set, so it counts as development: set it, and to production "
