@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 
 import pytest
@@ -17,6 +19,16 @@ settings.register_profile(
     "thorough", max_examples=5000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+# The benchmark tests draw a chart: matplotlib keeps its font cache and config in
+# a directory of the run's own (also for the servers and commands tests start),
+# never in the home directory.
+_MATPLOTLIB_HOME = tempfile.mkdtemp(prefix="asgi-apikey-matplotlib-")
+os.environ["MPLCONFIGDIR"] = _MATPLOTLIB_HOME
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(_MATPLOTLIB_HOME, ignore_errors=True)
 
 
 # Tests start from an empty configuration so the machine's environment cannot

@@ -227,3 +227,12 @@ def test_starlettes_variant_refuses_like_asgi_apikey() -> None:
     variant = by_name()["starlette AuthenticationMiddleware"]
     assert variant.probes == apps.REFUSES
     asyncio.run(verify(variant, variant.build()))
+
+
+def test_the_suite_keeps_matplotlib_out_of_the_home_directory() -> None:
+    """Issue 16: the suite wrote matplotlib's cache into ~/.cache and ~/.config."""
+    import matplotlib
+
+    here = Path(matplotlib.get_cachedir()).resolve()
+    assert Path.home().resolve() not in here.parents
+    assert here == Path(os.environ["MPLCONFIGDIR"]).resolve()
