@@ -20,18 +20,11 @@ from .auth import APIKeyAuth, set_default
 from .context import ANONYMOUS_USER
 from .credentials import DEFAULT_MAX_TOKEN_LENGTH, CredentialReader, Malformed, is_http_token
 from .errors import ConfigurationError, KeySourceError
+from .headers import AddedHeaders, Headers, SecurityHeaders, merge_headers, private_cache_control
 from .keys import Accepted, APIKey
 from .loopback import is_local_client
 from .paths import DEFAULT_MAX_PATH_LENGTH, Access, RuleTable
-from .responses import (
-    AddedHeaders,
-    Denial,
-    Denials,
-    Headers,
-    SecurityHeaders,
-    merge_headers,
-    private_cache_control,
-)
+from .responses import Denial, Denials
 
 __all__ = ["APIKeyMiddleware"]
 
