@@ -19,9 +19,10 @@ from structlog.contextvars import bind_contextvars, reset_contextvars
 from .auth import APIKeyAuth, set_default
 from .context import ANONYMOUS_USER
 from .credentials import DEFAULT_MAX_TOKEN_LENGTH, CredentialReader, Malformed, is_http_token
-from .errors import ConfigurationError, KeySourceError
+from .errors import ConfigurationError
 from .headers import AddedHeaders, Headers, SecurityHeaders, merge_headers, private_cache_control
 from .keys import Accepted, APIKey
+from .lifespan import run_lifespan
 from .loopback import is_local_client
 from .paths import DEFAULT_MAX_PATH_LENGTH, Access, RuleTable
 from .responses import Denial, Denials
@@ -163,8 +164,8 @@ class APIKeyMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind != "http" and kind != "websocket":
-            if kind == "lifespan":
-                await self._lifespan(scope, receive, send)
+            if kind == "lifespan":  # a live key source starts and stops with the app
+                await run_lifespan(self.app, self.auth, scope, receive, send)
             else:
                 await self.app(scope, receive, send)  # a type this middleware does not know
             return
@@ -294,55 +295,6 @@ class APIKeyMiddleware:
             await self.app(scope, receive, self._sender(scope, send, via_query))
         finally:
             reset_contextvars(**bound)
-
-    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Pass the lifespan through, starting and stopping a live key source with it.
-
-        The source starts once the app's own startup has completed. A store
-        that cannot be read turns that into ``lifespan.startup.failed`` with the
-        source's message (the server reports it and does not start); the app
-        then runs its own shutdown, since it will serve nothing, and the error
-        is raised, as Starlette raises a failed startup. At shutdown the source
-        stops and the failure throttle reports what it still holds.
-        """
-        audit, auth = self._audit, self.auth
-        failure: KeySourceError | None = None
-        # Some servers (hypercorn) raise from send() when told the startup failed:
-        # kept until the app has run its shutdown, then raised for the server.
-        refused: BaseException | None = None
-
-        async def receive_and_flush() -> Message:
-            if failure is not None:
-                return {"type": "lifespan.shutdown"}  # the app's own shutdown, after a failure
-            message = await receive()
-            if message["type"] == "lifespan.shutdown":
-                audit.flush(force=True)
-                await auth.stop()
-            return message
-
-        async def send_after_start(message: Message) -> None:
-            nonlocal failure, refused
-            if failure is not None:
-                return  # the app's answer to that shutdown: the server asked for none
-            if message["type"] == "lifespan.startup.complete":
-                try:
-                    await auth.start()
-                except KeySourceError as error:
-                    failure = error
-                if failure is not None:
-                    try:
-                        await send({"type": "lifespan.startup.failed", "message": str(failure)})
-                    except Exception as error:  # the server's way of stopping here
-                        refused = error
-                    return
-            await send(message)
-
-        live = auth.source_is_live
-        await self.app(scope, receive_and_flush, send_after_start if live else send)
-        if refused is not None:
-            raise refused
-        if failure is not None:
-            raise failure
 
     def describe(self) -> dict[str, Any]:
         """The configuration as data, for ``python -m asgi_apikey check`` and for logs.
