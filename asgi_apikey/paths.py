@@ -1,14 +1,14 @@
-"""Path normalisation and the compiled rule table.
+"""The compiled rule table: which access a request path gets.
 
 Rules are path prefixes on segment boundaries (``/docs`` covers ``/docs`` and
 ``/docs/...``, never ``/docs-admin``); the longest matching rule wins; a path
 that no rule names gets the ``default`` access (protected unless told
 otherwise). Matching walks up the path's segments with one dict lookup each.
 
-A request path is judged twice when it is not canonical (dot segments or
-repeated slashes): as spelled, because that is what Starlette-style routers
-match, and as resolved, because that is what other routers and proxies see.
-The stricter answer wins, so no spelling reaches a protected route as public.
+A request path that is not canonical (dot segments, repeated slashes, a
+target not in origin form, control characters) is judged in every reading a
+router may make of it (``readings.py``), and the stricter answer wins, so no
+spelling reaches a protected route as public.
 
 Two kinds of path are refused outright wherever a key could matter (any
 decision but public): a path with a control character (Starlette's route
@@ -20,17 +20,15 @@ no rule is deeper than the deepest rule, so no deeper prefix is looked up.
 
 from __future__ import annotations
 
-import contextlib
 import enum
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from urllib.parse import unquote, urlparse, urlsplit
-
-from starlette.types import Scope
+from urllib.parse import unquote
 
 from .context import check_scopes
 from .errors import ConfigurationError
+from .readings import CONTROL, normalize_path, route_path, strip_root
+from .readings import url_readings as _url_readings  # looked up here at each call
 
 __all__ = [
     "DEFAULT_MAX_PATH_LENGTH",
@@ -46,8 +44,6 @@ _MAX_DECIDED = 4096
 _MAX_DECIDED_PATH = 256
 #: Longer paths are refused (414) unless a public rule covers them.
 DEFAULT_MAX_PATH_LENGTH = 8192
-# C0 controls and DEL: no router agrees on them (a final newline matches `$`).
-_CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 
 class Access(enum.IntEnum):
@@ -77,51 +73,6 @@ class Rule:
 CONTROL_CHARACTER = Rule("", Access.REFUSED, problem="control_character")
 #: The decision for a path over ``max_path_length`` that no public rule covers.
 TOO_LONG = Rule("", Access.REFUSED, problem="too_long")
-
-
-def normalize_path(path: str) -> str:
-    """Resolve dot segments and repeated slashes (RFC 3986 §5.2.4), drop a trailing slash.
-
-    Never climbs above the root.
-
-    >>> normalize_path("/health/../admin//users/./")
-    '/admin/users'
-    >>> normalize_path("/../../etc")
-    '/etc'
-    """
-    if "/." not in path and path[:1] != ".":  # no dot segment: only empty ones to drop
-        return "/" + "/".join(filter(None, path.split("/")))
-    segments: list[str] = []
-    for segment in path.split("/"):
-        if segment == ".." and segments:
-            segments.pop()
-        elif segment not in ("", ".", ".."):
-            segments.append(segment)
-    return "/" + "/".join(segments)
-
-
-def route_path(scope: Scope) -> str:
-    """The path the app routes on: ``scope["path"]`` less the mount point.
-
-    Mirrors Starlette's ``get_route_path`` so that rules are relative to
-    ``root_path`` exactly as routes are (:meth:`RuleTable.decide_under` also
-    judges the readings of other routers).
-
-    >>> route_path({"path": "/api/v1/x", "root_path": "/api"})
-    '/v1/x'
-    """
-    return _strip_root(scope["path"], scope.get("root_path", ""))
-
-
-def _strip_root(path: str, root_path: str) -> str:
-    # Starlette's reading: the mount point comes off only at a segment boundary.
-    if not root_path or not path.startswith(root_path):
-        return path
-    if len(path) == len(root_path):
-        return "/"
-    if path[len(root_path)] == "/":
-        return path[len(root_path) :]
-    return path
 
 
 def _check_rule_path(path: object, setting: str) -> str:
@@ -309,7 +260,7 @@ class RuleTable:
         return rule
 
     def _under(self, path: str, root_path: str) -> Rule:
-        rule = self.decide(_strip_root(path, root_path))
+        rule = self.decide(strip_root(path, root_path))
         cut = len(root_path)
         if len(path) > cut and path[cut] != "/" and path.startswith(root_path):
             rule = _stricter(rule, self.decide("/" + path[cut:]))
@@ -319,11 +270,11 @@ class RuleTable:
         # Judge the path as spelled and resolved, and, when it is not in origin
         # form, also as the path of a URL (see _url_readings). The strictest wins.
         texts = [path]
-        control = _CONTROL.search(path) is not None
+        control = CONTROL.search(path) is not None
         if control:
             # Also as a router that ignores them would read it (and as Starlette's `$`
             # reads a final newline): the strictest reading decides.
-            texts.append(_CONTROL.sub("", path))
+            texts.append(CONTROL.sub("", path))
         readings = [reading for text in texts for reading in (text, *_url_readings(text))]
         candidates: list[str] = []
         for reading in readings:
@@ -346,25 +297,6 @@ class RuleTable:
         """The compiled rules, longest first, then the default as ``Rule('/', ...)``."""
         ordered = sorted(self._rules.values(), key=lambda rule: (-len(rule.path), rule.path))
         return (*ordered, self._default)
-
-
-def _url_readings(path: str) -> list[str]:
-    """The paths a router may take from ``path`` read as a URL; none for origin form.
-
-    An absolute-form target the server passed through (``http://host/admin``),
-    a network-path reference (``//host/admin``) or any path not starting with
-    ``/`` (``http:/admin``, ``x:admin``): Quart routes ``urlparse(path).path``,
-    which also drops ``;params`` from the last segment; ``urlsplit`` keeps them.
-    """
-    if path[:1] == "/" and path[:2] != "//" and "://" not in path:
-        return []
-    readings: list[str] = []
-    # A string that is not a URL (a broken IPv6 host, say) cannot be routed as one.
-    with contextlib.suppress(ValueError):
-        for reading in (urlsplit(path).path, urlparse(path).path):
-            if reading not in readings:
-                readings.append(reading)
-    return readings
 
 
 def _first_segments(path: str, depth: int) -> str:

@@ -1,0 +1,93 @@
+"""How routers read a request path: the readings a path decision must judge.
+
+A path rule is judged against every reading a router may make of the path,
+and the strictest wins (``paths.RuleTable``). The readings are: as spelled
+(Starlette matches the raw spelling), resolved (:func:`normalize_path`: dot
+segments and repeated slashes, as proxies and other routers see it), as a URL
+for a target not in origin form (:func:`url_readings`, as Quart routes it), with
+the mount point taken off at a segment boundary (:func:`strip_root`, as
+Starlette does; a plain prefix, as Quart and a2wsgi do, is judged by the rule
+table), and without its control characters (:data:`CONTROL`: Starlette's ``$``
+matches before a final newline). A new router to support changes this module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from urllib.parse import urlparse, urlsplit
+
+from starlette.types import Scope
+
+__all__ = ["CONTROL", "normalize_path", "route_path", "strip_root", "url_readings"]
+
+#: C0 controls and DEL: no router agrees on them (a final newline matches `$`).
+CONTROL = re.compile("[\x00-\x1f\x7f]")
+
+
+def normalize_path(path: str) -> str:
+    """Resolve dot segments and repeated slashes (RFC 3986 §5.2.4), drop a trailing slash.
+
+    Never climbs above the root.
+
+    >>> normalize_path("/health/../admin//users/./")
+    '/admin/users'
+    >>> normalize_path("/../../etc")
+    '/etc'
+    """
+    if "/." not in path and path[:1] != ".":  # no dot segment: only empty ones to drop
+        return "/" + "/".join(filter(None, path.split("/")))
+    segments: list[str] = []
+    for segment in path.split("/"):
+        if segment == ".." and segments:
+            segments.pop()
+        elif segment not in ("", ".", ".."):
+            segments.append(segment)
+    return "/" + "/".join(segments)
+
+
+def route_path(scope: Scope) -> str:
+    """The path the app routes on: ``scope["path"]`` less the mount point.
+
+    Mirrors Starlette's ``get_route_path`` so that rules are relative to
+    ``root_path`` exactly as routes are (``RuleTable.decide_under`` also
+    judges the readings of other routers).
+
+    >>> route_path({"path": "/api/v1/x", "root_path": "/api"})
+    '/v1/x'
+    """
+    return strip_root(scope["path"], scope.get("root_path", ""))
+
+
+def strip_root(path: str, root_path: str) -> str:
+    """``path`` less ``root_path``, as Starlette takes it off: at a segment boundary only.
+
+    >>> strip_root("/api/x", "/api"), strip_root("/apix", "/api"), strip_root("/api", "/api")
+    ('/x', '/apix', '/')
+    """
+    if not root_path or not path.startswith(root_path):
+        return path
+    if len(path) == len(root_path):
+        return "/"
+    if path[len(root_path)] == "/":
+        return path[len(root_path) :]
+    return path
+
+
+def url_readings(path: str) -> list[str]:
+    """The paths a router may take from ``path`` read as a URL; none for origin form.
+
+    An absolute-form target the server passed through (``http://host/admin``),
+    a network-path reference (``//host/admin``) or any path not starting with
+    ``/`` (``http:/admin``, ``x:admin``): Quart routes ``urlparse(path).path``,
+    which also drops ``;params`` from the last segment; ``urlsplit`` keeps them.
+    """
+    if path[:1] == "/" and path[:2] != "//" and "://" not in path:
+        return []
+    readings: list[str] = []
+    # A string that is not a URL (a broken IPv6 host, say) cannot be routed as one.
+    with contextlib.suppress(ValueError):
+        for reading in (urlsplit(path).path, urlparse(path).path):
+            if reading not in readings:
+                readings.append(reading)
+    return readings
