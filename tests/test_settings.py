@@ -2321,7 +2321,7 @@ def test_a_key_file_rewritten_during_a_reload_is_read_again(
     auth = APIKeyAuth(keys_file=path)
     assert auth.key_ids == ("k0", "k1", "k2")
     new_text = _key_file_text([*_FILE_KEYS[:3], _FILE_KEYS[3]])
-    original = asgi_apikey.settings._read_all
+    original = asgi_apikey.keyfile._read_all
     reads: list[int] = []
 
     def torn(handle: Any) -> bytes:
@@ -2334,7 +2334,7 @@ def test_a_key_file_rewritten_during_a_reload_is_read_again(
             return data[: data.index(b"[[keys]]", 1)]
         return data
 
-    monkeypatch.setattr(asgi_apikey.settings, "_read_all", torn)
+    monkeypatch.setattr(asgi_apikey.keyfile, "_read_all", torn)
     auth.reload()
     assert len(reads) == 2
     assert list(auth.key_ids) == ["k0", "k1", "k2", "k3"]
@@ -2348,7 +2348,7 @@ def test_a_key_file_that_never_holds_still_fails_the_reload_and_keeps_the_keys(
 
     path = write(tmp_path, _key_file_text(_FILE_KEYS[:2]))
     auth = APIKeyAuth(keys_file=path)
-    original = asgi_apikey.settings._read_all
+    original = asgi_apikey.keyfile._read_all
     rewrites = iter(range(1, 100))
 
     def always_rewritten(handle: Any) -> bytes:
@@ -2356,7 +2356,7 @@ def test_a_key_file_that_never_holds_still_fails_the_reload_and_keeps_the_keys(
         path.write_text(_key_file_text(_FILE_KEYS[: 1 + next(rewrites) % 4]), encoding="utf-8")
         return data[: len(data) // 2]
 
-    monkeypatch.setattr(asgi_apikey.settings, "_read_all", always_rewritten)
+    monkeypatch.setattr(asgi_apikey.keyfile, "_read_all", always_rewritten)
     error = raises_config(
         auth.reload,
         f"keys_file ({path}) changed while it was read, 5 times in a row",
@@ -2376,7 +2376,7 @@ def test_a_key_file_replaced_by_rename_during_a_read_is_read_again(
 
     path = write(tmp_path, _key_file_text(_FILE_KEYS[:1]))
     auth = APIKeyAuth(keys_file=path)
-    original = asgi_apikey.settings._read_all
+    original = asgi_apikey.keyfile._read_all
     calls: list[None] = []
 
     def renamed_over(handle: Any) -> bytes:
@@ -2387,7 +2387,7 @@ def test_a_key_file_replaced_by_rename_during_a_read_is_read_again(
         calls.append(None)
         return data
 
-    monkeypatch.setattr(asgi_apikey.settings, "_read_all", renamed_over)
+    monkeypatch.setattr(asgi_apikey.keyfile, "_read_all", renamed_over)
     auth.reload()
     assert len(calls) == 2
     assert auth.key_ids == ("k0", "k1")
