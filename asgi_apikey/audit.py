@@ -1,7 +1,8 @@
 """Observability: structlog audit events, throttled failure logging, counters.
 
 Every :class:`~asgi_apikey.APIKeyAuth` owns one :class:`Audit`; each
-middleware built on it reports its decisions there:
+middleware built on it reports its decisions there (which refusals are logged
+one by one is the throttle's decision, in :mod:`asgi_apikey.throttle`):
 
 - a refusal counts under its reason and, unless the throttle holds it back,
   logs ``authentication_failed``; a throttled flood logs one
@@ -32,12 +33,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
 import hmac
-import itertools
 import re
 import secrets
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -46,8 +44,15 @@ from typing import Any
 import structlog
 
 from .context import FrozenMapping
-from .errors import ConfigurationError
 from .responses import Denial
+from .throttle import (
+    MAX_RETIRED_CLIENTS,
+    MAX_THROTTLED_CLIENTS,
+    TOP_CLIENTS,
+    FailureThrottle,
+    HeldBack,
+    check_throttle,
+)
 
 __all__ = [
     "MAX_COUNTED_KEY_IDS",
@@ -78,12 +83,6 @@ REASONS = (
 )
 #: Key ids counted one by one; authenticated requests of further ids count together.
 MAX_COUNTED_KEY_IDS = 10_000
-#: Clients the failure throttle remembers in one interval; the oldest is forgotten first.
-MAX_THROTTLED_CLIENTS = 4096
-#: Busy clients whose counts the throttle keeps for its report after forgetting them.
-MAX_RETIRED_CLIENTS = 256
-#: Clients named in an ``authentication_failures_suppressed`` event, most refused first.
-TOP_CLIENTS = 5
 # The throttle's key for verifier failures, next to the refusal reasons.
 _VERIFIER_FAILED = "verifier_failed"
 #: Hex characters of a token fingerprint (64 bits).
@@ -168,218 +167,6 @@ class Counters:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class HeldBack:
-    """What the throttle held back of one reason in an ended interval."""
-
-    #: Refusals not logged one by one.
-    count: int
-    #: The clients with the most refusals of this reason in the interval, most first:
-    #: ``(host, refusals)``, logged and held back alike; at most :data:`TOP_CLIENTS`.
-    top_clients: tuple[tuple[str, int], ...]
-
-
-class FailureThrottle:
-    """At most ``limit`` events per reason, and ``per_client`` per client and reason, per interval.
-
-    Half of each reason's budget is kept for clients' first refusals: a
-    client's second and later refusals share the other half, so a few noisy
-    clients cannot spend the budget that tells of anyone else. A client's
-    first refusal in an interval may use the whole budget.
-
-    What it holds back it counts; :meth:`drain` hands over those counts, with
-    the clients that were refused most, when the interval has ended. Memory is
-    bounded: at most :data:`MAX_THROTTLED_CLIENTS` (reason, client) pairs are
-    remembered per interval; when the table is full its oldest quarter is
-    forgotten, keeping only the counts of the busiest of them (at most
-    :data:`MAX_RETIRED_CLIENTS`) for the report. A forgotten client gets a
-    fresh budget, never more than the per-reason limit allows in all.
-    Requests without a client address (a unix socket) have only the per-reason
-    limit and are named in no report.
-
-    >>> throttle = FailureThrottle(limit=2, interval=60.0, per_client=1, clock=lambda: 0.0)
-    >>> [throttle.admit("invalid", "10.0.0.1") for _ in range(2)]
-    [True, False]
-    >>> throttle.admit("invalid", "10.0.0.2"), throttle.admit("invalid", "10.0.0.3")
-    (True, False)
-    >>> throttle.drain(force=True)
-    {'invalid': HeldBack(count=2, top_clients=(('10.0.0.1', 2), ('10.0.0.2', 1), ('10.0.0.3', 1)))}
-    """
-
-    __slots__ = (
-        "_by_client",
-        "_by_reason",
-        "_clock",
-        "_lock",
-        "_max_clients",
-        "_repeats",
-        "_retired",
-        "_suppressed",
-        "_window_end",
-        "interval",
-        "limit",
-        "per_client",
-        "realtime",
-        "repeat_limit",
-    )
-
-    def __init__(
-        self,
-        limit: int,
-        interval: float,
-        *,
-        per_client: int,
-        max_clients: int = MAX_THROTTLED_CLIENTS,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.limit = limit
-        self.interval = interval
-        self.per_client = per_client
-        #: Events per reason and interval for clients' second and later refusals.
-        self.repeat_limit = limit - limit // 2
-        self._max_clients = max(1, max_clients)
-        self._clock = clock
-        self.realtime = clock is time.monotonic  # event loop timers keep this clock
-        self._lock = threading.Lock()
-        self._window_end = clock() + interval
-        # Logged events per reason, and how many of them were clients' repeats.
-        self._by_reason: dict[str, int] = {}
-        self._repeats: dict[str, int] = {}
-        # Refusals per (reason, client), logged or not; and those of forgotten busy pairs.
-        self._by_client: dict[tuple[str, str], int] = {}
-        self._retired: dict[tuple[str, str], int] = {}
-        self._suppressed: dict[str, int] = {}
-
-    def hold(self, reason: str) -> None:
-        """Count one refusal of ``reason`` as held back."""
-        suppressed = self._suppressed
-        suppressed[reason] = suppressed.get(reason, 0) + 1
-
-    def admit(self, reason: str, client: str | None) -> bool:
-        """Whether to log this refusal; when not, it is counted as suppressed.
-
-        Every refusal from a client is counted under it, for the report. Under a
-        flood nearly every refusal comes from a client already seen and is over
-        its budget: that is decided from lock-free looks (dict reads and writes
-        are atomic), and the lock is taken only to remember a new client or to
-        spend budget.
-        """
-        if client is None:
-            if self._by_reason.get(reason, 0) >= self.limit:
-                self.hold(reason)
-                return False
-            with self._lock:
-                return self._spend(reason, repeat=False)
-        pair = (reason, client)
-        table = self._by_client
-        seen = table.get(pair, 0)
-        if seen:
-            # Between threads an increment may be lost (the report counts a little
-            # less), or re-add a pair another thread just forgot (one more for a moment).
-            table[pair] = seen + 1
-        else:
-            with self._lock:
-                seen = self._remember(pair)
-        if (
-            seen >= self.per_client
-            or self._by_reason.get(reason, 0) >= self.limit
-            or (seen and self._repeats.get(reason, 0) >= self.repeat_limit)
-        ):
-            self.hold(reason)
-            return False
-        with self._lock:
-            return self._spend(reason, repeat=seen > 0)
-
-    def _remember(self, pair: tuple[str, str]) -> int:
-        """Count a refusal of a pair not in the table (under the lock); its earlier refusals."""
-        table = self._by_client
-        seen = table.get(pair, 0)  # another thread may have added it meanwhile
-        if not seen:
-            if self._retired:
-                seen = self._retired.pop(pair, 0)  # a busy client forgotten earlier
-            if len(table) >= self._max_clients:
-                self._forget_oldest(table)
-        table[pair] = seen + 1
-        return seen
-
-    def _forget_oldest(self, table: dict[tuple[str, str], int]) -> None:
-        # A quarter at a time: one pass over the oldest entries for many new ones
-        # (removing them one by one would rescan the removed slots each time).
-        retired = self._retired
-        for pair in list(itertools.islice(table, max(1, self._max_clients // 4))):
-            count = table.pop(pair, 0)
-            if count > 1:
-                retired[pair] = retired.get(pair, 0) + count
-        if len(retired) > MAX_RETIRED_CLIENTS:
-            busiest = heapq.nlargest(MAX_RETIRED_CLIENTS // 2, retired.items(), key=_count)
-            self._retired = dict(busiest)
-
-    def _spend(self, reason: str, *, repeat: bool) -> bool:
-        """Spend one event of ``reason``'s budget (under the lock), if any is left."""
-        logged = self._by_reason.get(reason, 0)
-        repeats = self._repeats.get(reason, 0)
-        if logged >= self.limit or (repeat and repeats >= self.repeat_limit):  # spent meanwhile
-            self.hold(reason)
-            return False
-        self._by_reason[reason] = logged + 1
-        if repeat:
-            self._repeats[reason] = repeats + 1
-        return True
-
-    def due(self) -> bool:
-        """Whether the interval has ended (read without the lock: a hint)."""
-        return self._clock() >= self._window_end
-
-    def drain(self, *, force: bool = False) -> dict[str, HeldBack]:
-        """Start a new interval if this one has ended (or ``force``); what it held back.
-
-        One :class:`HeldBack` per reason with refusals held back: their count
-        and the clients refused most often.
-        """
-        with self._lock:
-            now = self._clock()
-            if not force and now < self._window_end:
-                return {}
-            suppressed, table, retired = self._suppressed, self._by_client, self._retired
-            # New tables, not cleared ones: a lock-free write racing with this lands
-            # in the old table, which is dropped.
-            self._suppressed, self._by_client, self._retired = {}, {}, {}
-            self._by_reason, self._repeats = {}, {}
-            self._window_end = now + self.interval
-        if not suppressed:
-            return {}
-        busiest: dict[str, dict[str, int]] = {reason: {} for reason in suppressed}
-        for (reason, client), count in itertools.chain(table.items(), retired.items()):
-            counts = busiest.get(reason)
-            if counts is not None:
-                counts[client] = counts.get(client, 0) + count
-        return {
-            reason: HeldBack(
-                count, tuple(heapq.nlargest(TOP_CLIENTS, busiest[reason].items(), key=_count))
-            )
-            for reason, count in suppressed.items()
-        }
-
-    @property
-    def clients(self) -> int:
-        """How many (reason, client) pairs the current interval remembers."""
-        return len(self._by_client)
-
-    @property
-    def holding(self) -> bool:
-        """Whether the current interval has held back any refusal."""
-        return bool(self._suppressed)
-
-    @property
-    def remaining(self) -> float:
-        """Seconds until the current interval ends (0 when it has)."""
-        return max(0.0, self._window_end - self._clock())
-
-
-def _count(item: tuple[object, int]) -> int:
-    return item[1]
-
-
 class Audit:
     """The observability state of one authenticator: counters, throttle, events.
 
@@ -411,7 +198,7 @@ class Audit:
         failure_log_per_client: int | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        limit, interval, per_client = _check_throttle(
+        limit, interval, per_client = check_throttle(
             failure_log_limit, failure_log_interval, failure_log_per_client
         )
         self.log_successes = log_successes
@@ -622,30 +409,3 @@ def _client(scope: Mapping[str, Any]) -> str | None:
         return None
     host = _text(client[0])
     return host if len(host) <= _MAX_LOGGED_HOST else host[: _MAX_LOGGED_HOST + 1]
-
-
-def _check_throttle(limit: object, interval: object, per_client: object) -> tuple[int, float, int]:
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= 1_000_000:
-        raise ConfigurationError(
-            "failure_log_limit must be an int from 0 (log no failure one by one) to "
-            f"1000000 events per reason and interval, not {limit!r}",
-            setting="failure_log_limit",
-        )
-    if (
-        isinstance(interval, bool)
-        or not isinstance(interval, (int, float))
-        or not 0.1 <= interval <= 86400
-    ):
-        raise ConfigurationError(
-            f"failure_log_interval must be a number of seconds from 0.1 to 86400, not {interval!r}",
-            setting="failure_log_interval",
-        )
-    if per_client is None:
-        per_client = max(1, limit // 4)
-    if isinstance(per_client, bool) or not isinstance(per_client, int) or per_client < 1:
-        raise ConfigurationError(
-            "failure_log_per_client must be an int of at least 1 event per client and "
-            f"interval, or None for a quarter of failure_log_limit, not {per_client!r}",
-            setting="failure_log_per_client",
-        )
-    return limit, float(interval), per_client
