@@ -59,9 +59,10 @@ from asgi_apikey.audit import (
     HeldBack,
     token_fingerprint,
 )
-from asgi_apikey.keys import Accepted, KeySnapshot, _quotes
+from asgi_apikey.keys import Accepted, KeySnapshot
 from asgi_apikey.paths import DEFAULT_MAX_PATH_LENGTH
 from asgi_apikey.responses import Denials, SecurityHeaders
+from asgi_apikey.verifiers import _quotes
 from tests.asgi import (
     CANARY,
     CANARY_QUERIES,

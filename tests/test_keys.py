@@ -890,7 +890,7 @@ _PROBLEMS = {
     ],
 )
 def test_quotes_sees_a_token_through_separators_and_case(text: str) -> None:
-    from asgi_apikey.keys import _quotes
+    from asgi_apikey.verifiers import _quotes
 
     assert _quotes(CANARY, text)
 
@@ -905,7 +905,7 @@ def test_quotes_sees_a_token_through_separators_and_case(text: str) -> None:
     ],
 )
 def test_quotes_allows_fewer_than_16_letters_and_digits_of_the_token(text: str) -> None:
-    from asgi_apikey.keys import _quotes
+    from asgi_apikey.verifiers import _quotes
 
     assert not _quotes(CANARY, text)
 
