@@ -5,6 +5,8 @@
     python3 dev.py test      # the whole test suite (extra args go to pytest)
     python3 dev.py lint      # ruff (lint + format check) and mypy --strict
     python3 dev.py bench     # the benchmark suite (--smoke: a quick check of it)
+    python3 dev.py docs      # serve the documentation site on 127.0.0.1:8000
+    python3 dev.py docs build  # build it with --strict into build/site, as CI does
 
 Each creates ./.venv on first use and installs the package with the extras it
 needs; it reinstalls when pyproject.toml changes.
@@ -65,7 +67,7 @@ def ensure_venv() -> None:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("demo", "test", "lint", "bench"):
+    if not argv or argv[0] not in ("demo", "test", "lint", "bench", "docs"):
         print(__doc__)
         return 2
     command, rest = argv[0], argv[1:]
@@ -76,6 +78,11 @@ def main(argv: list[str]) -> int:
         return _run(PYTHON, "-m", "pytest", *rest)
     if command == "bench":
         return _run(PYTHON, "-m", "benchmarks", *rest)
+    if command == "docs":
+        if rest[:1] == ["build"]:
+            site = ["--site-dir", "build/site"]
+            return _run(PYTHON, "-m", "mkdocs", "build", "--strict", *site, *rest[1:])
+        return _run(PYTHON, "-m", "mkdocs", "serve", "--dev-addr", "127.0.0.1:8000", *rest)
     status = _run(PYTHON, "-m", "ruff", "check", ".")
     status |= _run(PYTHON, "-m", "ruff", "format", "--check", ".")
     status |= _run(PYTHON, "-m", "mypy")
