@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+import sys
+
 import pytest
 from starlette.testclient import TestClient
 
@@ -66,3 +69,16 @@ def test_raw_asgi_example(keys: list[str | APIKey]) -> None:
     response = client.get("/data", headers=ADMIN)
     assert response.json() == {"path": "/data", "key_id": "admin"}
     assert response.headers["x-frame-options"] == "DENY"
+
+
+def test_quickstart_example(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Built at import from the environment, as under `uvicorn main:app`.
+    monkeypatch.setenv("API_KEY", CANARY)
+    monkeypatch.delitem(sys.modules, "examples.quickstart", raising=False)
+    client = TestClient(importlib.import_module("examples.quickstart").app)
+    assert client.get("/health").json() == {"status": "ok"}
+    assert client.get("/docs").status_code == 200
+    assert client.get("/hello").status_code == 401
+    caller = client.get("/hello", headers=ADMIN).json()["hello"]
+    assert caller.startswith("key-")
+    assert CANARY not in caller
