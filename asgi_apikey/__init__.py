@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from .audit import Counters
-from .auth import APIKeyAuth, KeyChanges, get_auth_status, verify_api_key_string
+from .auth import APIKeyAuth, KeyChanges
+from .compat import get_auth_status, verify_api_key_string
 from .context import APIKeyUser, AuthContext
 from .dependencies import (
     optional_verify_api_key,

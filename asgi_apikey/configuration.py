@@ -1,0 +1,170 @@
+"""Configuration: an authenticator's options, its arguments settled over the environment.
+
+Read once, at construction: the mode, the environment and the flags, the
+names of the variables behind them, which keys that configuration admits,
+and the messages for a configuration that has no keys.
+
+>>> config, _ = configure(AuthSettings, mode="advanced", environment="production")
+>>> config.mode, config.environment, config.user_tracking, config.local_only
+('advanced', 'production', True, False)
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from . import arguments
+from .errors import ConfigurationError
+from .keys import MIN_PRODUCTION_KEY_LENGTH, APIKey, KeyEntry, entry_for
+from .settings import STRICT_ENVIRONMENTS, AuthSettings, read_settings, variable
+
+__all__ = ["Configuration", "configure", "set_but_empty", "without_keys"]
+
+
+@dataclass(frozen=True, slots=True)
+class Configuration:
+    """The settled options of one authenticator; see :func:`configure`."""
+
+    settings_class: type[AuthSettings]
+    overrides: Mapping[str, Any]
+    mode: str
+    environment: str
+    #: ``ENVIRONMENT`` was given (by variable or argument): development mode is open.
+    environment_set: bool
+    user_tracking: bool
+    request_logging: bool
+    #: ``"test"`` under pytest or ``ENVIRONMENT=testing``, else ``"development"``.
+    development_label: str
+    #: The variable behind each settings field, as this settings class spells it.
+    names: Mapping[str, str]
+
+    @property
+    def local_only(self) -> bool:
+        """Development mode nobody asked for (no ``ENVIRONMENT``) serves this machine only."""
+        return not self.environment_set
+
+    @property
+    def strict(self) -> bool:
+        """``staging`` or ``production``: no development mode, no short keys."""
+        return self.environment in STRICT_ENVIRONMENTS
+
+    def read(self) -> AuthSettings:
+        """The settings read again from the environment, with the same overrides."""
+        return read_settings(self.settings_class, **self.overrides)
+
+    def prepare(self, labelled: Sequence[tuple[str, APIKey]]) -> tuple[list[KeyEntry], list[str]]:
+        """The entries of keys this configuration admits (:meth:`admit`), and their labels."""
+        for label, key in labelled:
+            self.admit(key, label)
+        return [entry_for(key, self.mode) for _, key in labelled], [label for label, _ in labelled]
+
+    def admit(self, key: APIKey, label: str) -> None:
+        """Raise :class:`ConfigurationError` if this configuration refuses ``key``."""
+        if self.mode == "simple" and key.metadata:
+            raise ConfigurationError(
+                f"{label}: key {key.key_id!r} has metadata, which only advanced mode carries "
+                f"into the AuthContext: set {self.names['auth_mode']}=advanced (or "
+                "mode='advanced'), or drop the metadata",
+                where=label,
+                key_id=key.key_id,
+            )
+        if self.strict and key._short:
+            raise ConfigurationError(
+                f"{label} is shorter than {MIN_PRODUCTION_KEY_LENGTH} characters, which "
+                f"{self.names['environment']}={self.environment} refuses: use a long random "
+                "key ('python -m asgi_apikey keygen' makes one)",
+                where=label,
+                key_id=key.key_id,
+            )
+
+    def development_detail(self) -> str:
+        """The ``development_mode`` warning: who is served, and how to change it."""
+        api_key, environment = self.names["api_key"], self.names["environment"]
+        refused = f"{environment}=staging or production refuses to start like this"
+        if self.local_only:
+            return (
+                "no API keys are configured and "
+                f"{environment} is not set: development mode serves only this machine "
+                "(loopback clients that name it as the host, through no proxy) and refuses every "
+                f"other client with 401. Set {api_key} (or pass keys=[...]) to serve them, or "
+                f"{environment}=development to open development mode to every client; "
+                f"{refused}."
+            )
+        return (
+            f"no API keys are configured and {environment}={self.environment}: development "
+            "mode lets every request from every client through unauthenticated. Set "
+            f"{api_key} (or pass keys=[...]) before you deploy; {refused}."
+        )
+
+    def no_keys_refused(self, from_env: bool) -> str:
+        """Why a strict environment without keys refuses to start, and the fix."""
+        names = self.names
+        if from_env:
+            where = (
+                f"no API key is configured ({names['api_key']}, {names['additional_api_keys']} "
+                f"and {names['api_keys_file']} hold none)"
+            )
+            fix = f"set {names['api_key']} to a long random key"
+        else:
+            where = "keys= and keys_file hold no key"
+            fix = "pass at least one key"
+        return (
+            f"{where}, and {names['environment']}={self.environment} refuses to start that way "
+            f"(without keys it would run in development mode or refuse everything): {fix} "
+            "('python -m asgi_apikey keygen' makes one)"
+        )
+
+
+def configure(
+    settings: object,
+    *,
+    mode: object = None,
+    environment: object = None,
+    user_tracking: object = None,
+    request_logging: object = None,
+) -> tuple[Configuration, AuthSettings]:
+    """The configuration of these arguments over ``settings``, and the settings as read."""
+    if not (isinstance(settings, type) and issubclass(settings, AuthSettings)):
+        raise ConfigurationError(
+            "settings must be AuthSettings or a subclass of it (the class, not an instance)",
+            setting="settings",
+        )
+    given = arguments.overrides(mode, environment, user_tracking, request_logging)
+    config = read_settings(settings, **given)
+    environment_name = config.environment or "development"
+    tracking = config.enable_user_tracking
+    configuration = Configuration(
+        settings_class=settings,
+        overrides=given,
+        mode=config.auth_mode,
+        environment=environment_name,
+        environment_set=config.environment is not None,
+        user_tracking=tracking if tracking is not None else config.auth_mode == "advanced",
+        request_logging=config.enable_request_logging,
+        development_label="test"
+        if _under_test() or environment_name == "testing"
+        else "development",
+        names={field: variable(settings, field) for field in AuthSettings.model_fields},
+    )
+    return configuration, config
+
+
+def without_keys(config: AuthSettings) -> AuthSettings:
+    """``config`` without the plain keys of ``API_KEY`` and ``ADDITIONAL_API_KEYS``."""
+    return config.model_copy(update={"api_key": None, "additional_api_keys": None})
+
+
+def set_but_empty(names: Sequence[str]) -> str:
+    """The start of a message naming key variables that are set but empty, or ``""``."""
+    if not names:
+        return ""
+    verb = "is" if len(names) == 1 else "are"
+    return f"{' and '.join(names)} {verb} set but empty (a missing secret?): "
+
+
+def _under_test() -> bool:
+    return "pytest" in sys.modules or "PYTEST_CURRENT_TEST" in os.environ
