@@ -28,18 +28,50 @@ BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
 
 
+# Seconds a child has to stop after SIGTERM is passed on before it is killed.
+_GRACE = 10.0
+
+
+class _Terminated(Exception):
+    """This process got SIGTERM."""
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
 def _run(*args: str | Path) -> int:
-    with subprocess.Popen([str(arg) for arg in args], cwd=ROOT) as child:  # noqa: S603 - our argv
-        while True:
+    # SIGTERM reaches only this process (a service manager, `kill`): pass it on to
+    # the child and wait for it, bounded, so no server is left serving.
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        with subprocess.Popen([str(arg) for arg in args], cwd=ROOT) as child:  # noqa: S603
             try:
-                return child.wait()
-            except KeyboardInterrupt:
-                # Ctrl-C in a terminal reaches the child too, which then stops by
-                # itself; pass it on only if the child did not get it.
+                return _wait(child)
+            except _Terminated:
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once is enough
+                child.terminate()
                 try:
-                    return child.wait(timeout=2)
+                    child.wait(timeout=_GRACE)
                 except subprocess.TimeoutExpired:
-                    child.send_signal(signal.SIGINT)
+                    child.kill()
+                    child.wait()
+                return 128 + signal.SIGTERM
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _wait(child: subprocess.Popen[bytes]) -> int:
+    while True:
+        try:
+            return child.wait()
+        except KeyboardInterrupt:
+            # Ctrl-C in a terminal reaches the child too, which then stops by
+            # itself; pass it on only if the child did not get it.
+            try:
+                return child.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                child.send_signal(signal.SIGINT)
 
 
 def ensure_venv() -> None:
