@@ -1,32 +1,21 @@
-"""APIKeyAuth: the authenticator, built from arguments or settings.
+"""APIKeyAuth: the authenticator, built from arguments or settings; it composes the parts.
 
-It composes the parts that each have one job, and holds no logic of theirs:
-
-- :mod:`~asgi_apikey.configuration` settles the arguments over the environment
-  (the mode, ``ENVIRONMENT``, the flags) once, at construction, and says which
-  keys that configuration admits; :mod:`~asgi_apikey.arguments` checks them;
-- :class:`~asgi_apikey.keyring.KeyRing` holds the current snapshot and makes
-  every rotation (:meth:`~APIKeyAuth.add_key`, :meth:`~APIKeyAuth.remove_key`,
-  :meth:`~APIKeyAuth.replace_keys`, :meth:`~APIKeyAuth.reload`) a whole new
-  :class:`~asgi_apikey.keys.KeySnapshot` swapped in with one assignment;
-- the source (:mod:`~asgi_apikey.sources`) gives the keys, and a live one is
+- :mod:`~asgi_apikey.configuration` settles the arguments (checked by
+  :mod:`~asgi_apikey.arguments`) over the environment once, at construction:
+  the mode, ``ENVIRONMENT``, the flags, and which keys they admit;
+- :class:`~asgi_apikey.keyring.KeyRing` holds the current snapshot: each
+  rotation swaps in a whole new :class:`~asgi_apikey.keys.KeySnapshot`;
+- the source (:mod:`~asgi_apikey.sources`) gives the keys; a live one is
   followed into the ring by :class:`~asgi_apikey.follower.LiveFollower`;
-- the verifiers, and the :class:`~asgi_apikey.audit.Audit` the middleware
-  reports to; :mod:`~asgi_apikey.status` reports features and status.
+- the verifiers, the :class:`~asgi_apikey.audit.Audit` the middleware reports
+  to, and :mod:`~asgi_apikey.status` for features and status.
 
-The mode is decided once: keys (or verifiers) configured, keys are enforced,
-under pytest too; none, development mode, where requests pass anonymous
-(``mode="development"``, ``"test"`` under pytest), with one warning. It is
-closed by default: where nobody asked for development (no ``ENVIRONMENT``) it
-serves only this machine (``loopback.py``) and refuses other clients with 401
-and the fix; ``ENVIRONMENT=development`` or ``testing`` opens it to every
-client; ``staging`` and ``production`` refuse to start that way. Once an
-authenticator has enforced keys it never falls back to development mode:
-removing every key refuses every request.
-
-The starter template's module-level names live in :mod:`~asgi_apikey.compat`;
-the process default they ask (:func:`set_default`) lives here, since
-:meth:`APIKeyAuth.from_env` sets it.
+Without keys it runs in development mode (``"test"`` under pytest), which
+serves only this machine unless ``ENVIRONMENT`` asks for it, and which
+``staging`` and ``production`` refuse. Once keys were enforced it never falls
+back to it: removing every key refuses every request. The starter
+template's functions are in :mod:`~asgi_apikey.compat`; the process default
+they ask (:func:`set_default`) is here, as :meth:`APIKeyAuth.from_env` sets it.
 """
 
 from __future__ import annotations
@@ -38,14 +27,14 @@ from typing import TYPE_CHECKING, Any
 
 from . import status as _status
 from .arguments import as_key, check_clock, check_source, check_verifiers, explicit_keys
-from .audit import Audit, Counters, emit
-from .configuration import Configuration, configure, without_keys
-from .configuration import set_but_empty as _set_but_empty
-from .context import ANONYMOUS, AuthContext
+from .audit import Audit, Counters
+from .configuration import Configuration, configure, read_source, without_keys
+from .configuration import set_but_empty as _set_but_empty  # noqa: F401 - cli.py's import
+from .context import AuthContext
 from .credentials import is_b64token
 from .errors import ConfigurationError
 from .follower import NOT_STARTED, LiveFollower
-from .keyring import KeyChanges, KeyRing
+from .keyring import KeyChanges
 from .keys import Accepted, APIKey, KeySnapshot, Rejected, Verifier
 from .settings import AuthSettings
 from .sources import EnvironmentSource, KeyFileSource, KeySource, LiveKeySource, SourceKeys
@@ -158,20 +147,14 @@ class APIKeyAuth:
         unguarded = not entries and not self._verifiers and not self._live
         if options.strict and unguarded:
             raise ConfigurationError(options.no_keys_refused(self._from_env), setting="environment")
-        self._ring = KeyRing(
-            mode=options.mode,
-            anonymous=ANONYMOUS
-            if options.mode == "simple"
-            else AuthContext(False, mode=options.mode),
-            development_anonymous=AuthContext(False, mode=options.development_label),
-            local_only=options.local_only,
+        # The digests from the source: reload() and a live source replace only these.
+        # A live source's keys are unavailable until it has started and loaded them.
+        self._ring = options.key_ring(
             verifiers=self._verifiers,
             clock=self._clock,
             report_verifier_failure=self._audit.verifier_failed,
             warn_when_emptied=not self._live,
         )
-        # The digests from the source: reload() and a live source replace only these.
-        # A live source's keys are unavailable until it has started and loaded them.
         self._ring.fill(
             entries,
             labels,
@@ -180,7 +163,7 @@ class APIKeyAuth:
             unavailable=NOT_STARTED if self._live else None,
         )
         self._sink = LiveFollower(self._ring, self._source)
-        _warn_without_keys(options, development, unguarded, self._empty)
+        options.warn_without_keys(development=development, unguarded=unguarded, empty=self._empty)
 
     @classmethod
     def from_env(
@@ -220,16 +203,8 @@ class APIKeyAuth:
         return auth
 
     def _read_source(self, config: AuthSettings) -> SourceKeys:
-        source = self._source
-        if source is None or self._live:
-            return SourceKeys(())  # keys= alone, or a live source: nothing to read now
-        read = source.read(config)
-        if not isinstance(read, SourceKeys):
-            raise ConfigurationError(
-                f"{type(source).__name__}.read() must return SourceKeys, not {type(read).__name__}",
-                setting="source",
-            )
-        return read
+        # keys= alone, or a live source: nothing to read now
+        return SourceKeys(()) if self._live else read_source(self._source, config)
 
     # -- the request path ---------------------------------------------------------------
 
@@ -468,30 +443,6 @@ class APIKeyAuth:
             return "APIKeyAuth(<not built>)"
         snapshot = ring.snapshot
         return f"APIKeyAuth(mode={snapshot.anonymous.mode!r}, key_count={len(snapshot.by_id)})"
-
-
-def _warn_without_keys(
-    options: Configuration, development: bool, unguarded: bool, empty: tuple[str, ...]
-) -> None:
-    """The one warning of an authenticator built without keys, if it was."""
-    if development:
-        access = "local" if options.local_only else "open"
-        detail = options.development_detail()
-        emit(
-            "warning",
-            "development_mode",
-            {"mode": options.development_label, "access": access, "detail": detail},
-        )
-    elif unguarded:
-        emit(
-            "warning",
-            "no_keys",
-            {
-                "detail": f"{_set_but_empty(empty)}the configured key sources hold no "
-                "key, so every protected request is refused; add keys, or leave every key "
-                "source unset for development mode"
-            },
-        )
 
 
 # -- the process default ------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 Read once, at construction: the mode, the environment and the flags, the
 names of the variables behind them, which keys that configuration admits,
-and the messages for a configuration that has no keys.
+the key ring it starts, and what it says when it has no keys.
 
 >>> config, _ = configure(AuthSettings, mode="advanced", environment="production")
 >>> config.mode, config.environment, config.user_tracking, config.local_only
@@ -13,16 +13,20 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from . import arguments
+from .audit import emit
+from .context import ANONYMOUS, AuthContext
 from .errors import ConfigurationError
-from .keys import MIN_PRODUCTION_KEY_LENGTH, APIKey, KeyEntry, entry_for
+from .keyring import KeyRing
+from .keys import MIN_PRODUCTION_KEY_LENGTH, APIKey, KeyEntry, Verifier, entry_for
 from .settings import STRICT_ENVIRONMENTS, AuthSettings, read_settings, variable
+from .sources import KeySource, SourceKeys
 
-__all__ = ["Configuration", "configure", "set_but_empty", "without_keys"]
+__all__ = ["Configuration", "configure", "read_source", "set_but_empty", "without_keys"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +83,54 @@ class Configuration:
                 "key ('python -m asgi_apikey keygen' makes one)",
                 where=label,
                 key_id=key.key_id,
+            )
+
+    def key_ring(
+        self,
+        *,
+        verifiers: tuple[Verifier, ...],
+        clock: Callable[[], float],
+        report_verifier_failure: Callable[[str, str], None],
+        warn_when_emptied: bool,
+    ) -> KeyRing:
+        """An empty key ring whose anonymous contexts carry this configuration's modes."""
+        mode = self.mode
+        return KeyRing(
+            mode=mode,
+            anonymous=ANONYMOUS if mode == "simple" else AuthContext(False, mode=mode),
+            development_anonymous=AuthContext(False, mode=self.development_label),
+            local_only=self.local_only,
+            verifiers=verifiers,
+            clock=clock,
+            report_verifier_failure=report_verifier_failure,
+            warn_when_emptied=warn_when_emptied,
+        )
+
+    def warn_without_keys(
+        self, *, development: bool, unguarded: bool, empty: Sequence[str]
+    ) -> None:
+        """Log the one warning of an authenticator built without keys, if it was.
+
+        ``unguarded``: no key, no verifier and no live source; ``empty``: the
+        key variables set to nothing.
+        """
+        if development:
+            access = "local" if self.local_only else "open"
+            detail = self.development_detail()
+            emit(
+                "warning",
+                "development_mode",
+                {"mode": self.development_label, "access": access, "detail": detail},
+            )
+        elif unguarded:
+            emit(
+                "warning",
+                "no_keys",
+                {
+                    "detail": f"{set_but_empty(empty)}the configured key sources hold no "
+                    "key, so every protected request is refused; add keys, or leave every key "
+                    "source unset for development mode"
+                },
             )
 
     def development_detail(self) -> str:
@@ -151,6 +203,19 @@ def configure(
         names={field: variable(settings, field) for field in AuthSettings.model_fields},
     )
     return configuration, config
+
+
+def read_source(source: KeySource | None, config: AuthSettings) -> SourceKeys:
+    """The keys ``source`` holds under ``config`` (none without a source), checked."""
+    if source is None:
+        return SourceKeys(())
+    read = source.read(config)
+    if not isinstance(read, SourceKeys):
+        raise ConfigurationError(
+            f"{type(source).__name__}.read() must return SourceKeys, not {type(read).__name__}",
+            setting="source",
+        )
+    return read
 
 
 def without_keys(config: AuthSettings) -> AuthSettings:
