@@ -6,7 +6,7 @@
 - :class:`~asgi_apikey.keyring.KeyRing` holds the current snapshot: each
   rotation swaps in a whole new :class:`~asgi_apikey.keys.KeySnapshot`;
 - the source (:mod:`~asgi_apikey.sources`) gives the keys; a live one is
-  followed into the ring by :class:`~asgi_apikey.follower.LiveFollower`;
+  followed into the ring by :class:`~asgi_apikey.live.LiveFollower`;
 - the verifiers, the :class:`~asgi_apikey.audit.Audit` the middleware reports
   to, and :mod:`~asgi_apikey.status` for features and status.
 
@@ -33,7 +33,7 @@ from .configuration import set_but_empty as _set_but_empty  # noqa: F401 - cli.p
 from .context import AuthContext
 from .credentials import is_b64token
 from .errors import ConfigurationError
-from .follower import NOT_STARTED, LiveFollower
+from .live import NOT_STARTED, LiveFollower
 from .keyring import KeyChanges
 from .keys import Accepted, APIKey, KeySnapshot, Rejected, Verifier
 from .settings import AuthSettings
