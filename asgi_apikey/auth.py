@@ -33,9 +33,9 @@ from .configuration import set_but_empty as _set_but_empty  # noqa: F401 - cli.p
 from .context import AuthContext
 from .credentials import is_b64token
 from .errors import ConfigurationError
-from .live import NOT_STARTED, LiveFollower
 from .keyring import KeyChanges
 from .keys import Accepted, APIKey, KeySnapshot, Rejected, Verifier
+from .live import NOT_STARTED, LiveFollower
 from .settings import AuthSettings
 from .sources import EnvironmentSource, KeyFileSource, KeySource, LiveKeySource, SourceKeys
 from .status import FEATURES
