@@ -25,9 +25,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import status as _status
 from .arguments import as_key, check_clock, check_source, check_verifiers, explicit_keys
-from .audit import Audit, Counters
+from .audit import Audit
 from .configuration import Configuration, configure, read_source, without_keys
 from .configuration import set_but_empty as _set_but_empty  # noqa: F401 - cli.py's import
 from .context import AuthContext
@@ -38,7 +37,7 @@ from .keys import Accepted, APIKey, KeySnapshot, Rejected, Verifier
 from .live import NOT_STARTED, LiveFollower
 from .settings import AuthSettings
 from .sources import EnvironmentSource, KeyFileSource, KeySource, LiveKeySource, SourceKeys
-from .status import FEATURES
+from .status import FEATURES, Reports
 
 if TYPE_CHECKING:  # at run time, from compat on first use (__getattr__ below): no cycle
     from .compat import get_auth_status, verify_api_key_string
@@ -53,7 +52,7 @@ __all__ = [
 ]
 
 
-class APIKeyAuth:
+class APIKeyAuth(Reports):
     """The authenticator: owns the key set, verifies tokens, rotates keys.
 
     Hold one in your application to rotate keys and read status at run time,
@@ -330,103 +329,6 @@ class APIKeyAuth:
         self._sink.refused_unavailable()
 
     # -- status (reported by status.py) -------------------------------------------------
-
-    @property
-    def audit(self) -> Audit:
-        """The counters, failure throttle and event switches the middleware reports to."""
-        return self._audit
-
-    def counters(self) -> Counters:
-        """What the middleware decided with this authenticator so far: the exporter hook.
-
-        Cheap and safe to call from a metrics callback (a Prometheus
-        collector, an OpenTelemetry observable counter) at collection time.
-
-        >>> APIKeyAuth(keys=["sk-test-0123456789abcdef"]).counters().requests
-        0
-        """
-        return self._audit.counters()
-
-    def empty_key_variables(self) -> tuple[str, ...]:
-        """The key variables that were set to nothing when the environment was last read.
-
-        Such a variable (``API_KEY=``, a missing secret) is a key source holding no
-        key: every protected request is refused. ``python -m asgi_apikey check``
-        names them.
-        """
-        return self._empty
-
-    @property
-    def key_ids(self) -> tuple[str, ...]:
-        """The ids of the current keys (names or fingerprints), never the keys."""
-        return tuple(self._ring.snapshot.by_id)
-
-    @property
-    def is_development_mode(self) -> bool:
-        """True when built without keys: requests pass anonymous (see development_access)."""
-        return self._ring.snapshot.development
-
-    @property
-    def development_access(self) -> str | None:
-        """Who development mode serves: ``"local"``, ``"open"``, or ``None`` outside it.
-
-        ``"local"`` (no ``ENVIRONMENT`` set): this machine's clients only, others
-        get 401; ``"open"`` (``ENVIRONMENT=development`` or ``testing``): every
-        client.
-
-        >>> APIKeyAuth(keys=["sk-test-0123456789abcdef"]).development_access is None
-        True
-        """
-        return _status.development_access(self._ring.snapshot)
-
-    @property
-    def mode(self) -> str:
-        """``"simple"``, ``"advanced"``, or ``"development"`` / ``"test"`` in development mode."""
-        return self._ring.snapshot.anonymous.mode
-
-    @property
-    def environment(self) -> str:
-        """The ``ENVIRONMENT`` this authenticator was built for."""
-        return self._configuration.environment
-
-    @property
-    def _environment_set(self) -> bool:
-        return self._configuration.environment_set
-
-    def features(self) -> dict[str, bool]:
-        """Each name of :data:`FEATURES` and whether it is on."""
-        options = self._configuration
-        return _status.features(
-            mode=options.mode,
-            key_file=self._has_file,
-            request_logging=options.request_logging,
-            user_tracking=options.user_tracking,
-            verifiers=bool(self._verifiers),
-        )
-
-    def supports(self, feature: str) -> bool:
-        """Whether ``feature`` (one of :data:`FEATURES`) is on.
-
-        >>> APIKeyAuth(keys=["sk-test-0123456789abcdef"]).supports("scopes")
-        True
-        """
-        return _status.supported(feature, self.features())
-
-    def status(self) -> dict[str, Any]:
-        """A snapshot for health endpoints and logs; it holds no secret.
-
-        >>> status = APIKeyAuth(keys=[APIKey("sk-test-0123456789abcdef", name="ci")]).status()
-        >>> status["mode"], status["key_count"], status["key_ids"]
-        ('simple', 1, ['ci'])
-        """
-        return _status.status(
-            self._ring.snapshot,
-            now=self._clock(),
-            environment=self._configuration.environment,
-            flags=self.features(),
-            counters=self._audit.counters(),
-            source=self._source,
-        )
 
     def __reduce__(self) -> tuple[Any, ...]:
         # pickle and copy: an authenticator holds locks, counters and a live source's

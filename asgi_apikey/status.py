@@ -7,13 +7,18 @@ True
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from .audit import Counters
-from .keys import KeySnapshot, Rejected
+from .audit import Audit, Counters
+from .keys import KeySnapshot, Rejected, Verifier
 from .sources import KeySource
 
-__all__ = ["FEATURES", "development_access", "features", "status", "supported"]
+if TYPE_CHECKING:
+    from .configuration import Configuration
+    from .keyring import KeyRing
+
+__all__ = ["FEATURES", "Reports", "development_access", "features", "status", "supported"]
 
 #: What :meth:`APIKeyAuth.supports` answers for (the starter template's names included).
 FEATURES = (
@@ -93,3 +98,121 @@ def status(
         "source": source.describe() if source is not None else None,
         "unavailable": snapshot.unavailable,
     }
+
+
+class Reports:
+    """What an authenticator tells about itself, read-only: the part of
+    :class:`~asgi_apikey.APIKeyAuth` that health endpoints, exporters and
+    ``python -m asgi_apikey check`` use. It changes when what is reported
+    changes; the authenticator's building and rotation live elsewhere."""
+
+    # Set by APIKeyAuth.__init__.
+    _audit: Audit
+    _clock: Callable[[], float]
+    _configuration: Configuration
+    _empty: tuple[str, ...]
+    _has_file: bool
+    _ring: KeyRing
+    _source: KeySource | None
+    _verifiers: tuple[Verifier, ...]
+
+    @property
+    def audit(self) -> Audit:
+        """The counters, failure throttle and event switches the middleware reports to."""
+        return self._audit
+
+    def counters(self) -> Counters:
+        """What the middleware decided with this authenticator so far: the exporter hook.
+
+        Cheap and safe to call from a metrics callback (a Prometheus
+        collector, an OpenTelemetry observable counter) at collection time.
+
+        >>> from asgi_apikey import APIKeyAuth
+        >>> APIKeyAuth(keys=["sk-test-0123456789abcdef"]).counters().requests
+        0
+        """
+        return self._audit.counters()
+
+    def empty_key_variables(self) -> tuple[str, ...]:
+        """The key variables that were set to nothing when the environment was last read.
+
+        Such a variable (``API_KEY=``, a missing secret) is a key source holding no
+        key: every protected request is refused. ``python -m asgi_apikey check``
+        names them.
+        """
+        return self._empty
+
+    @property
+    def key_ids(self) -> tuple[str, ...]:
+        """The ids of the current keys (names or fingerprints), never the keys."""
+        return tuple(self._ring.snapshot.by_id)
+
+    @property
+    def is_development_mode(self) -> bool:
+        """True when built without keys: requests pass anonymous (see development_access)."""
+        return self._ring.snapshot.development
+
+    @property
+    def development_access(self) -> str | None:
+        """Who development mode serves: ``"local"``, ``"open"``, or ``None`` outside it.
+
+        ``"local"`` (no ``ENVIRONMENT`` set): this machine's clients only, others
+        get 401; ``"open"`` (``ENVIRONMENT=development`` or ``testing``): every
+        client.
+
+        >>> from asgi_apikey import APIKeyAuth
+        >>> APIKeyAuth(keys=["sk-test-0123456789abcdef"]).development_access is None
+        True
+        """
+        return development_access(self._ring.snapshot)
+
+    @property
+    def mode(self) -> str:
+        """``"simple"``, ``"advanced"``, or ``"development"`` / ``"test"`` in development mode."""
+        return self._ring.snapshot.anonymous.mode
+
+    @property
+    def environment(self) -> str:
+        """The ``ENVIRONMENT`` this authenticator was built for."""
+        return self._configuration.environment
+
+    @property
+    def _environment_set(self) -> bool:
+        return self._configuration.environment_set
+
+    def features(self) -> dict[str, bool]:
+        """Each name of :data:`FEATURES` and whether it is on."""
+        options = self._configuration
+        return features(
+            mode=options.mode,
+            key_file=self._has_file,
+            request_logging=options.request_logging,
+            user_tracking=options.user_tracking,
+            verifiers=bool(self._verifiers),
+        )
+
+    def supports(self, feature: str) -> bool:
+        """Whether ``feature`` (one of :data:`FEATURES`) is on.
+
+        >>> from asgi_apikey import APIKeyAuth
+        >>> APIKeyAuth(keys=["sk-test-0123456789abcdef"]).supports("scopes")
+        True
+        """
+        return supported(feature, self.features())
+
+    def status(self) -> dict[str, Any]:
+        """A snapshot for health endpoints and logs; it holds no secret.
+
+        >>> from asgi_apikey import APIKey, APIKeyAuth
+        >>> status = APIKeyAuth(keys=[APIKey("sk-test-0123456789abcdef", name="ci")]).status()
+        >>> status["mode"], status["key_count"], status["key_ids"]
+        ('simple', 1, ['ci'])
+        """
+        return status(
+            self._ring.snapshot,
+            now=self._clock(),
+            environment=self._configuration.environment,
+            flags=self.features(),
+            counters=self._audit.counters(),
+            source=self._source,
+        )
