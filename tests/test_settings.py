@@ -45,6 +45,8 @@ from tests.asgi import (
 THIRD_KEY = "sk-third-9z8y7x6w5v4u3t2s1r0q"
 #: Shorter than the 16 characters production demands.
 SHORT_KEY = "sk-short-key"
+#: The environments that refuse development mode and short plain keys.
+STRICT = ("production", "staging")
 #: Exactly 16 characters: the shortest key production accepts.
 SIXTEEN = "sk-0123456789abc"
 FIFTEEN = SIXTEEN[:-1]
@@ -1156,24 +1158,31 @@ def test_production_accepts_verifiers_without_keys(monkeypatch: pytest.MonkeyPat
         ),
     ],
 )
+@pytest.mark.parametrize("environment", STRICT)
 def test_production_refuses_short_keys(
-    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], kwargs: dict[str, Any], label: str
+    monkeypatch: pytest.MonkeyPatch,
+    env: dict[str, str],
+    kwargs: dict[str, Any],
+    label: str,
+    environment: str,
 ) -> None:
-    set_env(monkeypatch, {"ENVIRONMENT": "production", **env})
+    set_env(monkeypatch, {"ENVIRONMENT": environment, **env})
+    refusing = kwargs.get("environment", env.get("ENVIRONMENT", environment))
     error = raises_config(
         lambda: APIKeyAuth(**kwargs),
         f"{label} is shorter than 16 characters",
-        "ENVIRONMENT=production refuses",
+        f"ENVIRONMENT={refusing} refuses",
         "keygen",
     )
     assert error.context["where"] == label
     assert_no_secret(error, SHORT_KEY, FIFTEEN)
 
 
+@pytest.mark.parametrize("environment", STRICT)
 def test_production_refuses_short_keys_through_the_middleware(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, environment: str
 ) -> None:
-    monkeypatch.setenv("ENVIRONMENT", "production")
+    monkeypatch.setenv("ENVIRONMENT", environment)
     monkeypatch.setenv("API_KEY", SHORT_KEY)
     error = raises_config(lambda: APIKeyMiddleware(Recorder()), "API_KEY is shorter than 16")
     assert_no_secret(error, SHORT_KEY)
@@ -1183,8 +1192,11 @@ def test_production_refuses_short_keys_through_the_middleware(
     assert_no_secret(error, SHORT_KEY)
 
 
-def test_production_refuses_short_keys_in_rotation(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ENVIRONMENT", "production")
+@pytest.mark.parametrize("environment", STRICT)
+def test_production_refuses_short_keys_in_rotation(
+    monkeypatch: pytest.MonkeyPatch, environment: str
+) -> None:
+    monkeypatch.setenv("ENVIRONMENT", environment)
     auth = APIKeyAuth(keys=[CANARY])
     before = auth.key_ids
     error = raises_config(lambda: auth.add_key(SHORT_KEY), "add_key is shorter than 16")
@@ -1199,12 +1211,17 @@ def test_production_refuses_short_keys_in_rotation(monkeypatch: pytest.MonkeyPat
     assert auth.verify(SIXTEEN) is not None
 
 
-def test_production_refuses_short_keys_on_reload(monkeypatch: pytest.MonkeyPatch) -> None:
-    set_env(monkeypatch, {"ENVIRONMENT": "production", "API_KEY": CANARY})
+@pytest.mark.parametrize("environment", STRICT)
+@pytest.mark.parametrize("variable", ["API_KEY", "ADDITIONAL_API_KEYS"])
+def test_production_refuses_short_keys_on_reload(
+    monkeypatch: pytest.MonkeyPatch, environment: str, variable: str
+) -> None:
+    set_env(monkeypatch, {"ENVIRONMENT": environment, "API_KEY": CANARY})
     auth = APIKeyAuth.from_env()
-    monkeypatch.setenv("API_KEY", SHORT_KEY)
-    raises_config(auth.reload, "API_KEY is shorter than 16")
+    monkeypatch.setenv(variable, SHORT_KEY)
+    raises_config(auth.reload, variable, "is shorter than 16", f"ENVIRONMENT={environment} refuses")
     assert auth.verify(CANARY) is not None
+    assert auth.verify(SHORT_KEY) is None
 
 
 @pytest.mark.parametrize(
