@@ -19,9 +19,7 @@ from .audit import loggable
 from .auth import APIKeyAuth
 from .cli_app import AppNotLoaded, middlewares_of, route_paths
 from .cli_keys import iso_instant
-from .configuration import set_but_empty
 from .errors import ConfigurationError
-from .keys import MIN_PRODUCTION_KEY_LENGTH
 from .middleware import APIKeyMiddleware
 from .paths import Access, Rule
 
@@ -101,41 +99,20 @@ def report(
     """
     status = auth.status()
     del status["counters"]  # always zero here: nothing has been served yet
+    configuration = auth.configuration
     warnings: list[str] = []
-    if auth.development_access == "local":
-        warnings.append(
-            "no keys are configured and ENVIRONMENT is not set: development mode serves only "
-            "this machine (loopback clients that name it as the host, through no proxy) and "
-            "refuses other clients with 401; set API_KEY to serve them, or "
-            "ENVIRONMENT=development to open it to every client (ENVIRONMENT=staging or "
-            "production refuses to start like this)"
-        )
-    elif auth.is_development_mode:
-        warnings.append(
-            "no keys are configured: development mode lets every request through, from every "
-            "client (ENVIRONMENT=staging or production refuses to start like this); set API_KEY"
-        )
-    elif (
-        not status["key_count"] and not status["features"]["verifiers"] and not auth.source_is_live
-    ):
-        empty = auth.empty_key_variables()
-        warnings.append(
-            f"{set_but_empty(empty)}the configured key sources hold no key, so every "
-            "protected request is refused"
-        )
-    if not auth._environment_set:
-        warnings.append(
-            "ENVIRONMENT is not set, so it counts as development: set it, and to production "
-            "in production, so the production rules apply"
-        )
-    now = auth._clock()
+    # The warning the authenticator logged when it was built, if any.
+    if auth.is_development_mode:
+        warnings.append(configuration.development_detail())
+    elif auth.unguarded:
+        warnings.append(configuration.no_keys_detail(auth.empty_key_variables()))
+    if not configuration.environment_set:
+        warnings.append(configuration.environment_unset_detail())
+    now = auth.clock()
     for entry in auth.snapshot.by_digest.values():
         key_id = entry.key.key_id
-        if entry.key._short and auth.environment not in ("staging", "production"):
-            warnings.append(
-                f"key {key_id!r} is shorter than {MIN_PRODUCTION_KEY_LENGTH} characters, "
-                "which ENVIRONMENT=staging and production refuse"
-            )
+        if entry.key._short and not configuration.strict:
+            warnings.append(configuration.short_key_detail(key_id))
         if entry.expires_at is not None and now >= entry.expires_at:
             warnings.append(f"key {key_id!r} has expired ({iso_instant(entry.key.expires_at)})")
         elif entry.expires_at is not None and entry.expires_at - now < _SOON:

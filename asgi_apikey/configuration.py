@@ -2,7 +2,8 @@
 
 Read once, at construction: the mode, the environment and the flags, the
 names of the variables behind them, which keys that configuration admits,
-the key ring it starts, and what it says when it has no keys.
+the key ring it starts, and what it warns about (no keys, no ``ENVIRONMENT``,
+a key a strict environment refuses), in the variable names of its settings.
 
 >>> config, _ = configure(AuthSettings, mode="advanced", environment="production")
 >>> config.mode, config.environment, config.user_tracking, config.local_only
@@ -123,15 +124,7 @@ class Configuration:
                 {"mode": self.development_label, "access": access, "detail": detail},
             )
         elif unguarded:
-            emit(
-                "warning",
-                "no_keys",
-                {
-                    "detail": f"{set_but_empty(empty)}the configured key sources hold no "
-                    "key, so every protected request is refused; add keys, or leave every key "
-                    "source unset for development mode"
-                },
-            )
+            emit("warning", "no_keys", {"detail": self.no_keys_detail(empty)})
 
     def development_detail(self) -> str:
         """The ``development_mode`` warning: who is served, and how to change it."""
@@ -148,8 +141,32 @@ class Configuration:
             )
         return (
             f"no API keys are configured and {environment}={self.environment}: development "
-            "mode lets every request from every client through unauthenticated. Set "
+            "mode lets every request through, from every client, unauthenticated. Set "
             f"{api_key} (or pass keys=[...]) before you deploy; {refused}."
+        )
+
+    def no_keys_detail(self, empty: Sequence[str]) -> str:
+        """The ``no_keys`` warning: key sources that hold no key, ``empty`` the variables
+        set to nothing (see :func:`set_but_empty`)."""
+        return (
+            f"{set_but_empty(empty)}the configured key sources hold no key, so every "
+            "protected request is refused; add keys, or leave every key source unset for "
+            "development mode"
+        )
+
+    def environment_unset_detail(self) -> str:
+        """What to do when ``ENVIRONMENT`` is not set (it counts as development)."""
+        environment = self.names["environment"]
+        return (
+            f"{environment} is not set, so it counts as development: set it, and to "
+            "production in production, so the production rules apply"
+        )
+
+    def short_key_detail(self, key_id: str) -> str:
+        """The warning for a key a strict environment (:attr:`strict`) would refuse."""
+        return (
+            f"key {key_id!r} is shorter than {MIN_PRODUCTION_KEY_LENGTH} characters, which "
+            f"{self.names['environment']}={' and '.join(STRICT_ENVIRONMENTS)} refuse"
         )
 
     def no_keys_refused(self, from_env: bool) -> str:

@@ -112,6 +112,7 @@ class Reports:
     _configuration: Configuration
     _empty: tuple[str, ...]
     _has_file: bool
+    _live: bool
     _ring: KeyRing
     _source: KeySource | None
     _verifiers: tuple[Verifier, ...]
@@ -177,8 +178,26 @@ class Reports:
         return self._configuration.environment
 
     @property
-    def _environment_set(self) -> bool:
-        return self._configuration.environment_set
+    def configuration(self) -> Configuration:
+        """The settled options (mode, environment, flags, variable names), read-only.
+
+        >>> from asgi_apikey import APIKeyAuth
+        >>> auth = APIKeyAuth(keys=["sk-test-0123456789abcdef"], environment="staging")
+        >>> auth.configuration.strict, auth.configuration.names["environment"]
+        (True, 'ENVIRONMENT')
+        """
+        return self._configuration
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The clock (seconds since the epoch) that expiry and ``not_before`` are judged by."""
+        return self._clock
+
+    @property
+    def unguarded(self) -> bool:
+        """True with no key, no verifier and no live source: every protected request is refused
+        (or passes, in development mode)."""
+        return not self._ring.snapshot.by_id and not self._verifiers and not self._live
 
     def features(self) -> dict[str, bool]:
         """Each name of :data:`FEATURES` and whether it is on."""

@@ -424,11 +424,11 @@ def test_hash_on_a_terminal_prompts_with_getpass(
 # -- check: reports -----------------------------------------------------------------------
 
 _DEVELOPMENT_WARNING = (
-    "no keys are configured and ENVIRONMENT is not set: development mode serves only "
+    "no API keys are configured and ENVIRONMENT is not set: development mode serves only "
     "this machine (loopback clients that name it as the host, through no proxy) and "
-    "refuses other clients with 401; set API_KEY to serve them, or "
-    "ENVIRONMENT=development to open it to every client (ENVIRONMENT=staging or "
-    "production refuses to start like this)"
+    "refuses every other client with 401. Set API_KEY (or pass keys=[...]) to serve them, "
+    "or ENVIRONMENT=development to open development mode to every client; "
+    "ENVIRONMENT=staging or production refuses to start like this."
 )
 _ENVIRONMENT_WARNING = (
     "ENVIRONMENT is not set, so it counts as development: set it, and to production "
@@ -1470,7 +1470,8 @@ def test_check_warns_when_the_key_sources_hold_no_key(
     monkeypatch.setenv("ENVIRONMENT", "testing")
     report = _check_json(capsys)
     assert report["warnings"] == [
-        "the configured key sources hold no key, so every protected request is refused"
+        "the configured key sources hold no key, so every protected request is refused; "
+        "add keys, or leave every key source unset for development mode"
     ]
 
 
@@ -1484,7 +1485,8 @@ def test_check_names_the_key_variables_that_are_set_but_empty(
     report = _check_json(capsys)
     assert report["warnings"] == [
         "API_KEY and API_KEYS_FILE are set but empty (a missing secret?): the configured "
-        "key sources hold no key, so every protected request is refused"
+        "key sources hold no key, so every protected request is refused; add keys, or leave "
+        "every key source unset for development mode"
     ]
 
 
@@ -1529,6 +1531,72 @@ def test_check_app_warns_about_rules_that_open_routes_they_do_not_name(
     # FastAPI's own /docs/oauth2-redirect under the public /docs is expected: no warning.
     assert not any("/docs" in warning for warning in report["warnings"])
     assert _check(capsys, "--app", f"{module}:app", "--strict").code == 1
+
+
+_PREFIXED_APP = """
+    from pydantic_settings import SettingsConfigDict
+    from starlette.applications import Starlette
+
+    from asgi_apikey import APIKeyAuth, APIKeyMiddleware
+    from asgi_apikey.settings import AuthSettings
+
+    class MyAppSettings(AuthSettings):
+        model_config = SettingsConfigDict(env_prefix="MYAPP_")
+
+    app = Starlette()
+    app.add_middleware(APIKeyMiddleware, auth=APIKeyAuth(settings=MyAppSettings))
+"""
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        pytest.param(
+            {},
+            [
+                "no API keys are configured and MYAPP_ENVIRONMENT is not set: development mode "
+                "serves only this machine",
+                "Set MYAPP_API_KEY (or pass keys=[...]) to serve them, or "
+                "MYAPP_ENVIRONMENT=development to open development mode to every client; "
+                "MYAPP_ENVIRONMENT=staging or production refuses to start like this.",
+                "MYAPP_ENVIRONMENT is not set, so it counts as development",
+            ],
+            id="development",
+        ),
+        pytest.param(
+            {"MYAPP_API_KEY": "", "MYAPP_ENVIRONMENT": "testing"},
+            ["MYAPP_API_KEY is set but empty (a missing secret?): the configured key sources"],
+            id="empty",
+        ),
+        pytest.param(
+            {"MYAPP_API_KEY": SHORT, "MYAPP_ENVIRONMENT": "testing"},
+            [
+                f"key {APIKey(SHORT).key_id!r} is shorter than 16 characters, which "
+                "MYAPP_ENVIRONMENT=staging and production refuse"
+            ],
+            id="short",
+        ),
+    ],
+)
+def test_check_app_names_the_variables_of_a_prefixed_settings_class(
+    env: dict[str, str],
+    expected: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    app_module: Callable[[str], str],
+) -> None:
+    """An app whose AuthSettings subclass reads MYAPP_*: check names those variables."""
+    for name in ("API_KEY", "ENVIRONMENT", "ADDITIONAL_API_KEYS", "API_KEYS_FILE"):
+        monkeypatch.delenv(f"MYAPP_{name}", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    module = app_module(_PREFIXED_APP)
+    [report] = _check_json(capsys, "--app", f"{module}:app")
+    text = "\n".join(report["warnings"])
+    for part in expected:
+        assert part in text
+    # Every variable named is one the app reads.
+    assert re.findall(r"\b(?<!MYAPP_)(?:API_KEY|ENVIRONMENT)\b", text) == []
 
 
 def test_route_paths_of_something_that_is_not_starlette_is_empty() -> None:
