@@ -174,9 +174,7 @@ class RedisKeySource(StoreSync, LiveKeySource):
         self._task = None
         self.restarts += 1
         self._deaths += 1
-        self._connected = False  # nobody follows: the keys age until a new follower loads
-        self._recovering = True
-        self._lost_at = time.monotonic()
+        self._mark_lost()  # nobody follows: the keys age until a new follower loads
         delay = self._timings.backoff(self._deaths)
         self._log.follower_died(error, delay)
         self._restart = asyncio.get_running_loop().call_later(

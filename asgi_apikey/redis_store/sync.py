@@ -207,13 +207,18 @@ class StoreSync:
     # -- losses, expiry and recovery ----------------------------------------------------
 
     def _lost(self, error: BaseException) -> None:
+        """The connection failed with ``error``: count and log the loss, once per loss."""
         if not self._connected:
             return  # logged when it was lost
+        self._mark_lost()
+        self.losses += 1
+        self._log.lost(why(error, self._url))
+
+    def _mark_lost(self) -> None:
+        """Nobody follows the store from now: the keys age until a full load (recovery)."""
         self._connected = False
         self._recovering = True
-        self.losses += 1
         self._lost_at = time.monotonic()
-        self._log.lost(why(error, self._url))
 
     def _expired(self) -> None:
         """No answer from Redis for max_staleness: refuse the store's keys until one comes."""
