@@ -17,9 +17,9 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, not_shown_unless_word
 from .keys import APIKey, Verifier
-from .settings import ENVIRONMENTS, not_shown_unless_word
+from .settings import ENVIRONMENTS
 from .sources import EnvironmentSource, KeyFileSource, KeySource
 
 __all__ = [
@@ -59,14 +59,17 @@ def overrides(
         ("request_logging", "enable_request_logging", request_logging),
     ):
         if value is not None:
-            if not isinstance(value, bool):
-                shown = f", not {type(value).__name__}" if not isinstance(value, str) else ""
-                raise ConfigurationError(
-                    f"{setting} must be True or False{shown or not_shown_unless_word(value)}",
-                    setting=setting,
-                )
+            check_flag(value, setting)
             given[field] = value
     return given
+
+
+def check_flag(value: object, setting: str) -> None:
+    """``value`` must be a bool; the error never quotes what may be a key."""
+    if not isinstance(value, bool):
+        raise ConfigurationError(
+            f"{setting} must be True or False{not_shown_unless_word(value)}", setting=setting
+        )
 
 
 def as_key(item: object, where: str) -> APIKey:

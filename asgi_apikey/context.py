@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 
 from starlette.authentication import BaseUser, UnauthenticatedUser
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, not_shown_unless_word
 
 __all__ = [
     "ANONYMOUS",
@@ -118,8 +118,8 @@ def check_scopes(scopes: object, where: str, **context: object) -> frozenset[str
     items = list(scopes)
     for scope in items:
         if not isinstance(scope, str) or _SCOPE_TOKEN.fullmatch(scope) is None:
-            # Quoted only when short: a long one may be a key pasted in the wrong place.
-            shown = repr(scope) if len(repr(scope)) <= 22 else "a scope"
+            # Quoted only when a word: anything else may be a key pasted in the wrong place.
+            shown = not_shown_unless_word(scope).removeprefix(", not ") or "a scope"
             raise ConfigurationError(
                 f"{where}: {shown} is not an RFC 6749 scope token: use printable ASCII "
                 "without spaces, quotes or backslashes",

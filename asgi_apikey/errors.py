@@ -7,12 +7,43 @@ the bad key or its ``key_id``, and the fix.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from starlette.exceptions import HTTPException
 
-__all__ = ["AuthenticationError", "AuthorizationError", "ConfigurationError", "KeySourceError"]
+__all__ = [
+    "AuthenticationError",
+    "AuthorizationError",
+    "ConfigurationError",
+    "KeySourceError",
+    "not_shown_unless_word",
+]
+
+# The only text a configuration error quotes: a short word (a typo such as 'prod' or
+# 'maybe'). Anything else, digits included, may be a key pasted into the wrong
+# setting, and 12 characters is below the 16 that staging and production accept.
+_WORD = re.compile(r"[A-Za-z][A-Za-z_-]{0,11}")
+
+
+def not_shown_unless_word(value: object) -> str:
+    """``", not 'prod'"`` for a bad value a configuration error may quote, else less.
+
+    Text is quoted only when it cannot be a key: a word of at most 12 letters
+    (``-`` and ``_`` allowed), no digits. Numbers, booleans and ``None`` are
+    quoted; any other value is named by its type alone (a list may hold a key).
+
+    >>> not_shown_unless_word("prod"), not_shown_unless_word("sk-live-0123456789abcdef")
+    (", not 'prod'", '')
+    >>> not_shown_unless_word(5), not_shown_unless_word(["sk-live-0123456789abcdef"])
+    (', not 5', ', not a list')
+    """
+    if isinstance(value, str):
+        return f", not {value!r}" if _WORD.fullmatch(value) else ""
+    if value is None or isinstance(value, (bool, int, float)):
+        return f", not {value!r}"
+    return f", not a {type(value).__name__}"
 
 
 class ConfigurationError(ValueError):

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
 from .credentials import is_http_token
-from .errors import ConfigurationError
+from .errors import ConfigurationError, not_shown_unless_word
 
 __all__ = [
     "DEFAULT_HSTS",
@@ -99,7 +99,8 @@ class SecurityHeaders:
         for name, value in config.items() if isinstance(config, Mapping) else ():
             if not is_http_token(name):
                 raise ConfigurationError(
-                    f"security_headers: {name!r} is not a valid header name",
+                    f"security_headers: a name{not_shown_unless_word(name).replace(', not', '')} "
+                    "is not a valid header name (letters, digits and !#$%&'*+-.^_`|~)",
                     setting="security_headers",
                 )
             if name.lower() in _NOT_SECURITY_HEADERS:

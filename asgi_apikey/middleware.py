@@ -16,10 +16,11 @@ from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from structlog.contextvars import bind_contextvars, reset_contextvars
 
+from .arguments import check_flag
 from .auth import APIKeyAuth, set_default
 from .context import ANONYMOUS_USER
 from .credentials import DEFAULT_MAX_TOKEN_LENGTH, CredentialReader, Malformed, is_http_token
-from .errors import ConfigurationError
+from .errors import ConfigurationError, not_shown_unless_word
 from .headers import AddedHeaders, Headers, SecurityHeaders, merge_headers, private_cache_control
 from .keys import Accepted, APIKey
 from .lifespan import run_lifespan
@@ -102,15 +103,16 @@ class APIKeyMiddleware:
         security = SecurityHeaders(security_headers)
         self._added = AddedHeaders(security)
         self._plain_http = self._added.pick("http", False)
-        _check_flag(allow_query_token, "allow_query_token")
-        _check_flag(allow_cors_preflight, "allow_cors_preflight")
+        check_flag(allow_query_token, "allow_query_token")
+        check_flag(allow_cors_preflight, "allow_cors_preflight")
         if (
             isinstance(max_token_length, bool)
             or not isinstance(max_token_length, int)
             or not 16 <= max_token_length <= 65536
         ):
             raise ConfigurationError(
-                f"max_token_length must be an int from 16 to 65536, not {max_token_length!r}",
+                "max_token_length must be an int from 16 to 65536"
+                f"{not_shown_unless_word(max_token_length)}",
                 setting="max_token_length",
             )
         self._reader = CredentialReader(
@@ -379,18 +381,13 @@ def _rooted_app(app: object) -> Any:
 _MAX_WRAPPERS = 16
 
 
-def _check_flag(value: object, setting: str) -> None:
-    if not isinstance(value, bool):
-        raise ConfigurationError(f"{setting} must be True or False, not {value!r}", setting=setting)
-
-
 def _check_header_name(name: str | None) -> str | None:
     if name is None:
         return None
     if not is_http_token(name) or name.lower() == "authorization":
         raise ConfigurationError(
-            f"header_name must be a header name other than Authorization, such as "
-            f"'X-API-Key', not {name!r}",
+            "header_name must be a header name other than Authorization, such as "
+            f"'X-API-Key'{not_shown_unless_word(name)}",
             setting="header_name",
         )
     return name

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote
 
 from .context import check_scopes
-from .errors import ConfigurationError
+from .errors import ConfigurationError, not_shown_unless_word
 from .readings import CONTROL, normalize_path, route_path, strip_root
 from .readings import url_readings as _url_readings  # looked up here at each call
 
@@ -75,11 +75,19 @@ CONTROL_CHARACTER = Rule("", Access.REFUSED, problem="control_character")
 TOO_LONG = Rule("", Access.REFUSED, problem="too_long")
 
 
+def _described(rule: object) -> str:
+    # Quoted only when it cannot be a key pasted in the wrong place.
+    if not isinstance(rule, str):
+        return f"a rule of type {type(rule).__name__}"
+    shown = not_shown_unless_word(rule).removeprefix(", not ")
+    return f"rule {shown}" if shown else "a rule"
+
+
 def _check_rule_path(path: object, setting: str) -> str:
     if not isinstance(path, str) or not path.startswith("/"):
         raise ConfigurationError(
-            f"{setting}: rule {path!r} is not an absolute path; write it as "
-            f"{'/' + path.lstrip('/') if isinstance(path, str) else '/docs'!r}",
+            f"{setting}: {_described(path)} is not an absolute path: write each rule with a "
+            "leading '/', such as '/docs'",
             setting=setting,
         )
     if any(char in path for char in "?#*") or any(not char.isprintable() for char in path):
@@ -152,7 +160,8 @@ class RuleTable:
             or not 256 <= max_path_length <= 65536
         ):
             raise ConfigurationError(
-                f"max_path_length must be an int from 256 to 65536, not {max_path_length!r}",
+                "max_path_length must be an int from 256 to 65536"
+                f"{not_shown_unless_word(max_path_length)}",
                 setting="max_path_length",
             )
         self._max_path = max_path_length
@@ -162,7 +171,8 @@ class RuleTable:
             default_access = None
         if default_access is None:
             raise ConfigurationError(
-                f"default must be 'protected', 'optional' or 'public', not {default!r}",
+                "default must be 'protected', 'optional' or 'public'"
+                f"{not_shown_unless_word(default)}",
                 setting="default",
             )
         self._default = Rule("/", default_access)

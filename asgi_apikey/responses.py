@@ -16,7 +16,7 @@ from functools import lru_cache
 
 from starlette.types import Message, Receive, Scope, Send
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, not_shown_unless_word
 from .headers import (
     DEFAULT_HSTS,
     DEFAULT_SECURITY_HEADERS,
@@ -152,8 +152,8 @@ class Denials:
     ) -> None:
         if not isinstance(realm, str) or not realm or _QUOTABLE.fullmatch(realm) is None:
             raise ConfigurationError(
-                f"realm must be non-empty printable ASCII without quotes or backslashes, "
-                f"not {realm!r}",
+                "realm must be non-empty printable ASCII without quotes or backslashes"
+                f"{not_shown_unless_word(realm)}",
                 setting="realm",
             )
         self._realm = realm

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,7 +20,7 @@ from dotenv import dotenv_values
 from pydantic import SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, not_shown_unless_word
 from .keyfile import load_key_file
 from .keys import APIKey
 
@@ -39,10 +38,6 @@ ENVIRONMENTS = ("development", "testing", "staging", "production")
 #: The environments that refuse development mode and keys shorter than 16 characters.
 STRICT_ENVIRONMENTS = ("staging", "production")
 _SECRET_FIELDS = frozenset({"api_key", "additional_api_keys"})
-# The only bad values an error quotes: a short word (a typo such as 'prod' or
-# 'maybe'). Anything else, digits included, may be a key pasted into the wrong
-# variable, and 12 characters is below the 16 that staging and production accept.
-_WORD = re.compile(r"[A-Za-z][A-Za-z_-]{0,11}")
 
 
 class AuthSettings(BaseSettings):
@@ -161,20 +156,6 @@ def _explain(settings: type[AuthSettings], error: ValidationError) -> tuple[str,
         else:  # a field a subclass added
             lines.append(f"{name}: {problem['msg']}")
     return "; ".join(lines), names or ["environment"]
-
-
-def not_shown_unless_word(value: object) -> str:
-    """``", not 'prod'"`` for a bad value that is a short word, else ``""``.
-
-    A configuration error may quote what was given only when it cannot be a
-    key: a word of at most 12 letters (``-`` and ``_`` allowed), no digits.
-
-    >>> not_shown_unless_word("prod"), not_shown_unless_word("sk-live-0123456789abcdef")
-    (", not 'prod'", '')
-    """
-    if isinstance(value, str) and _WORD.fullmatch(value):
-        return f", not {value!r}"
-    return ""
 
 
 def environment_keys(settings: AuthSettings) -> list[tuple[str, APIKey]]:

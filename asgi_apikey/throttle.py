@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, not_shown_unless_word
 
 __all__ = [
     "MAX_RETIRED_CLIENTS",
@@ -259,7 +259,7 @@ def check_throttle(limit: object, interval: object, per_client: object) -> tuple
     if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= 1_000_000:
         raise ConfigurationError(
             "failure_log_limit must be an int from 0 (log no failure one by one) to "
-            f"1000000 events per reason and interval, not {limit!r}",
+            f"1000000 events per reason and interval{not_shown_unless_word(limit)}",
             setting="failure_log_limit",
         )
     if (
@@ -268,7 +268,8 @@ def check_throttle(limit: object, interval: object, per_client: object) -> tuple
         or not 0.1 <= interval <= 86400
     ):
         raise ConfigurationError(
-            f"failure_log_interval must be a number of seconds from 0.1 to 86400, not {interval!r}",
+            "failure_log_interval must be a number of seconds from 0.1 to 86400"
+            f"{not_shown_unless_word(interval)}",
             setting="failure_log_interval",
         )
     if per_client is None:
@@ -276,7 +277,8 @@ def check_throttle(limit: object, interval: object, per_client: object) -> tuple
     if isinstance(per_client, bool) or not isinstance(per_client, int) or per_client < 1:
         raise ConfigurationError(
             "failure_log_per_client must be an int of at least 1 event per client and "
-            f"interval, or None for a quarter of failure_log_limit, not {per_client!r}",
+            "interval, or None for a quarter of failure_log_limit"
+            f"{not_shown_unless_word(per_client)}",
             setting="failure_log_per_client",
         )
     return limit, float(interval), per_client

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..audit import emit, loggable
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, not_shown_unless_word
 from ..keys import APIKey
 
 DEFAULT_PREFIX = "asgi_apikey"
@@ -43,7 +43,7 @@ class Names:
         if not isinstance(prefix, str) or not _PREFIX.fullmatch(prefix):
             raise ConfigurationError(
                 "prefix must be 1 to 64 letters, digits or _ . : - (the default is "
-                f"{DEFAULT_PREFIX!r}), not {prefix!r}",
+                f"{DEFAULT_PREFIX!r}){not_shown_unless_word(prefix)}",
                 setting="prefix",
             )
         tag = "{" + prefix + "}"  # a cluster hashes only what is inside the braces
