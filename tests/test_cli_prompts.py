@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+import select
 import subprocess
 import sys
 import time
@@ -53,13 +54,16 @@ def _at_the_prompt(keys: bytes, *argv: str) -> tuple[int, str]:
     seen = b""
     deadline = time.monotonic() + 30
     try:
-        while b"key (hidden): " not in seen and time.monotonic() < deadline:
-            seen += _read(master)
-        assert b"key (hidden): " in seen, seen
-        os.write(master, keys)
-        while chunk := _read(master):
+        while b"key (hidden): " not in seen:
+            chunk = _read(master, deadline, seen)
+            if not chunk:  # no terminal open at the other end: not yet, or no longer
+                assert child.poll() is None, f"the command ended before its prompt: {seen!r}"
+                time.sleep(0.01)
             seen += chunk
-        code = child.wait(timeout=30)
+        os.write(master, keys)
+        while chunk := _read(master, deadline, seen):
+            seen += chunk
+        code = child.wait(timeout=max(deadline - time.monotonic(), 0.1))
     finally:
         if child.poll() is None:
             child.kill()
@@ -68,7 +72,11 @@ def _at_the_prompt(keys: bytes, *argv: str) -> tuple[int, str]:
     return code, seen.decode(errors="replace").replace("\r\n", "\n")
 
 
-def _read(master: int) -> bytes:
+def _read(master: int, deadline: float, seen: bytes) -> bytes:
+    """What the terminal shows next; fails the test when nothing comes by ``deadline``."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0 or not select.select([master], [], [], remaining)[0]:
+        pytest.fail(f"the command showed nothing more in 30 s; it showed {seen!r}")
     try:
         return os.read(master, 4096)
     except OSError as error:  # the terminal's other end closed: the command ended
