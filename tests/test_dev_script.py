@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -46,19 +47,30 @@ def _gone(pid: int, within: float) -> bool:
 @pytest.mark.parametrize(
     ("child", "grace"), [("willing", 10.0), ("stubborn", 0.5)], ids=["stops", "ignores-sigterm"]
 )
+@pytest.mark.timeout(60)
 def test_sigterm_to_dev_py_stops_its_child(child: str, grace: float) -> None:
+    # Its own process group, so a failure can stop the child too (see finally).
     parent = subprocess.Popen(
         [sys.executable, "-c", _PARENT, str(ROOT), str(grace), child],
         stdout=subprocess.PIPE,
         text=True,
+        start_new_session=True,
     )
+    pid: int | None = None
+    stopped = False
     try:
         assert parent.stdout is not None
         pid = int(parent.stdout.readline())
         parent.send_signal(signal.SIGTERM)
         assert parent.wait(timeout=15) == 128 + signal.SIGTERM
         assert _gone(pid, within=5), f"the child {pid} is still running"
+        stopped = True
     finally:
+        if not stopped:  # leave no child running: by its pid, and by the group
+            for kill, target in ((os.killpg, parent.pid), (os.kill, pid)):
+                if target is not None:
+                    with contextlib.suppress(ProcessLookupError):
+                        kill(target, signal.SIGKILL)
         if parent.poll() is None:
             parent.kill()
             parent.wait()
