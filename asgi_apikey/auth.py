@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 from .arguments import as_key, check_clock, check_source, check_verifiers, explicit_keys
 from .audit import Audit
 from .configuration import Configuration, configure, read_source, without_keys
-from .configuration import set_but_empty as _set_but_empty  # noqa: F401 - cli.py's import
 from .context import AuthContext
 from .credentials import is_b64token
 from .errors import ConfigurationError
@@ -212,10 +211,6 @@ class APIKeyAuth(Reports):
         """The current immutable key set. Read it once per request."""
         return self._ring.snapshot
 
-    @property
-    def _snapshot(self) -> KeySnapshot:
-        return self._ring.snapshot
-
     def resolve(self, token: bytes) -> Accepted | Rejected | None:
         """What a presented token (raw bytes) is: accepted, refused with a reason, or unknown."""
         return self._ring.snapshot.resolve(token)
@@ -328,7 +323,7 @@ class APIKeyAuth(Reports):
         """Called by the middleware for each 503: say once if the source was never started."""
         self._sink.refused_unavailable()
 
-    # -- status (reported by status.py) -------------------------------------------------
+    # -- pickling and repr ---------------------------------------------------------------
 
     def __reduce__(self) -> tuple[Any, ...]:
         # pickle and copy: an authenticator holds locks, counters and a live source's

@@ -36,21 +36,10 @@ from typing import Any, TextIO
 import structlog
 
 from . import __version__
-from .cli_app import AppNotLoaded, find_middlewares, load_app, route_paths
-from .cli_check import opened_routes, report, run_check
+from .cli_check import run_check
 from .cli_keys import run_hash, run_keygen, run_keys
 
-__all__ = [
-    "AppNotLoaded",
-    "configure_logging",
-    "find_middlewares",
-    "load_app",
-    "main",
-    "opened_routes",
-    "report",
-    "route_paths",
-    "run",
-]
+__all__ = ["configure_logging", "main", "run"]
 
 
 def run(argv: Sequence[str] | None = None) -> int:

@@ -259,18 +259,13 @@ class CredentialReader:
         >>> CredentialReader.names_query_token(b"a=1&%61ccess_token=x")
         True
         """
-        for part in query_string.split(b"&"):
-            name = part.partition(b"=")[0]
-            if unquote_to_bytes(name.replace(b"+", b" ")) == b"access_token":
-                return True
-        return False
+        return any(_is_access_token(part.partition(b"=")[0]) for part in query_string.split(b"&"))
 
     def _read_query(self, query_string: bytes) -> bytes | Malformed | None:
-        # RFC 6750 §2.3: application/x-www-form-urlencoded, so "+" is a space.
         found: bytes | None = None
         for part in query_string.split(b"&"):
             name, _, value = part.partition(b"=")
-            if unquote_to_bytes(name.replace(b"+", b" ")) != b"access_token":
+            if not _is_access_token(name):
                 continue
             if found is not None:
                 return _TWO_QUERY
@@ -278,3 +273,8 @@ class CredentialReader:
         if found is None:
             return None
         return parse_token(found, "access_token query parameter", self._max)
+
+
+def _is_access_token(name: bytes) -> bool:
+    # RFC 6750 §2.3: application/x-www-form-urlencoded, so "+" is a space.
+    return unquote_to_bytes(name.replace(b"+", b" ")) == b"access_token"

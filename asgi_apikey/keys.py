@@ -6,7 +6,7 @@ number of keys) and confirms the match with :func:`hmac.compare_digest`.
 Because the lookup is on a digest of the token, its timing says nothing about
 how much of a real key an attacker has guessed.
 
-A :class:`KeySnapshot` is immutable: the authenticator (``auth.py``) builds a
+A :class:`KeySnapshot` is immutable: the key ring (``keyring.py``) builds a
 new one for every change and swaps it in with one attribute assignment, and a
 request reads it once, so it sees the old set or the new one, never a mix.
 A token that matches no key goes to the verifiers, if any

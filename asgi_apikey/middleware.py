@@ -182,15 +182,12 @@ class APIKeyMiddleware:
             rooted = self._rooted
             root = (rooted.root_path if rooted is not None else "") or scope.get("root_path")
             if root:
-                rule = self.rules.decide_under(scope["path"], root)
+                rule = self._rules.decide_under(scope["path"], root)
             else:
                 path = scope["path"]
-                rule = self._decided.get(path) or self.rules.decide(path)  # the cache first
+                rule = self._decided.get(path) or self._rules.decide(path)  # the cache first
             access = rule.access
             query = scope.get("query_string", b"")
-            if self._query_token and query:
-                # The URL holds a key (even a malformed one): never cached publicly.
-                via_query = self._reader.names_query_token(query)
             if access is _REFUSED:  # the path alone decides (see paths.RuleTable)
                 denial = self._path_denials[rule.problem]  # type: ignore[index]
             elif (found := self._reader.read(scope["headers"], query)) is None:
@@ -201,9 +198,11 @@ class APIKeyMiddleware:
             elif isinstance(found, Malformed):
                 if access is not _PUBLIC:
                     denial = self._denials.malformed(found.description)
+                elif self._query_token:  # a public path runs: is there a key in the URL?
+                    # Even a malformed or doubled one: the response is never cached publicly.
+                    via_query = self._reader.names_query_token(query)
             else:
-                token = found[0]
-                via_query = via_query or found[1]
+                token, via_query = found
                 result = keys.resolve(token)
                 if isinstance(result, Accepted):
                     if (

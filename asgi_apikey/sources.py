@@ -103,7 +103,7 @@ class EnvironmentSource(KeySource):
 
 
 class KeyFileSource(KeySource):
-    """One TOML key file of digests (the format ``settings.py`` describes).
+    """One TOML key file of digests (the format ``keyfile.py`` describes).
 
     >>> KeyFileSource("keys.toml")
     KeyFileSource('keys.toml')

@@ -29,7 +29,8 @@ import pytest
 import asgi_apikey
 import asgi_apikey.auth
 from asgi_apikey import APIKey, APIKeyAuth
-from asgi_apikey.cli import main, route_paths
+from asgi_apikey.cli import main
+from asgi_apikey.cli_app import route_paths
 from asgi_apikey.settings import load_key_file
 from tests.asgi import AUTH_VARIABLES, CANARY, OTHER_KEY
 
