@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Iterator
 
 import pytest
 from starlette.testclient import TestClient
@@ -14,6 +15,7 @@ from tests.asgi import CANARY, OTHER_KEY
 
 ADMIN = {"Authorization": f"Bearer {CANARY}"}
 USER = {"Authorization": f"Bearer {OTHER_KEY}"}
+QUICKSTART = "examples.quickstart"
 
 
 @pytest.fixture
@@ -71,11 +73,34 @@ def test_raw_asgi_example(keys: list[str | APIKey]) -> None:
     assert response.headers["x-frame-options"] == "DENY"
 
 
+@pytest.fixture
+def fresh_quickstart() -> Iterator[None]:
+    """``examples.quickstart`` imported afresh in the test, and as it was after.
+
+    It builds its app at import from the environment, so a module left imported
+    would carry this test's API_KEY into later tests.
+    """
+    package = sys.modules["examples"]
+    saved = (sys.modules.pop(QUICKSTART, None), getattr(package, "quickstart", None))
+    try:
+        yield
+    finally:
+        sys.modules.pop(QUICKSTART, None)
+        if hasattr(package, "quickstart"):
+            delattr(package, "quickstart")
+        module, attribute = saved
+        if module is not None:
+            sys.modules[QUICKSTART] = module
+        if attribute is not None:
+            package.__dict__["quickstart"] = attribute
+
+
+@pytest.mark.usefixtures("fresh_quickstart")
 def test_quickstart_example(monkeypatch: pytest.MonkeyPatch) -> None:
     # Built at import from the environment, as under `uvicorn main:app`.
     monkeypatch.setenv("API_KEY", CANARY)
-    monkeypatch.delitem(sys.modules, "examples.quickstart", raising=False)
-    client = TestClient(importlib.import_module("examples.quickstart").app)
+    assert QUICKSTART not in sys.modules
+    client = TestClient(importlib.import_module(QUICKSTART).app)
     assert client.get("/health").json() == {"status": "ok"}
     assert client.get("/docs").status_code == 200
     assert client.get("/hello").status_code == 401
