@@ -54,7 +54,7 @@ def get_auth_status(auth: APIKeyAuth | None = None) -> dict[str, Any]:
     features = current.features()
     return {
         "auth_config": {
-            "mode": current._configuration.mode,
+            "mode": current.configuration.mode,
             "features": {
                 name: features[name]
                 for name in (

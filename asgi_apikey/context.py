@@ -19,7 +19,9 @@ __all__ = [
     "ANONYMOUS",
     "ANONYMOUS_USER",
     "DEVELOPMENT_MODES",
+    "MAX_KEY_NAME_LENGTH",
     "MAX_METADATA_DEPTH",
+    "MIN_PRODUCTION_KEY_LENGTH",
     "APIKeyUser",
     "AuthContext",
     "FrozenMapping",
@@ -28,6 +30,13 @@ __all__ = [
     "freeze",
     "is_scope_token",
 ]
+
+
+#: ``ENVIRONMENT=staging`` and ``production`` refuse plain keys shorter than this;
+#: a text sharing this many characters with a token quotes it.
+MIN_PRODUCTION_KEY_LENGTH = 16
+#: The longest key name, and so the longest key_id a verifier may return.
+MAX_KEY_NAME_LENGTH = 128
 
 
 class FrozenMapping(dict[str, Any]):

@@ -28,6 +28,7 @@ from typing import Any
 from .context import (
     AUTHENTICATED,
     MAX_METADATA_DEPTH,
+    MIN_PRODUCTION_KEY_LENGTH,
     APIKeyUser,
     AuthContext,
     FrozenMapping,
@@ -35,11 +36,10 @@ from .context import (
     check_scopes,
     freeze,
 )
+from .context import MAX_KEY_NAME_LENGTH as _MAX_NAME_LENGTH
 from .credentials import DEFAULT_MAX_TOKEN_LENGTH, is_b64token
 from .errors import ConfigurationError
 from .verifiers import (
-    _MAX_NAME_LENGTH,
-    MIN_PRODUCTION_KEY_LENGTH,
     Accepted,
     Rejected,
     Verifier,

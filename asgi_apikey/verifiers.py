@@ -25,12 +25,14 @@ from .context import (
     AUTHENTICATED,
     DEVELOPMENT_MODES,
     MAX_METADATA_DEPTH,
+    MIN_PRODUCTION_KEY_LENGTH,
     APIKeyUser,
     AuthContext,
     MetadataTooDeep,
     freeze,
     is_scope_token,
 )
+from .context import MAX_KEY_NAME_LENGTH as _MAX_NAME_LENGTH
 
 __all__ = [
     "MIN_PRODUCTION_KEY_LENGTH",
@@ -41,12 +43,6 @@ __all__ = [
     "ask_verifiers",
     "log_verifier_failure",
 ]
-
-#: ``ENVIRONMENT=staging`` and ``production`` refuse plain keys shorter than this;
-#: a text sharing this many characters with a token quotes it.
-MIN_PRODUCTION_KEY_LENGTH = 16
-# The longest key name, and so the longest key_id a verifier may return.
-_MAX_NAME_LENGTH = 128
 
 
 @dataclass(frozen=True, slots=True)
