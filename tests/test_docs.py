@@ -225,6 +225,18 @@ def test_quickstart_refuses_to_start_when_misconfigured(
     assert "Uvicorn running" not in stderr
 
 
+def _first_answer(server: subprocess.Popen[str], client: httpx2.Client) -> httpx2.Response:
+    """``GET /health`` once uvicorn answers (within 20 s)."""
+    deadline = time.monotonic() + 20
+    while True:
+        assert server.poll() is None, "uvicorn stopped before it answered"
+        try:
+            return client.get("/health")
+        except httpx2.TransportError:
+            assert time.monotonic() < deadline, "uvicorn did not answer in 20 s"
+            time.sleep(0.1)
+
+
 @pytest.mark.timeout(60)
 def test_quickstart_serves_under_uvicorn(main_py: Path) -> None:
     key = "sk-" + secrets.token_urlsafe(32)
@@ -233,15 +245,7 @@ def test_quickstart_serves_under_uvicorn(main_py: Path) -> None:
     base = f"http://{HOST}:{port}"
     try:
         with httpx2.Client(base_url=base, trust_env=False, timeout=5) as client:
-            deadline = time.monotonic() + 20
-            while True:
-                assert server.poll() is None, "uvicorn stopped before it answered"
-                try:
-                    health = client.get("/health")
-                    break
-                except httpx2.TransportError:
-                    assert time.monotonic() < deadline, "uvicorn did not answer in 20 s"
-                    time.sleep(0.1)
+            health = _first_answer(server, client)
             assert health.status_code == 200
             assert health.json() == {"status": "ok"}
             # The README's curl line.
@@ -254,3 +258,29 @@ def test_quickstart_serves_under_uvicorn(main_py: Path) -> None:
     finally:
         _, stderr = _stop(server)
     assert key not in stderr
+
+
+@pytest.mark.timeout(60)
+def test_quickstart_without_keys_serves_only_this_machine(main_py: Path) -> None:
+    """No API_KEY, no ENVIRONMENT: development mode for local clients only."""
+    port = _free_port()
+    server = _uvicorn(main_py, port, _environment())
+    base = f"http://{HOST}:{port}"
+    try:
+        with httpx2.Client(base_url=base, trust_env=False, timeout=5) as client:
+            assert _first_answer(server, client).status_code == 200
+            # A local client needs no key: the endpoint gets the anonymous context.
+            hello = client.get("/hello")
+            assert hello.status_code == 200
+            assert hello.json() == {"hello": None}
+            # Another host name, or a relay in between: refused, and told what to set.
+            for headers in [{"Host": "example.com"}, {"X-Forwarded-For": "203.0.113.7"}]:
+                refused = client.get("/hello", headers=headers)
+                assert refused.status_code == 401, headers
+                detail = refused.json()["detail"]
+                assert "Development mode serves only this machine" in detail
+                assert "set API_KEY" in detail
+                assert "ENVIRONMENT=development" in detail
+    finally:
+        stdout, stderr = _stop(server)
+    assert "development_mode" in stdout + stderr  # the warning at start-up
