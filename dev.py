@@ -89,7 +89,11 @@ def ensure_venv() -> None:
                 f"could not create a virtual environment ({error}); on Debian/Ubuntu "
                 "install it with: apt-get install python3-venv"
             )
-    print("installing asgi_apikey with its demo, test, lint and bench extras ...", flush=True)
+    print(
+        "installing asgi_apikey with its dev extras (demo, redis, test, lint, examples,"
+        " bench, docs) ...",
+        flush=True,
+    )
     quiet = ["--quiet", "--disable-pip-version-check"]
     if _run(PYTHON, "-m", "pip", "install", *quiet, "--upgrade", "pip") != 0:
         sys.exit("pip could not upgrade itself; see the output above")
