@@ -3,15 +3,27 @@
 Each carries a structured ``context`` dict for logs and tests. Neither the
 message nor the context ever holds a key: they name the setting, the index of
 the bad key or its ``key_id``, and the fix.
+
+:class:`AuthenticationError` and :class:`AuthorizationError` are FastAPI's
+``HTTPException`` when FastAPI is installed, so ``except HTTPException`` in a
+FastAPI app catches them, as it caught the starter template's errors; without
+FastAPI they are Starlette's, which FastAPI's class extends, so ``except
+starlette.exceptions.HTTPException`` catches them either way.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from starlette.exceptions import HTTPException
+if TYPE_CHECKING:
+    from fastapi import HTTPException
+else:
+    try:  # FastAPI's extends Starlette's: the one base that both excepts catch
+        from fastapi import HTTPException
+    except ImportError:  # a Starlette-only install
+        from starlette.exceptions import HTTPException
 
 __all__ = [
     "AuthenticationError",
@@ -90,8 +102,9 @@ class _HTTPAuthError(HTTPException):
 
 
 class AuthenticationError(_HTTPAuthError):
-    """401: no valid credentials. A Starlette ``HTTPException``, so FastAPI and
-    Starlette turn it into a response with its ``WWW-Authenticate`` header.
+    """401: no valid credentials. An ``HTTPException`` (FastAPI's when FastAPI is
+    installed, else Starlette's), so FastAPI and Starlette turn it into a
+    response with its ``WWW-Authenticate`` header.
 
     >>> AuthenticationError("Missing API key", www_authenticate='Bearer realm="api"').status_code
     401
