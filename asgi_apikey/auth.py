@@ -77,7 +77,7 @@ class APIKeyAuth(Reports):
             :class:`~asgi_apikey.redis_store.RedisKeySource`, started and
             stopped with the app's lifespan. Keys given as ``keys`` are kept
             beside the source's.
-        mode: ``"simple"`` or ``"advanced"`` (per-key metadata in the context).
+        mode: ``"simple"`` or ``"advanced"`` (user tracking on by default); metadata in both.
         environment: ``"development"``, ``"testing"``, ``"staging"`` or ``"production"``.
         user_tracking: bind ``key_id`` into structlog's contextvars for each
             authenticated request (default: on in advanced mode).

@@ -68,15 +68,11 @@ class Configuration:
         return [entry_for(key, self.mode) for _, key in labelled], [label for label, _ in labelled]
 
     def admit(self, key: APIKey, label: str) -> None:
-        """Raise :class:`ConfigurationError` if this configuration refuses ``key``."""
-        if self.mode == "simple" and key.metadata:
-            raise ConfigurationError(
-                f"{label}: key {key.key_id!r} has metadata, which only advanced mode carries "
-                f"into the AuthContext: set {self.names['auth_mode']}=advanced (or "
-                "mode='advanced'), or drop the metadata",
-                where=label,
-                key_id=key.key_id,
-            )
+        """Raise :class:`ConfigurationError` if this configuration refuses ``key``.
+
+        Only a strict environment refuses a key (a short one); a key's metadata
+        is carried in every mode.
+        """
         if self.strict and key._short:
             raise ConfigurationError(
                 f"{label} is shorter than {MIN_PRODUCTION_KEY_LENGTH} characters, which "
@@ -205,14 +201,13 @@ def configure(
     given = arguments.overrides(mode, environment, user_tracking, request_logging)
     config = read_settings(settings, **given)
     environment_name = config.environment or "development"
-    tracking = config.enable_user_tracking
     configuration = Configuration(
         settings_class=settings,
         overrides=given,
         mode=config.auth_mode,
         environment=environment_name,
         environment_set=config.environment is not None,
-        user_tracking=tracking if tracking is not None else config.auth_mode == "advanced",
+        user_tracking=config.user_tracking,
         request_logging=config.enable_request_logging,
         development_label="test"
         if _under_test() or environment_name == "testing"

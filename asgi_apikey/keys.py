@@ -31,7 +31,6 @@ from .context import (
     MIN_PRODUCTION_KEY_LENGTH,
     APIKeyUser,
     AuthContext,
-    FrozenMapping,
     MetadataTooDeep,
     check_scopes,
     freeze,
@@ -282,12 +281,16 @@ _NOT_YET_VALID = Rejected("The API key is not valid yet", reason="not_yet_valid"
 
 
 def entry_for(key: APIKey, mode: str) -> KeyEntry:
-    """The prepared entry of ``key``: its context carries metadata in advanced mode only."""
+    """The prepared entry of ``key``: its context carries ``mode`` and the key's metadata.
+
+    The metadata is carried in every mode, from every source (keys in code,
+    the key file, a live store): the mode only changes defaults.
+    """
     context = AuthContext(
         authenticated=True,
         key_id=key.key_id,
         scopes=key.scopes | {AUTHENTICATED},
-        metadata=key.metadata if mode == "advanced" else FrozenMapping(),
+        metadata=key.metadata,
         mode=mode,
     )
     return KeyEntry(

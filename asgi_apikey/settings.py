@@ -6,7 +6,8 @@ errors into a :class:`ConfigurationError` that names the variable and the fix,
 and never quotes a key. :func:`environment_keys` collects the keys of
 ``API_KEY``, ``ADDITIONAL_API_KEYS`` and the TOML file named by
 ``API_KEYS_FILE`` (read by ``keyfile.py``), each labelled with where it came
-from, for error messages.
+from, for error messages. :func:`auth_info` is the starter template's
+``AuthConfig.get_auth_info()``, which :class:`AuthSettings` answers too.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ __all__ = [
     "ENVIRONMENTS",
     "STRICT_ENVIRONMENTS",
     "AuthSettings",
+    "auth_info",
     "environment_keys",
     "load_key_file",
     "read_settings",
@@ -49,7 +51,18 @@ class AuthSettings(BaseSettings):
         class Settings(AuthSettings):
             model_config = SettingsConfigDict(env_prefix="MYAPP_", env_file=".env")
 
-    Empty variables count as unset.
+    Empty variables count as unset. Whitespace around ``API_KEY`` and
+    ``ADDITIONAL_API_KEYS`` is stripped (a secret file's final newline, a
+    copy-paste slip), as the starter template did; a key variable that holds only
+    whitespace is set but empty, like ``API_KEY=``: a key source with no key.
+
+    It also answers what the starter template's ``AuthConfig`` did
+    (:attr:`simple_mode`, :attr:`user_tracking`, :attr:`supports_user_context`,
+    :attr:`supports_permissions`, :attr:`supports_rate_limiting`,
+    :meth:`get_auth_info`):
+
+    >>> AuthSettings(auth_mode="advanced").supports_user_context
+    True
     """
 
     model_config = SettingsConfigDict(case_sensitive=False, env_ignore_empty=True, extra="ignore")
@@ -61,9 +74,9 @@ class AuthSettings(BaseSettings):
     api_keys_file: Path | None = None
     """A TOML file of keys given as digests, with names, scopes, metadata and validity."""
     auth_mode: Literal["simple", "advanced"] = "simple"
-    """``advanced`` carries per-key metadata into the AuthContext and turns user tracking on."""
+    """``advanced`` turns user tracking on by default; a key's metadata is carried in either."""
     enable_user_tracking: bool | None = None
-    """Default: on in advanced mode, off in simple mode."""
+    """Default: on in advanced mode, off in simple mode (:attr:`user_tracking` resolves it)."""
     enable_request_logging: bool = False
     environment: Literal["development", "testing", "staging", "production"] | None = None
     """Unset counts as ``development``, closed to other machines when no key is set.
@@ -75,6 +88,84 @@ class AuthSettings(BaseSettings):
     @classmethod
     def _lowercase(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("api_key", "additional_api_keys", mode="before")
+    @classmethod
+    def _strip_keys(cls, value: object) -> object:
+        # Never raises and never logs: the value is a secret. Only whitespace left
+        # is a missing secret, so it reads as unset and the variable, being set,
+        # counts as an empty key source (see sources.empty_key_variables).
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if isinstance(value, str):
+            return value.strip() or None
+        return value
+
+    # -- the starter template's AuthConfig, answered from the settings ----------------
+
+    @property
+    def simple_mode(self) -> bool:
+        """``AUTH_MODE`` is ``simple`` (the default)."""
+        return self.auth_mode == "simple"
+
+    @property
+    def user_tracking(self) -> bool:
+        """``ENABLE_USER_TRACKING``, or its default: on in advanced mode only.
+
+        The template's ``AuthConfig.enable_user_tracking``; the field of that
+        name here is ``None`` when the variable is unset.
+        """
+        tracking = self.enable_user_tracking
+        return tracking if tracking is not None else not self.simple_mode
+
+    @property
+    def supports_user_context(self) -> bool:
+        """Advanced mode, as the template answered."""
+        return not self.simple_mode
+
+    @property
+    def supports_permissions(self) -> bool:
+        """Always: every key has scopes, enforced by path rules and ``require_scopes``."""
+        return True
+
+    @property
+    def supports_rate_limiting(self) -> bool:
+        """Never: this package does not limit request rates."""
+        return False
+
+    def get_auth_info(self) -> dict[str, Any]:
+        """``{"mode", "features"}``, as ``get_auth_status()["auth_config"]`` reports it.
+
+        >>> AuthSettings(auth_mode="simple").get_auth_info()["mode"]
+        'simple'
+        """
+        return auth_info(
+            self.auth_mode,
+            user_tracking=self.user_tracking,
+            request_logging=self.enable_request_logging,
+        )
+
+
+def auth_info(mode: str, *, user_tracking: bool, request_logging: bool) -> dict[str, Any]:
+    """The starter template's ``AuthConfig.get_auth_info()`` for these options.
+
+    ``permissions`` is always on (every key has scopes) and ``rate_limiting``
+    always off (not done here), where the template tied both to advanced mode.
+
+    >>> features = auth_info("simple", user_tracking=False, request_logging=True)["features"]
+    >>> features["user_context"], features["permissions"], features["rate_limiting"]
+    (False, True, False)
+    """
+    return {
+        "mode": mode,
+        "features": {
+            "user_context": mode == "advanced",
+            "permissions": True,
+            "rate_limiting": False,
+            "user_tracking": user_tracking,
+            "request_logging": request_logging,
+        },
+    }
 
 
 def variable(settings: type[AuthSettings], field: str) -> str:

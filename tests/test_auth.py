@@ -674,13 +674,23 @@ def _metadata_key() -> APIKey:
     return APIKey(CANARY, name="rich", metadata={"tier": "pro"})
 
 
+def _added(auth: APIKeyAuth, change: Callable[[APIKeyAuth], object]) -> APIKeyAuth:
+    change(auth)
+    return auth
+
+
 @pytest.mark.parametrize(
     "configure",
     [
         pytest.param(lambda tmp: APIKeyAuth(keys=[_metadata_key()]), id="keys"),
-        pytest.param(lambda tmp: APIKeyAuth(keys=[OTHER_KEY]).add_key(_metadata_key()), id="add"),
         pytest.param(
-            lambda tmp: APIKeyAuth(keys=[OTHER_KEY]).replace_keys([_metadata_key()]),
+            lambda tmp: _added(APIKeyAuth(keys=[OTHER_KEY]), lambda a: a.add_key(_metadata_key())),
+            id="add",
+        ),
+        pytest.param(
+            lambda tmp: _added(
+                APIKeyAuth(keys=[OTHER_KEY]), lambda a: a.replace_keys([_metadata_key()])
+            ),
             id="replace_keys",
         ),
         pytest.param(
@@ -693,24 +703,24 @@ def _metadata_key() -> APIKey:
         ),
     ],
 )
-def test_metadata_in_simple_mode_is_a_configuration_error(
-    configure: Callable[[Path], object], tmp_path: Path
+def test_metadata_is_carried_in_simple_mode(
+    configure: Callable[[Path], APIKeyAuth], tmp_path: Path
 ) -> None:
-    with pytest.raises(ConfigurationError, match="AUTH_MODE=advanced"):
-        configure(tmp_path)
+    context = configure(tmp_path).verify(CANARY)
+    assert context is not None
+    assert (context.mode, dict(context.metadata)) == ("simple", {"tier": "pro"})
 
 
-def test_metadata_in_simple_mode_from_the_environment_key_file(
+def test_metadata_from_the_environment_key_file_in_either_mode(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_default: None
 ) -> None:
     path = write_key_file(tmp_path / "keys.toml", [{"secret": CANARY, "metadata": {"t": "x"}}])
     monkeypatch.setenv("API_KEYS_FILE", str(path))
-    with pytest.raises(ConfigurationError, match="AUTH_MODE=advanced"):
-        APIKeyAuth.from_env()
-    monkeypatch.setenv("AUTH_MODE", "advanced")
-    context = APIKeyAuth.from_env().verify(CANARY)
-    assert context is not None
-    assert (context.mode, context.metadata) == ("advanced", {"t": "x"})
+    for mode in ("simple", "advanced"):
+        monkeypatch.setenv("AUTH_MODE", mode)
+        context = APIKeyAuth.from_env().verify(CANARY)
+        assert context is not None
+        assert (context.mode, context.metadata) == (mode, {"t": "x"})
 
 
 NESTED: dict[str, Any] = {
@@ -1079,11 +1089,6 @@ BAD_REPLACEMENTS = [
     pytest.param(lambda: [THIRD_KEY, ""], "empty", id="empty-key"),
     pytest.param(lambda: [THIRD_KEY, 42], "str or an APIKey", id="not-a-key"),
     pytest.param(lambda: THIRD_KEY, "list of keys", id="a-single-string"),
-    pytest.param(
-        lambda: [THIRD_KEY, APIKey(FOURTH_KEY, metadata={"a": 1})],
-        "AUTH_MODE=advanced",
-        id="metadata-in-simple-mode",
-    ),
 ]
 
 

@@ -31,6 +31,7 @@ import asgi_apikey.auth
 from asgi_apikey import APIKey, APIKeyAuth
 from asgi_apikey.cli import main
 from asgi_apikey.cli_app import route_paths
+from asgi_apikey.headers import DOCS_CONTENT_SECURITY_POLICY, STRICT_CONTENT_SECURITY_POLICY
 from asgi_apikey.settings import load_key_file
 from tests.asgi import AUTH_VARIABLES, CANARY, OTHER_KEY
 
@@ -730,11 +731,6 @@ _BAD_CONFIGURATIONS: list[tuple[dict[str, str], str | None, list[str]]] = [
         ["error: API_KEYS_FILE ({file}) keys[0] is the same key as API_KEY"],
     ),
     (
-        {"API_KEYS_FILE": "{file}"},
-        f'[[keys]]\ndigest = "{_sha256(CANARY)}"\nmetadata = {{ team = "x" }}\n',
-        ["error: API_KEYS_FILE ({file}) keys[0]: ", "set AUTH_MODE=advanced"],
-    ),
-    (
         {"API_KEYS_FILE": "{file}", "ENVIRONMENT": "production"},
         "# no keys yet\n",
         ["error: no API key is configured (", "hold none", "ENVIRONMENT=production refuses"],
@@ -784,7 +780,6 @@ _BAD_CONFIGURATIONS: list[tuple[dict[str, str], str | None, list[str]]] = [
         "key-file-plain-key",
         "key-file-not-toml",
         "key-file-duplicate",
-        "key-file-metadata-in-simple-mode",
         "production-key-file-without-keys",
         "production-only-empty-items",
         "set-twice",
@@ -898,6 +893,10 @@ def test_check_app_json(
     assert set(report) == {"status", "rules", "warnings", "middleware"}
     assert report["rules"] == _STARLETTE_RULES
     assert report["warnings"] == [_DEFAULT_OPTIONAL_WARNING, _QUERY_WARNING]
+    headers = report["middleware"].pop("path_security_headers")
+    assert list(headers) == ["/redoc", "/docs", "/"]  # longest prefix first, then the rest
+    assert headers["/docs"]["Content-Security-Policy"] == DOCS_CONTENT_SECURITY_POLICY
+    assert headers["/"]["Content-Security-Policy"] == STRICT_CONTENT_SECURITY_POLICY
     assert report["middleware"] == {
         "default": "optional",
         "realm": "api",

@@ -242,14 +242,14 @@ def test_a_source_key_that_clashes_with_a_key_in_code_is_refused() -> None:
     assert context.key_id == "mine"
 
 
-def test_simple_mode_drops_the_metadata_of_a_live_key() -> None:
+def test_a_live_key_carries_its_metadata_in_every_mode() -> None:
     key = APIKey(CANARY, metadata={"tier": "pro"})
     simple = started(FakeLive(key)).verify(CANARY)
     advanced = started(FakeLive(key), mode="advanced").verify(CANARY)
     assert simple is not None
     assert advanced is not None
-    assert dict(simple.metadata) == {}
-    assert dict(advanced.metadata) == {"tier": "pro"}
+    assert (simple.mode, dict(simple.metadata)) == ("simple", {"tier": "pro"})
+    assert (advanced.mode, dict(advanced.metadata)) == ("advanced", {"tier": "pro"})
 
 
 def run_lifespan(app: APIKeyMiddleware) -> list[Message]:
