@@ -15,6 +15,7 @@ from .dependencies import (
 from .errors import AuthenticationError, AuthorizationError, ConfigurationError, KeySourceError
 from .keys import APIKey, Rejected, Verifier
 from .middleware import APIKeyMiddleware
+from .openapi import add_openapi_security
 from .settings import AuthSettings
 from .sources import EnvironmentSource, KeyFileSource, KeySink, KeySource, LiveKeySource, SourceKeys
 
@@ -42,6 +43,7 @@ __all__ = [
     "SourceKeys",
     "Verifier",
     "__version__",
+    "add_openapi_security",
     "get_auth_status",
     "optional_verify_api_key",
     "require_scopes",

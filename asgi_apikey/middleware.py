@@ -25,6 +25,7 @@ from .headers import AddedHeaders, Headers, SecurityHeaders, merge_headers, priv
 from .keys import Accepted, APIKey
 from .lifespan import run_lifespan
 from .loopback import is_local_client
+from .openapi import hook_openapi
 from .paths import DEFAULT_MAX_PATH_LENGTH, Access, RuleTable
 from .responses import Denial, Denials
 
@@ -66,6 +67,9 @@ class APIKeyMiddleware:
         max_token_length: longer tokens are ``invalid_request``.
         max_path_length: longer paths (after the mount point) are refused with
             414 unless a public rule covers them.
+        openapi: add what this middleware enforces to the OpenAPI document of
+            each FastAPI app it guards (``app.openapi()``); ``False`` leaves the
+            documents alone (see :func:`asgi_apikey.add_openapi_security`).
 
     A path with a control character (``/admin%0A``) that no public rule
     covers is refused with 400 ``invalid_request``: routers disagree on them,
@@ -89,6 +93,7 @@ class APIKeyMiddleware:
         allow_cors_preflight: bool = False,
         max_token_length: int = DEFAULT_MAX_TOKEN_LENGTH,
         max_path_length: int = DEFAULT_MAX_PATH_LENGTH,
+        openapi: bool = True,
     ) -> None:
         self.app = app
         self.auth = _authenticator(keys, auth)
@@ -146,7 +151,13 @@ class APIKeyMiddleware:
             "security_headers": bool(security.for_scheme("https")),
             "max_path_length": max_path_length,
         }
+        check_flag(openapi, "openapi")
         set_default(self.auth)  # what verify_api_key_string() and get_auth_status() ask
+        # The first scope looks again: installed with add_middleware, this middleware
+        # wraps the next one, and only scope["app"] leads to the FastAPI app.
+        self._openapi_pending = openapi
+        if openapi:
+            hook_openapi(self, app)
 
     @property
     def rules(self) -> RuleTable:
@@ -164,6 +175,9 @@ class APIKeyMiddleware:
         self._rules = table
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._openapi_pending:  # the first scope only
+            self._openapi_pending = False
+            hook_openapi(self, self.app, scope)
         kind = scope["type"]
         if kind != "http" and kind != "websocket":
             if kind == "lifespan":  # a live key source starts and stops with the app
