@@ -201,7 +201,7 @@ def _keys_parser(commands: Any) -> None:
     )
     add.add_argument("--name", help="the key's name, its key_id (unique in the store)")
     add.add_argument("--scopes", default="", help="comma-separated scopes, e.g. read,write")
-    add.add_argument("--metadata", help="a JSON object carried in advanced mode")
+    add.add_argument("--metadata", help="a JSON object carried into the AuthContext")
     add.add_argument("--not-before", help="valid from, e.g. 2027-01-01T00:00:00Z")
     add.add_argument("--expires-at", help="valid until (exclusive), e.g. 2027-07-01T00:00:00Z")
     add.add_argument("--json", action="store_true", help="print the result as JSON")

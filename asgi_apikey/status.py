@@ -44,7 +44,7 @@ def features(
     return {
         "expiry": True,
         "key_file": key_file,
-        "metadata": advanced,
+        "metadata": True,  # carried in every mode, from every source
         "permissions": True,
         "rate_limiting": False,
         "request_logging": request_logging,

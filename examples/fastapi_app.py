@@ -29,8 +29,8 @@ from examples._serve import serve
 
 
 def create_app(keys: Sequence[str | APIKey]) -> FastAPI:
-    # Advanced mode carries each key's metadata into the AuthContext; the app
-    # holds the authenticator to revoke keys at run time.
+    # Advanced mode turns user tracking on (key_id bound into structlog's context);
+    # the app holds the authenticator to revoke keys at run time.
     auth = APIKeyAuth(keys, mode="advanced")
     app = FastAPI(title="LLM API")
     app.add_middleware(

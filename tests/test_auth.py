@@ -2178,7 +2178,7 @@ def test_status_reports_keys_and_holds_no_secret(tmp_path: Path) -> None:
 FEATURE_CASES = [
     pytest.param(
         {},
-        {"user_context": False, "metadata": False, "user_tracking": False},
+        {"user_context": False, "metadata": True, "user_tracking": False},
         id="simple",
     ),
     pytest.param(
@@ -2201,7 +2201,7 @@ FEATURE_CASES = [
 BASE_FEATURES = {
     "expiry": True,
     "key_file": False,
-    "metadata": False,
+    "metadata": True,
     "permissions": True,
     "rate_limiting": False,
     "request_logging": False,

@@ -454,7 +454,7 @@ def test_check_without_configuration_reports_development_mode(
         "environment: development\n"
         "mode:        test (development: this machine only)\n"
         "keys:        0\n"
-        "features:    expiry, permissions, rotation, scopes\n"
+        "features:    expiry, metadata, permissions, rotation, scopes\n"
         "warnings:\n"
         f"  - {_DEVELOPMENT_WARNING}\n"
         f"  - {_ENVIRONMENT_WARNING}\n"
@@ -472,7 +472,7 @@ def test_check_in_production_with_a_key_has_no_warnings(
         "environment: production\n"
         "mode:        simple\n"
         f"keys:        1 ({APIKey(CANARY).key_id})\n"
-        "features:    expiry, permissions, rotation, scopes\n"
+        "features:    expiry, metadata, permissions, rotation, scopes\n"
         "no warnings\n"
     )
 
@@ -869,7 +869,7 @@ def test_check_app_lists_a_starlette_apps_rules_and_warnings(
         "environment: development\n"
         "mode:        simple\n"
         f"keys:        2 (admin, {APIKey(CANARY).key_id})\n"
-        "features:    expiry, permissions, rotation, scopes\n"
+        "features:    expiry, metadata, permissions, rotation, scopes\n"
         "rules:\n"
         "  /health                      public\n"
         "  /admin                       protected  needs admin\n"

@@ -276,14 +276,14 @@ def test_auth_mode(monkeypatch: pytest.MonkeyPatch, build: Builder, value: str, 
     context = auth.verify(CANARY)
     assert context is not None
     assert context.mode == mode
-    assert auth.supports("metadata") is (mode == "advanced")
+    assert auth.supports("metadata")
 
 
 def test_auth_mode_defaults_to_simple(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("API_KEY", CANARY)
     auth = APIKeyAuth.from_env()
     assert auth.mode == "simple"
-    assert not auth.supports("metadata")
+    assert auth.supports("metadata")  # carried in every mode
 
 
 TRUE_VALUES = ["true", "TRUE", "True", "1", "yes", "YES", "on"]
@@ -656,7 +656,7 @@ def test_empty_variable_counts_as_unset(
     assert auth.key_ids == ()
     assert auth.environment == "development"
     assert auth.mode == "test"
-    for feature in ("key_file", "metadata", "user_tracking", "request_logging"):
+    for feature in ("key_file", "user_tracking", "request_logging"):
         assert not auth.supports(feature), feature
 
 
