@@ -122,18 +122,20 @@ class OpenAPISecurity:
         path = normalize_path(_CONVERTER.sub("}", template))
         rule = self.rules.match(path)
         segments = path.split("/")[1:]
-        stricter = [
+        # Rules that some values reach through a parameter, and that differ from the rule
+        # for the rest ("/" covers every path: it is the rule or an ancestor of it).
+        differing = [
             other
             for other in self.rules.rules
             if other.path != "/"
             and (other.access, other.scopes) != (rule.access, rule.scopes)
             and _below_parameter(other.path.split("/")[1:], segments)
         ]
-        if not stricter:
+        if not differing:
             return rule, False
-        access = max(other.access for other in (rule, *stricter))
+        access = max(other.access for other in (rule, *differing))
         scopes = frozenset().union(
-            *(other.scopes for other in (rule, *stricter) if other.access is Access.PROTECTED)
+            *(other.scopes for other in (rule, *differing) if other.access is Access.PROTECTED)
         )
         return Rule(rule.path, access, scopes), True
 
