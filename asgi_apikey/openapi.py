@@ -304,16 +304,17 @@ def add_openapi_security(
     wraps. Idempotent, and applying again after ``middleware.rules`` changed
     gives what the new rules say.
 
-    >>> from starlette.applications import Starlette
-    >>> from asgi_apikey import APIKeyMiddleware
-    >>> app = APIKeyMiddleware(Starlette(), keys=["sk-live-0123456789abcdef"], openapi=False)
-    >>> doc = {"openapi": "3.1.0", "paths": {"/v1/models": {"get": {"responses": {}}}}}
-    >>> add_openapi_security(doc, app)["components"]["securitySchemes"]["HTTPBearer"]["scheme"]
-    'bearer'
-    >>> doc["paths"]["/v1/models"]["get"]["security"]
-    [{'HTTPBearer': []}]
-    >>> sorted(doc["paths"]["/v1/models"]["get"]["responses"])
-    ['400', '401']
+    Examples:
+        >>> from starlette.applications import Starlette
+        >>> from asgi_apikey import APIKeyMiddleware
+        >>> app = APIKeyMiddleware(Starlette(), keys=["sk-live-0123456789abcdef"], openapi=False)
+        >>> doc = {"openapi": "3.1.0", "paths": {"/v1/models": {"get": {"responses": {}}}}}
+        >>> add_openapi_security(doc, app)["components"]["securitySchemes"]["HTTPBearer"]["scheme"]
+        'bearer'
+        >>> doc["paths"]["/v1/models"]["get"]["security"]
+        [{'HTTPBearer': []}]
+        >>> sorted(doc["paths"]["/v1/models"]["get"]["responses"])
+        ['400', '401']
     """
     return OpenAPISecurity.of(_find_middleware(middleware)).apply(schema, mount_path=mount_path)
 
