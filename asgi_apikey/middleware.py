@@ -21,7 +21,14 @@ from .auth import APIKeyAuth, set_default
 from .context import ANONYMOUS_USER
 from .credentials import DEFAULT_MAX_TOKEN_LENGTH, CredentialReader, Malformed, is_http_token
 from .errors import ConfigurationError, not_shown_unless_word
-from .headers import AddedHeaders, Headers, SecurityHeaders, merge_headers, private_cache_control
+from .headers import (
+    DEFAULT_DOCS_PATHS,
+    Headers,
+    PathHeaders,
+    SecurityHeaders,
+    merge_headers,
+    private_cache_control,
+)
 from .keys import Accepted, APIKey
 from .lifespan import run_lifespan
 from .loopback import is_local_client
@@ -59,8 +66,14 @@ class APIKeyMiddleware:
         default: access for paths no rule names: ``"protected"`` (deny by
             default), ``"optional"`` or ``"public"``.
         realm: the ``realm`` of ``WWW-Authenticate`` challenges.
-        security_headers: ``True`` (OWASP defaults), ``False``, or a mapping
-            that overrides defaults by name (``None`` drops one).
+        security_headers: ``True`` (OWASP defaults, with a strict
+            Content-Security-Policy), ``False``, or a mapping that overrides
+            defaults by name (``None`` drops one).
+        path_security_headers: path prefix -> overrides of ``security_headers``
+            on the paths it covers (matched like the rules). By default the
+            docs pages (a wrapped FastAPI app's ``docs_url``, ``redoc_url`` and
+            OAuth2 redirect, else ``/docs`` and ``/redoc``) get
+            ``DOCS_CONTENT_SECURITY_POLICY``; ``{}`` keeps them strict.
         header_name: also accept the key in this header (e.g. ``"X-API-Key"``).
         allow_query_token: also accept ``?access_token=`` (RFC 6750 §2.3).
         allow_cors_preflight: let CORS preflight requests through unauthenticated.
@@ -88,6 +101,7 @@ class APIKeyMiddleware:
         default: str = "protected",
         realm: str = "api",
         security_headers: bool | Mapping[str, str | None] = True,
+        path_security_headers: Mapping[str, Mapping[str, str | None]] | None = None,
         header_name: str | None = None,
         allow_query_token: bool = False,
         allow_cors_preflight: bool = False,
@@ -106,8 +120,10 @@ class APIKeyMiddleware:
             max_path_length=max_path_length,
         )
         security = SecurityHeaders(security_headers)
-        self._added = AddedHeaders(security)
-        self._plain_http = self._added.pick("http", False)
+        self._headers = PathHeaders(security, path_security_headers, docs_paths=_docs_paths(app))
+        self._added = self._headers.base
+        self._plain_http = self._added.plain
+        self._header_starts = self._headers.starts  # () when every path gets the base headers
         check_flag(allow_query_token, "allow_query_token")
         check_flag(allow_cors_preflight, "allow_cors_preflight")
         if (
@@ -271,12 +287,22 @@ class APIKeyMiddleware:
         await self.app(scope, receive, self._sender(scope, send, via_query))
 
     def _sender(self, scope: Scope, send: Send, via_query: bool) -> Send:
-        """``send``, or ``send`` wrapped to add the security headers to the response."""
+        """``send``, or ``send`` wrapped to add the path's security headers to the response."""
         scheme = scope.get("scheme", "http")
+        chosen = self._added
+        starts = self._header_starts
+        if starts:
+            # One C-level prefix test rules out nearly every API path: no reading of a
+            # path that does not start with a prefix (after the mount point) is under it.
+            path = scope["path"]
+            rooted = self._rooted
+            root = (rooted.root_path if rooted is not None else "") or scope.get("root_path") or ""
+            if path.startswith(starts) or (root and path.startswith(starts, len(root))):
+                chosen = self._headers.choose(path, root)
         if scheme == "http" and not via_query:
-            added, names = self._plain_http  # what nearly every request behind a proxy is
+            added, names = chosen.plain  # what nearly every request behind a proxy is
         else:
-            added, names = self._added.pick(scheme, via_query)
+            added, names = chosen.pick(scheme, via_query)
         if via_query or scope["type"] != "http":
             return _careful_sender(send, scope["type"], added, names, via_query)
         if not added:
@@ -315,17 +341,24 @@ class APIKeyMiddleware:
         """The configuration as data, for ``python -m asgi_apikey check`` and for logs.
 
         ``rules`` lists the compiled path rules, longest first, the default last.
+        ``path_security_headers`` maps each path prefix, longest first, then
+        ``/`` for every other path, to the security headers its responses get
+        (``Strict-Transport-Security`` on https only).
         """
         rules = [
             {"path": rule.path, "access": rule.access.name.lower(), "scopes": sorted(rule.scopes)}
             for rule in self.rules.rules
         ]
         default = self.rules.default
+        headers = {
+            prefix: added.security.fields for prefix, added in self._headers.prefixes.items()
+        }
         return {
             "rules": rules,
             "default": default.access.name.lower(),
             "default_scopes": sorted(default.scopes),
             **self._described,
+            "path_security_headers": {**headers, "/": self._added.security.fields},
         }
 
     def __repr__(self) -> str:
@@ -392,6 +425,31 @@ def _rooted_app(app: object) -> Any:
 
 
 _MAX_WRAPPERS = 16
+
+
+def _docs_paths(app: object) -> tuple[str, ...]:
+    """Where the docs pages of ``app`` are: a FastAPI app's own URLs, else the usual ones.
+
+    A docs URL set to ``None`` falls back to the usual path: that is where
+    FastAPI's guide to self-hosting the docs, and fastapi-swagger, serve their
+    own page. Middleware between this one and the app keep it as ``.app``;
+    installed with ``add_middleware`` this one wraps the router, not the app,
+    and the usual paths apply.
+    """
+    for _ in range(_MAX_WRAPPERS):
+        if isinstance(app, Starlette):
+            docs, redoc = DEFAULT_DOCS_PATHS
+            found = [
+                getattr(app, "docs_url", None) or docs,
+                getattr(app, "redoc_url", None) or redoc,
+            ]
+            if getattr(app, "docs_url", None):  # FastAPI serves the redirect only with the docs
+                found.append(getattr(app, "swagger_ui_oauth2_redirect_url", None) or docs)
+            return tuple(path for path in found if isinstance(path, str))
+        app = getattr(app, "app", None)
+        if app is None:
+            break
+    return DEFAULT_DOCS_PATHS
 
 
 def _check_header_name(name: str | None) -> str | None:
