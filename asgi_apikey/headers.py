@@ -374,7 +374,7 @@ def _check_prefix(path: object, setting: str) -> str:
     if not isinstance(path, str) or not path.startswith("/"):
         shown = not_shown_unless_word(path).removeprefix(", not ")
         raise ConfigurationError(
-            f"{setting}: a key{' ' + shown if shown else ''} is not an absolute path: write "
+            f"{setting}: a prefix{' ' + shown if shown else ''} is not an absolute path: write "
             "each path prefix with a leading '/', such as '/docs'",
             setting=setting,
         )
