@@ -14,6 +14,10 @@ needs: /docs shows Authorize and a lock on each protected operation.
 then open http://127.0.0.1:8000/docs, click Authorize, paste the key and try
 ``GET /v1/models``. Keys with scopes (``admin`` for /v1/admin) come from a key
 file named by API_KEYS_FILE (see ``python -m asgi_apikey hash``).
+
+Every response gets the strict ``Content-Security-Policy: default-src 'none';
+frame-ancestors 'none'`` but /docs, which gets ``DOCS_POLICY``: what Swagger UI
+needs when the app serves it, and no other host.
 """
 
 from __future__ import annotations
@@ -36,12 +40,30 @@ from asgi_apikey import (
 
 #: Where Swagger UI's files are served; under /docs, so the public rule for /docs covers them.
 ASSETS = "/docs/assets"
+#: The Content-Security-Policy of /docs (and /docs/...). The package's default for
+#: docs pages also allows the hosts of FastAPI's CDN; served from here, none is needed.
+DOCS_POLICY = "; ".join(
+    (
+        "default-src 'none'",
+        # The bundle, and the start-up script that get_swagger_ui_html writes into the page.
+        "script-src 'self' 'unsafe-inline'",
+        # The stylesheet; Swagger UI styles elements through the DOM, which CSP allows.
+        "style-src 'self'",
+        "img-src 'self' data: blob:",  # the icon, Swagger UI's inline icons, image responses
+        "connect-src 'self'",  # the OpenAPI document, and "Try it out"
+        "frame-ancestors 'none'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+    )
+)
 
 
-def create_app() -> APIKeyMiddleware:
+def create_app(docs_policy: str | None = DOCS_POLICY) -> APIKeyMiddleware:
     """The API behind APIKeyMiddleware, with keys from the environment, read now.
 
     A bad key or variable stops the server at start-up, not at the first request.
+    ``docs_policy=None`` leaves /docs the package's default policy for docs pages.
     """
     # docs_url=None: FastAPI's own /docs would fetch Swagger UI from a CDN.
     api = FastAPI(title="Docs demo", docs_url=None, redoc_url=None)
@@ -89,4 +111,7 @@ def create_app() -> APIKeyMiddleware:
         public=["/health", "/docs", "/openapi.json"],
         optional=["/v1/operations"],
         protected={"/v1/admin": {"admin"}},
+        path_security_headers=(
+            None if docs_policy is None else {"/docs": {"Content-Security-Policy": docs_policy}}
+        ),
     )
