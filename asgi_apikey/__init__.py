@@ -13,6 +13,7 @@ from .dependencies import (
     verify_api_key_with_metadata,
 )
 from .errors import AuthenticationError, AuthorizationError, ConfigurationError, KeySourceError
+from .headers import DOCS_CONTENT_SECURITY_POLICY, STRICT_CONTENT_SECURITY_POLICY
 from .keys import APIKey, Rejected, Verifier
 from .middleware import APIKeyMiddleware
 from .openapi import add_openapi_security
@@ -22,6 +23,8 @@ from .sources import EnvironmentSource, KeyFileSource, KeySink, KeySource, LiveK
 __version__ = "0.1.0"
 
 __all__ = [
+    "DOCS_CONTENT_SECURITY_POLICY",
+    "STRICT_CONTENT_SECURITY_POLICY",
     "APIKey",
     "APIKeyAuth",
     "APIKeyMiddleware",
