@@ -163,6 +163,17 @@ def _text(one: dict[str, Any]) -> str:
         for rule in one["rules"]:
             scopes = f"  needs {' '.join(rule['scopes'])}" if rule["scopes"] else ""
             lines.append(f"  {rule['path']:<28} {rule['access']}{scopes}")
+    by_path = one.get("middleware", {}).get("path_security_headers") or {}
+    base = by_path.get("/", {})
+    differing = {
+        prefix: sorted(name for name in {*fields, *base} if fields.get(name) != base.get(name))
+        for prefix, fields in by_path.items()
+        if prefix != "/"
+    }
+    if differing:
+        lines.append("headers per path (the ones that differ; check --json has the values):")
+        for prefix, names in differing.items():
+            lines.append(f"  {prefix:<28} {', '.join(names) or 'the same as elsewhere'}")
     if one["warnings"]:
         lines.append("warnings:")
         lines.extend(f"  - {warning}" for warning in one["warnings"])
