@@ -3,12 +3,16 @@
 A path rule is judged against every reading a router may make of the path,
 and the strictest wins (``paths.RuleTable``). The readings are: as spelled
 (Starlette matches the raw spelling), resolved (:func:`normalize_path`: dot
-segments and repeated slashes, as proxies and other routers see it), as a URL
+segments and repeated slashes, as proxies and other routers see it), with its
+slashes merged but its dot segments kept (:func:`merge_slashes`: Litestar routes
+``//admin/..`` as ``/admin/..``, a path parameter ``..`` under ``/admin``), as a URL
 for a target not in origin form (:func:`url_readings`, as Quart routes it), with
 the mount point taken off at a segment boundary (:func:`strip_root`, as
-Starlette does; a plain prefix, as Quart and a2wsgi do, is judged by the rule
-table), and without its control characters (:data:`CONTROL`: Starlette's ``$``
-matches before a final newline). A new router to support changes this module.
+Starlette does) and in the other ways routers take it off (:func:`root_readings`:
+a plain prefix, as Quart, Django and a2wsgi do; up to its first occurrence
+anywhere in the path, as Litestar does), and without its control characters
+(:data:`CONTROL`: Starlette's ``$`` matches before a final newline). A new
+router to support changes this module.
 """
 
 from __future__ import annotations
@@ -19,7 +23,15 @@ from urllib.parse import urlparse, urlsplit
 
 from starlette.types import Scope
 
-__all__ = ["CONTROL", "normalize_path", "route_path", "strip_root", "url_readings"]
+__all__ = [
+    "CONTROL",
+    "merge_slashes",
+    "normalize_path",
+    "root_readings",
+    "route_path",
+    "strip_root",
+    "url_readings",
+]
 
 #: C0 controls and DEL: no router agrees on them (a final newline matches `$`).
 CONTROL = re.compile("[\x00-\x1f\x7f]")
@@ -44,6 +56,20 @@ def normalize_path(path: str) -> str:
         elif segment not in ("", ".", ".."):
             segments.append(segment)
     return "/" + "/".join(segments)
+
+
+def merge_slashes(path: str) -> str:
+    """Repeated slashes merged, a leading and a trailing one dropped; dot segments kept.
+
+    Litestar routes this reading of a path, and werkzeug (Quart) matches it after
+    dropping leading slashes, so ``//admin/..`` runs ``/admin/{id}`` with ``id``
+    ``..``: resolving the dot segments (:func:`normalize_path`) gives ``/``, and
+    the spelling matches no rule.
+
+    >>> merge_slashes("//admin/.."), merge_slashes("/v1//admin/./x/")
+    ('/admin/..', '/v1/admin/./x')
+    """
+    return "/" + "/".join(filter(None, path.split("/")))
 
 
 def route_path(scope: Scope) -> str:
@@ -72,6 +98,31 @@ def strip_root(path: str, root_path: str) -> str:
     if path[len(root_path)] == "/":
         return path[len(root_path) :]
     return path
+
+
+def root_readings(path: str, root_path: str) -> list[str]:
+    """The paths other routers route on for ``path`` under ``root_path``, beyond :func:`strip_root`.
+
+    Quart, Django and a2wsgi take ``root_path`` off as a plain prefix, so
+    ``/apiadmin`` under ``/api`` routes as ``admin``, which Quart reads as
+    ``/admin``. Litestar takes off everything up to the first occurrence of
+    ``root_path`` anywhere in the path (``path.split(root_path, 1)[-1]``), so
+    ``/health/api/admin`` routes as ``/admin`` where the server does not put
+    ``root_path`` in front of ``path`` (hypercorn, and Litestar's test client).
+    Each reading is given as a path from the root, as those routers route it.
+
+    >>> root_readings("/apiadmin", "/api"), root_readings("/health/api/admin", "/api")
+    (['/admin'], ['/admin'])
+    >>> root_readings("/api/admin", "/api"), root_readings("/admin", "/api")
+    ([], [])
+    """
+    at = path.find(root_path) if root_path else -1
+    if at < 0:
+        return []
+    rest = path[at + len(root_path) :]
+    if at == 0 and (not rest or rest[0] == "/"):
+        return []  # what strip_root() takes off: no other reading
+    return [rest if rest[:1] == "/" else "/" + rest]
 
 
 def url_readings(path: str) -> list[str]:
