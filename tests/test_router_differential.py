@@ -1,4 +1,5 @@
-"""Differential test: the middleware is at least as strict as Starlette's and FastAPI's routers.
+"""Differential test: the middleware is at least as strict as the routers of Starlette,
+FastAPI, Litestar and Quart.
 
 Issue 15: ``GET /admin%0A`` reached the ``/admin`` handler of Starlette and FastAPI
 (a route regex ends in ``$``, which also matches before a final newline) while the
@@ -28,12 +29,25 @@ the byte raw) and percent-encoded, without a ``root_path`` and under uvicorn's
 ``--root-path`` (behind a proxy that strips the prefix). That set is enumerated
 exhaustively. A Hypothesis test adds random combinations in the paths of every
 route (path parameters too) with dot segments, doubled slashes, trailing
-slashes and other encodings, in those deployments and in one whose server keeps
-the prefix in ``path`` as the client sent it (where the prefix gets insertions).
+slashes, a slash left out, the prefix inside the path and other encodings, in
+those deployments and in two whose server does not put ``root_path`` in front
+of ``path`` (hypercorn): one where the client's path keeps the prefix (which
+gets insertions), one where a proxy strips it.
+
+Each router reads a path its own way (``asgi_apikey/readings.py``): Starlette
+and FastAPI match the spelling (``$`` also before a final newline) and take
+``root_path`` off at a segment boundary; Litestar strips and merges slashes,
+takes off everything up to the first occurrence of ``root_path`` anywhere in the
+path, and matches an ASGI mount's path as a raw prefix (``/mountedadmin`` runs
+``/admin`` of an app mounted at ``/mounted``); Quart routes the path of a target
+not in origin form, takes ``root_path`` off as a plain prefix, merges slashes
+(redirecting) and matches with ``\\Z``. Quart answers through tasks of its own,
+so its requests run on an event loop; the others' run without one.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -44,6 +58,17 @@ import pytest
 from fastapi import APIRouter, FastAPI, WebSocket
 from hypothesis import event, example, given
 from hypothesis import strategies as st
+from litestar import Litestar, Router, asgi, get, websocket
+from litestar import WebSocket as LitestarWebSocket
+from litestar.handlers import HTTPRouteHandler, WebsocketRouteHandler
+from litestar.types import Receive as LitestarReceive
+from litestar.types import Scope as LitestarScope
+from litestar.types import Send as LitestarSend
+from litestar.utils import normalize_path as litestar_normalize_path
+from quart import Blueprint, Quart
+from quart import websocket as quart_websocket
+from quart.asgi import _normalise_path as quart_normalise_path
+from starlette._utils import get_route_path
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
@@ -53,6 +78,7 @@ from structlog.testing import capture_logs
 
 import asgi_apikey.auth
 from asgi_apikey import APIKey, APIKeyMiddleware
+from asgi_apikey.paths import Access, RuleTable
 from tests.asgi import bearer, client_messages
 from tests.test_bypass import scope_from_target
 
@@ -197,6 +223,94 @@ def fastapi_app() -> FastAPI:
     app.include_router(admin)
     app.include_router(v1)
     app.mount("/mounted", mounted)
+    return app
+
+
+def litestar_app() -> Litestar:
+    """The routes with Litestar's own means: ``Router(path=...)`` and an ASGI mount."""
+
+    def endpoint(name: str, path: str) -> HTTPRouteHandler:
+        async def handler() -> str:
+            RAN.append(name)
+            return name
+
+        return get(path, name=name)(handler)
+
+    def socket(name: str, path: str) -> WebsocketRouteHandler:
+        async def handler(socket: LitestarWebSocket[Any, Any, Any]) -> None:
+            RAN.append(name)
+            await socket.accept()
+            await socket.close()
+
+        return websocket(path, name=name)(handler)
+
+    sub = Litestar([endpoint("mounted_admin", "/admin"), endpoint("mounted_public", "/public")])
+
+    @asgi("/mounted", is_mount=True, copy_scope=True)
+    async def mounted(scope: LitestarScope, receive: LitestarReceive, send: LitestarSend) -> None:
+        await sub(scope, receive, send)
+
+    admin = Router(
+        "/admin", route_handlers=[endpoint("admin", "/"), endpoint("admin_item", "/{id:str}")]
+    )
+    v1 = Router(
+        "/v1",
+        route_handlers=[
+            endpoint("v1", "/"),
+            endpoint("v1_admin", "/admin"),
+            endpoint("v1_admin_rest", "/admin/{rest:path}"),
+            endpoint("v1_items", "/items/{id:str}"),
+        ],
+    )
+    return Litestar(
+        [
+            endpoint("health", "/health"),
+            admin,
+            v1,
+            endpoint("files", "/files/{rest:path}"),
+            mounted,
+            socket("ws_admin", "/ws/admin"),
+            socket("ws_public", "/ws/public"),
+        ]
+    )
+
+
+def quart_app() -> Quart:
+    """The routes with Quart's own means: blueprints with a ``url_prefix``."""
+
+    def view(name: str) -> Callable[..., Coroutine[Any, Any, str]]:
+        async def handler(**parameters: str) -> str:
+            RAN.append(name)
+            return name
+
+        return handler
+
+    def socket(name: str) -> Callable[[], Coroutine[Any, Any, None]]:
+        async def handler() -> None:
+            RAN.append(name)
+            await quart_websocket.accept()
+            await quart_websocket.close(1000)
+
+        return handler
+
+    app = Quart(__name__)
+    admin = Blueprint("admin", __name__, url_prefix="/admin")
+    v1 = Blueprint("v1", __name__, url_prefix="/v1")
+    mounted = Blueprint("mounted", __name__, url_prefix="/mounted")
+    app.add_url_rule("/health", "health", view("health"))
+    admin.add_url_rule("", "admin", view("admin"))
+    admin.add_url_rule("/<id>", "admin_item", view("admin_item"))
+    v1.add_url_rule("", "v1", view("v1"))
+    v1.add_url_rule("/admin", "v1_admin", view("v1_admin"))
+    v1.add_url_rule("/admin/<path:rest>", "v1_admin_rest", view("v1_admin_rest"))
+    v1.add_url_rule("/items/<id>", "v1_items", view("v1_items"))
+    app.add_url_rule("/files/<path:rest>", "files", view("files"))
+    mounted.add_url_rule("/admin", "mounted_admin", view("mounted_admin"))
+    mounted.add_url_rule("/public", "mounted_public", view("mounted_public"))
+    app.add_websocket("/ws/admin", "ws_admin", socket("ws_admin"))
+    app.add_websocket("/ws/public", "ws_public", socket("ws_public"))
+    for blueprint in (admin, v1, mounted):
+        app.register_blueprint(blueprint)
     return app
 
 
@@ -355,17 +469,27 @@ DEPLOYMENTS = [
     Deployment("no root_path"),
     Deployment("uvicorn --root-path, proxy strips it", root_path=PREFIX),
     Deployment("root_path, prefix kept in path", root_path=PREFIX, front=PREFIX, prepends=False),
+    Deployment("hypercorn --root-path, proxy strips it", root_path=PREFIX, prepends=False),
 ]
 #: The deployments of the exhaustive test. The third builds the same scopes as
 #: uvicorn's --root-path for the same route path (and follows redirects to the
-#: same targets); what it adds are insertions into the prefix, after which
-#: neither router strips root_path and nothing runs: left to Hypothesis.
+#: same targets); what it adds are insertions into the prefix, after which no
+#: router strips root_path and nothing runs: left to Hypothesis, with the fourth,
+#: where Quart routes nothing (the path lacks root_path) and the others route
+#: as without one, unless the path holds the prefix (Litestar's reading).
 EXHAUSTIVE_DEPLOYMENTS = DEPLOYMENTS[:2]
 
 # Each middleware built makes its keys the process default (verify_api_key_string()):
 # build the apps, then give other test modules back the one they had.
 _DEFAULT_AUTHENTICATOR = asgi_apikey.auth._default
-ROUTERS: dict[str, ASGIApp] = {"starlette": starlette_app(), "fastapi": fastapi_app()}
+ROUTERS: dict[str, ASGIApp] = {
+    "starlette": starlette_app(),
+    "fastapi": fastapi_app(),
+    "litestar": cast(ASGIApp, litestar_app()),
+    "quart": cast(ASGIApp, quart_app()),
+}
+#: The routers whose requests need an event loop (Quart answers through tasks).
+ON_A_LOOP = frozenset({"quart"})
 WRAPPED: dict[tuple[str, str], ASGIApp] = {
     (router, config.name): config.middleware(app)
     for router, app in ROUTERS.items()
@@ -406,8 +530,11 @@ class Guarded(dict[str, Any]):
     alone; that is exact only while neither router nor middleware reads it.
     """
 
+    read_raw_path = False
+
     def _check(self, key: object) -> None:
         if key == "raw_path":
+            self.read_raw_path = True  # an app on a loop may turn the error into a 500
             raise AssertionError(
                 "raw_path was read: exhaustive_targets must keep targets that differ in it"
             )
@@ -425,17 +552,32 @@ class Guarded(dict[str, Any]):
         return super().__contains__(key)
 
 
-def run(app: ASGIApp, scope: Scope) -> Hop:
-    """Run one request to completion without an event loop (nothing here awaits I/O)."""
+#: The event loop of the routers ON_A_LOOP, while this module's tests run.
+LOOP: list[asyncio.Runner] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _event_loop() -> Iterator[None]:
+    with asyncio.Runner() as runner:
+        LOOP.append(runner)
+        try:
+            yield
+        finally:
+            LOOP.clear()
+
+
+def run(app: ASGIApp, scope: Scope, on_a_loop: bool = False) -> Hop:
+    """Run one request to completion: without an event loop (nothing here awaits I/O),
+    or ``on_a_loop`` for an app that starts tasks (an error there is the server's 500)."""
     target = bytes(scope["raw_path"])
     if scope["query_string"]:
         target += b"?" + scope["query_string"]
     path = scope["path"]
-    scope = Guarded(scope)
+    guarded = Guarded(scope)
     RAN.clear()
     PASSED[0] = False
     messages: list[Message] = []
-    incoming, gone = client_messages(scope)
+    incoming, gone = client_messages(guarded)
 
     async def receive() -> Message:
         return incoming.pop(0) if incoming else gone
@@ -443,14 +585,19 @@ def run(app: ASGIApp, scope: Scope) -> Hop:
     async def send(message: Message) -> None:
         messages.append(message)
 
-    coroutine = cast(Coroutine[Any, Any, None], app(scope, receive, send))
-    try:
-        coroutine.send(None)
-    except StopIteration:
-        pass
+    if on_a_loop:
+        _run_on_the_loop(app, guarded, incoming, gone, messages)
+        if guarded.read_raw_path:
+            raise AssertionError("raw_path was read (and the app answered 500)")
     else:
-        coroutine.close()
-        raise AssertionError(f"the app awaited something outside the request: {path!r}")
+        coroutine = cast(Coroutine[Any, Any, None], app(guarded, receive, send))
+        try:
+            coroutine.send(None)
+        except StopIteration:
+            pass
+        else:
+            coroutine.close()
+            raise AssertionError(f"the app awaited something outside the request: {path!r}")
 
     status, location, invalid = 0, None, False
     for message in messages:
@@ -466,6 +613,39 @@ def run(app: ASGIApp, scope: Scope) -> Hop:
         elif kind == "websocket.close" and not status:
             status = 403  # closed before accept: the server answers the handshake with 403
     return Hop(target, path, status, location, tuple(RAN), PASSED[0], invalid)
+
+
+_ANSWERED = frozenset({"http.response.body", "websocket.close", "websocket.http.response.body"})
+
+
+def _run_on_the_loop(
+    app: ASGIApp, scope: Scope, incoming: list[Message], gone: Message, messages: list[Message]
+) -> None:
+    """One request on the event loop. The client goes away only once answered: Quart
+    stops answering as soon as it reads that."""
+
+    async def main() -> None:
+        answered = asyncio.Event()
+
+        async def receive() -> Message:
+            if incoming:
+                return incoming.pop(0)
+            await answered.wait()
+            return gone
+
+        async def send(message: Message) -> None:
+            messages.append(message)
+            if message["type"] in _ANSWERED and not message.get("more_body", False):
+                answered.set()
+
+        await asyncio.wait_for(app(scope, receive, send), timeout=5)
+
+    try:
+        LOOP[0].run(main())
+    except TimeoutError:
+        raise AssertionError(f"no answer within 5 s: {scope['path']!r}") from None
+    except Exception:
+        messages[:] = [{"type": "http.response.start", "status": 500, "headers": []}]
 
 
 @dataclass(frozen=True)
@@ -489,13 +669,14 @@ def journey(
     kind: str,
     target: bytes,
     headers: Sequence[tuple[bytes, bytes]] = (),
+    on_a_loop: bool = False,
 ) -> Journey | None:
     """The request for ``target`` and its redirect; None if the server refuses the target."""
     try:
         scope = deployment.scope(target, kind, headers)
     except ValueError:
         return None
-    hops = [run(app, scope)]
+    hops = [run(app, scope, on_a_loop)]
     first = hops[0]
     if first.status in REDIRECTS and first.location is not None:
         try:
@@ -503,7 +684,7 @@ def journey(
         except ValueError:
             pass  # a Location the client cannot send as a target: nothing more runs
         else:
-            hops.append(run(app, scope))
+            hops.append(run(app, scope, on_a_loop))
     return Journey(tuple(hops))
 
 
@@ -538,13 +719,21 @@ def _not_canonical(path: str) -> bool:
     return not path.startswith("/") or "" in segments[1:-1] or bool({".", ".."} & set(segments))
 
 
-def _excused(hop: Hop) -> bool:
+def _root_inside(path: str, root_path: str) -> bool:
+    """root_path in the path, but not as its first segments: routers take it off
+    differently (readings.root_readings), and the rule table judges every way."""
+    at = path.find(root_path) if root_path else -1
+    return at > 0 or (at == 0 and path != root_path and path[len(root_path)] != "/")
+
+
+def _excused(hop: Hop, root_path: str) -> bool:
     """A refusal the design allows for a handler the credential may run."""
     if hop.passed:
         return False
     if hop.status == 400 and hop.invalid_request and not hop.path.isprintable():
         return True  # a control character (or other non-printable) refused outright
-    return _not_canonical(hop.path) and hop.status in (400, 401, 403)
+    odd = _not_canonical(hop.path) or _root_inside(hop.path, root_path)
+    return odd and hop.status in (400, 401, 403)
 
 
 #: How a request the credential may not make ends: refused by the middleware
@@ -558,7 +747,7 @@ def compare(
     """Send ``target`` through the wrapped app with each credential; yield what breaks."""
     wrapped_app = WRAPPED[router, config.name]
     for credential, headers in CREDENTIALS.items():
-        wrapped = journey(wrapped_app, deployment, kind, target, headers)
+        wrapped = journey(wrapped_app, deployment, kind, target, headers, router in ON_A_LOOP)
         assert wrapped is not None  # the same target built the bare scope
         where = (router, config.name, deployment.name, target, credential)
         forbidden = {h for h in bare.ran if not may_run(credential, config.requirement(h))}
@@ -570,7 +759,7 @@ def compare(
         elif forbidden and last.status not in REFUSALS:
             yield Failure("status", *where, tuple(sorted(forbidden)), f"answered {last.status}")
         lost = bare.ran - forbidden - wrapped.ran
-        if lost and not _excused(last):
+        if lost and not _excused(last, deployment.root_path):
             yield Failure(
                 "lost", *where, tuple(sorted(lost)), f"{last.path!r} answered {last.status}"
             )
@@ -584,18 +773,47 @@ def check_target(
     target: bytes,
     routers: Sequence[str] = tuple(ROUTERS),
     configs: Sequence[Config] = tuple(CONFIGS),
+    known_gaps: bool = False,
 ) -> tuple[list[Failure], set[tuple[str, str]]]:
-    """Every failure for ``target``, and the (router, handler) pairs the bare routers ran."""
+    """Every failure for ``target``, and the (router, handler) pairs the bare routers ran.
+
+    What a known gap explains (:func:`litestar_mount_gap`) is left out, unless
+    ``known_gaps``: :func:`test_the_known_gap_litestar_mounts_match_a_raw_prefix` shows it.
+    """
     failures: list[Failure] = []
     reached: set[tuple[str, str]] = set()
     for router in routers:
-        bare = journey(ROUTERS[router], deployment, kind, target)
+        bare = journey(ROUTERS[router], deployment, kind, target, on_a_loop=router in ON_A_LOOP)
         if bare is None or not bare.ran:
             continue  # the router runs nothing: nothing for the middleware to guard
         reached |= {(router, handler) for handler in bare.ran}
+        gap = not known_gaps and litestar_mount_gap(router, deployment, bare)
         for config in configs:
-            failures += compare(router, config, deployment, kind, target, bare)
+            found = compare(router, config, deployment, kind, target, bare)
+            failures += [f for f in found if not (gap and f.what != "extra")]
     return failures, reached
+
+
+def litestar_mount_gap(router: str, deployment: Deployment, bare: Journey) -> bool:
+    """Whether Litestar ran a mounted app's handler for a path not under the mount.
+
+    Litestar matches an ASGI mount's path as a raw prefix (``re.match``), so
+    ``/mountedadmin`` reaches the app mounted at ``/mounted`` as ``admin/``, which a
+    mounted Litestar app routes as ``/admin``. The rules are judged on segment
+    boundaries, and the middleware does not know where a Litestar app mounts what:
+    a known gap, reported, and documented in docs/guides/frameworks.md.
+    """
+    if router != "litestar":
+        return False
+    for hop in bare.hops:
+        if any(name.startswith("mounted_") for name in hop.ran):
+            path = hop.path
+            if deployment.root_path:
+                path = path.split(deployment.root_path, 1)[-1]  # as Litestar's router does
+            routed = litestar_normalize_path(path)
+            if routed != "/mounted" and not routed.startswith("/mounted/"):
+                return True
+    return False
 
 
 # ---------------------------------------------------------------------------
@@ -684,9 +902,14 @@ def test_every_insertion_into_a_rule_path_is_judged_at_least_as_strictly_as_the_
             failures += found
             reached.update(ran)
     # The property holds vacuously where nothing runs: every handler of a rule path
-    # ran, bare, and so did /v1/admin/{rest:path} (for /v1/admin/, not redirected).
+    # ran, bare, and in Starlette and FastAPI so did /v1/admin/{rest:path} (for
+    # /v1/admin/, not redirected; Litestar runs /v1/admin for it, and Quart's
+    # <path:rest> is one character or more).
     for router in ROUTERS:
-        for handler in HANDLERS.keys() - {"admin_item", "v1_items", "files"}:
+        unreached = {"admin_item", "v1_items", "files"}
+        if router in ("litestar", "quart"):
+            unreached.add("v1_admin_rest")
+        for handler in HANDLERS.keys() - unreached:
             assert reached[router, handler] >= 2, (router, handler, reached)
     assert not failures, summarize(failures)
 
@@ -724,6 +947,7 @@ _SEGMENT_EDITS = [
     b"/",  # a doubled slash, or a trailing one at the end
     b"//",
     b"%2f",
+    PREFIX.encode(),  # Litestar takes off everything up to root_path, wherever it is
 ]
 
 
@@ -734,7 +958,8 @@ def _ends(text: bytes) -> list[int]:
 
 @st.composite
 def mutated_targets(draw: st.DrawFn) -> tuple[Deployment, str, bytes]:
-    """A route path, some characters percent-encoded, 0-2 segment edits, 1-3 insertions.
+    """A route path, some characters percent-encoded, 0-2 segment edits, maybe a slash
+    left out (Litestar matches a mount's path as a raw prefix), 0-3 insertions.
 
     An insertion goes anywhere, or (twice as often) at the end of the path: the middle
     of a name routes nowhere, while the end is where routers forgive (``$``
@@ -750,7 +975,11 @@ def mutated_targets(draw: st.DrawFn) -> tuple[Deployment, str, bytes]:
     for _ in range(draw(st.sampled_from([0, 0, 0, 0, 0, 1, 2]))):
         at = draw(st.sampled_from(_ends(text)))
         text = text[:at] + draw(st.sampled_from(_SEGMENT_EDITS)) + text[at:]
-    for _ in range(draw(st.sampled_from([1, 1, 1, 2, 3]))):
+    slashes = [i for i, byte in enumerate(text) if byte == ord("/") and i]
+    if slashes and draw(st.sampled_from([False] * 5 + [True])):
+        at = draw(st.sampled_from(slashes))
+        text = text[:at] + text[at + 1 :]
+    for _ in range(draw(st.sampled_from([0, 1, 1, 1, 2, 3]))):
         at = draw(st.one_of(st.just(len(text)), st.just(len(text)), st.integers(0, len(text))))
         text = text[:at] + draw(spelled_units()) + text[at:]
     text += draw(st.sampled_from([b""] * 6 + [b"/", b"?x=1", b"?/health", b"#x"]))
@@ -764,6 +993,12 @@ def mutated_targets(draw: st.DrawFn) -> tuple[Deployment, str, bytes]:
 @example((DEPLOYMENTS[0], "http", b"/admin%0A/"))  # redirected to /admin%0A
 @example((DEPLOYMENTS[1], "http", b"/v1/admin%0A?x=1"))
 @example((DEPLOYMENTS[0], "http", b"/files/x/../../admin"))  # runs files, resolves to /admin
+@example((DEPLOYMENTS[3], "http", b"/v1/prefix/admin"))  # Litestar runs /admin
+@example((DEPLOYMENTS[2], "http", b"/health/prefix/admin"))  # so it does here
+@example((DEPLOYMENTS[2], "websocket", b"/ws/public/prefix/ws/admin"))
+@example((DEPLOYMENTS[0], "http", b"/mountedadmin"))  # Litestar's mount: the known gap
+@example((DEPLOYMENTS[0], "http", b"//admin/.."))  # Litestar and Quart run /admin/{id}
+@example((DEPLOYMENTS[1], "http", b"/v1//admin/.."))  # Litestar runs /v1/admin/{rest:path}
 @given(mutated_targets())
 def test_random_spellings_of_route_paths_are_judged_at_least_as_strictly_as_the_routers(
     drawn: tuple[Deployment, str, bytes],
@@ -773,6 +1008,92 @@ def test_random_spellings_of_route_paths_are_judged_at_least_as_strictly_as_the_
         failures, reached = check_target(deployment, kind, target)
     event("a router ran a handler" if reached else "no router ran a handler")
     assert not failures, summarize(failures)
+
+
+# ---------------------------------------------------------------------------
+# Each router's own reading of a path, against the rule table directly
+# ---------------------------------------------------------------------------
+
+
+def router_readings(path: str, root_path: str) -> dict[str, str]:
+    """The path each router matches its routes against, by the router's own code."""
+    found: dict[str, str] = {}
+    starlette = get_route_path({"path": path, "root_path": root_path}) or "/"
+    if starlette.startswith("/"):  # its route patterns start with "/"
+        found["starlette"] = starlette
+    # litestar/_asgi/asgi_router.py, ASGIRouter.__call__, then its routing trie:
+    litestar = path.split(root_path, maxsplit=1)[-1] if root_path else path
+    found["litestar"] = litestar_normalize_path(litestar)
+    # quart/asgi.py (" " when nothing may be routed), then werkzeug's MapAdapter.match:
+    quart = quart_normalise_path(path, root_path) if root_path else path
+    if quart != " ":
+        found["quart"] = "/" + quart.lstrip("/")
+    # django/core/handlers/asgi.py: path_info; its root URL resolver needs a "/".
+    django = path.removeprefix(root_path) if root_path else path
+    if django.startswith("/"):
+        found["django"] = django
+    return found
+
+
+_SEGMENTS = ["", "health", "admin", "prefix", "prefixadmin", "v1", "x", ".", ".."]
+_TABLE = RuleTable(public=["/health", "/v1"], protected={"/admin": {"admin"}, "/v1/admin": ()})
+
+
+@given(
+    st.lists(st.sampled_from(_SEGMENTS), min_size=1, max_size=6).map("/".join),
+    st.sampled_from(["", "/", "//"]),
+    st.sampled_from(["", "/prefix", "/v1", "/pre", "/prefix/v1"]),
+)
+@example("admin", "/", "/prefix")  # /prefixadmin: Quart and Django read /admin
+@example("health/prefix/admin", "/", "/prefix")  # Litestar reads /admin
+@example("admin/..", "//", "")  # Litestar and Quart read /admin/.. (/admin/{id})
+@example("v1//admin/..", "/", "")  # Litestar reads /v1/admin/..
+def test_every_routers_reading_of_a_path_is_judged(rest: str, lead: str, root_path: str) -> None:
+    # A router runs the handler of the route it matches: the rule covering that
+    # route is the longest rule on the reading as the router matches it.
+    path = lead + rest
+    decided = _TABLE.decide_under(path, root_path) if root_path else _TABLE.decide(path)
+    if decided.access is Access.REFUSED:
+        return  # refused outright, whatever the reading
+    for router, reading in router_readings(path, root_path).items():
+        routed = _TABLE.match(reading)
+        assert decided.access >= routed.access, (router, path, reading, decided, routed)
+        assert decided.scopes >= routed.scopes, (router, path, reading, decided, routed)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known gap: Litestar matches an ASGI mount's path as a raw prefix, so "
+    "/mountedadmin runs the mounted app's /admin; the rules are judged on segment "
+    "boundaries and the middleware does not know where Litestar mounts what",
+)
+@pytest.mark.parametrize("target", [b"/mountedadmin", b"/mounted%61dmin"])
+def test_the_known_gap_litestar_mounts_match_a_raw_prefix(target: bytes) -> None:
+    with capture_logs():
+        failures, reached = check_target(
+            DEPLOYMENTS[0], "http", target, routers=["litestar"], known_gaps=True
+        )
+    assert reached == {("litestar", "mounted_admin")}
+    assert not failures, summarize(failures)
+
+
+@pytest.mark.parametrize(
+    ("target", "gap"),
+    [
+        (b"/mountedadmin", True),
+        (b"/prefix/mountedpublic", True),
+        (b"/mounted/admin", False),
+        (b"/mounted//admin/", False),
+        (b"/prefix/mounted/public", False),
+    ],
+)
+def test_the_known_gap_is_only_a_mount_matched_as_a_raw_prefix(target: bytes, gap: bool) -> None:
+    deployment = DEPLOYMENTS[2] if target.startswith(b"/prefix") else DEPLOYMENTS[0]
+    bare = journey(ROUTERS["litestar"], deployment, "http", target)
+    assert bare is not None
+    assert bare.ran & {"mounted_admin", "mounted_public"}
+    assert litestar_mount_gap("litestar", deployment, bare) is gap
+    assert not litestar_mount_gap("starlette", deployment, bare)
 
 
 # ---------------------------------------------------------------------------
@@ -792,26 +1113,56 @@ def test_each_route_path_runs_its_handler_and_only_the_right_keys_reach_it(
     # behind each configuration exactly the credentials that may run it do.
     kind = kind_of(path)
     target = (deployment.front + path).encode("ascii")
-    bare = journey(ROUTERS[router], deployment, kind, target)
+    loop = router in ON_A_LOOP
+    bare = journey(ROUTERS[router], deployment, kind, target, on_a_loop=loop)
     assert bare is not None
-    assert bare.ran == {handler}, bare
+    runs = {handler} if served(router, deployment, handler) else set()
+    assert bare.ran == runs, bare
     for config in CONFIGS:
         for credential, headers in CREDENTIALS.items():
-            wrapped = journey(WRAPPED[router, config.name], deployment, kind, target, headers)
+            wrapped = journey(
+                WRAPPED[router, config.name], deployment, kind, target, headers, on_a_loop=loop
+            )
             assert wrapped is not None
             allowed = may_run(credential, config.requirement(handler))
-            assert wrapped.ran == ({handler} if allowed else set()), (config.name, credential)
+            assert wrapped.ran == (runs if allowed else set()), (config.name, credential)
             if not allowed:
                 assert wrapped.last.status in (401, 403), wrapped
 
 
+def served(router: str, deployment: Deployment, handler: str = "") -> bool:
+    """Whether ``router`` runs ``handler`` for its path where the server does not put
+    root_path in front of path and the proxy strips the prefix: Quart answers 404 to
+    a path that does not start with root_path, and a Starlette ``Mount`` looks for
+    root_path in front of the path it hands on."""
+    if deployment.prepends or not deployment.root_path or deployment.front:
+        return True
+    if router == "quart":
+        return False
+    return not (router in ("starlette", "fastapi") and handler.startswith("mounted_"))
+
+
+#: A near miss of a route's path, and the statuses on the way to its handler:
+#: Starlette and FastAPI redirect a trailing slash, Quart (werkzeug) redirects
+#: doubled slashes to merged ones, Litestar strips and merges slashes in place.
+NEAR_MISSES: dict[str, tuple[str, list[int]]] = {
+    "starlette": ("/mounted/public/", [307, 200]),
+    "fastapi": ("/mounted/public/", [307, 200]),
+    "litestar": ("/mounted//public/", [200]),
+    "quart": ("/mounted//public", [308, 200]),
+}
+
+
 @pytest.mark.parametrize("router", ROUTERS)
-def test_a_trailing_slash_redirect_is_followed_to_the_handler(router: str) -> None:
+def test_a_near_miss_reaches_the_handler_through_a_followed_redirect(router: str) -> None:
+    path, statuses = NEAR_MISSES[router]
     for deployment in DEPLOYMENTS:
-        target = (deployment.front + "/mounted/public/").encode("ascii")
-        bare = journey(ROUTERS[router], deployment, "http", target)
+        if not served(router, deployment, "mounted_public"):
+            continue
+        target = (deployment.front + path).encode("ascii")
+        bare = journey(ROUTERS[router], deployment, "http", target, on_a_loop=router in ON_A_LOOP)
         assert bare is not None
-        assert [hop.status for hop in bare.hops] == [307, 200], bare
+        assert [hop.status for hop in bare.hops] == statuses, bare
         assert bare.ran == {"mounted_public"}, bare
 
 
@@ -824,3 +1175,17 @@ def test_a_read_of_raw_path_fails_the_harness() -> None:
     scope = DEPLOYMENTS[0].scope(b"/admin", "http", ())
     with pytest.raises(AssertionError, match="raw_path was read"):
         run(reads_raw_path, scope)
+
+
+def test_a_read_of_raw_path_fails_the_harness_on_the_loop_too() -> None:
+    # Quart turns an error in a view into a 500: the read is still noticed.
+    async def swallows_the_error(scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            scope["raw_path"]
+        except AssertionError:
+            await send({"type": "http.response.start", "status": 500, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+
+    scope = DEPLOYMENTS[0].scope(b"/admin", "http", ())
+    with pytest.raises(AssertionError, match="raw_path was read"):
+        run(swallows_the_error, scope, on_a_loop=True)
