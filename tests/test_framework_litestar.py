@@ -200,6 +200,7 @@ def _mounted_metrics() -> Litestar:
 
 @pytest.mark.xfail(
     strict=True,
+    raises=AssertionError,
     reason="known gap: Litestar matches an ASGI mount's path as a raw prefix, so "
     "/metricsx reaches the app mounted at /metrics; the rules are judged on segment "
     "boundaries and the middleware does not know where Litestar mounts what",

@@ -1063,6 +1063,7 @@ def test_every_routers_reading_of_a_path_is_judged(rest: str, lead: str, root_pa
 
 @pytest.mark.xfail(
     strict=True,
+    raises=AssertionError,
     reason="known gap: Litestar matches an ASGI mount's path as a raw prefix, so "
     "/mountedadmin runs the mounted app's /admin; the rules are judged on segment "
     "boundaries and the middleware does not know where Litestar mounts what",
