@@ -20,7 +20,7 @@ from urllib.parse import unquote
 
 from .credentials import is_http_token
 from .errors import ConfigurationError, not_shown_unless_word
-from .readings import CONTROL, normalize_path, url_readings
+from .readings import CONTROL, merge_slashes, normalize_path, root_readings, url_readings
 
 __all__ = [
     "DEFAULT_DOCS_PATHS",
@@ -330,9 +330,8 @@ class PathHeaders:
         if chosen is self.base:
             return chosen
         readings = _readings(spelled)
-        if root_path and len(path) > cut and path[cut] != "/" and path.startswith(root_path):
-            plain = "/" + path[cut:]  # as Quart and a2wsgi take it off
-            readings += [plain, *_readings(plain)]
+        for other in root_readings(path, root_path) if root_path else ():
+            readings += [other, *_readings(other)]  # as Quart, Django and Litestar take it off
         for reading in readings:
             if self._match(reading) is not chosen:
                 return self.base  # readings disagree: no relaxation
@@ -354,7 +353,8 @@ def _readings(spelled: str) -> list[str]:
     return [
         variant
         for reading in found
-        for variant in (reading, normalize_path(reading if reading[:1] == "/" else "/" + reading))
+        for rooted in [reading if reading[:1] == "/" else "/" + reading]
+        for variant in (reading, normalize_path(rooted), merge_slashes(rooted))
     ]
 
 

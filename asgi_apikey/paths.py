@@ -27,7 +27,14 @@ from urllib.parse import unquote
 
 from .context import check_scopes
 from .errors import ConfigurationError, not_shown_unless_word
-from .readings import CONTROL, normalize_path, route_path, strip_root
+from .readings import (
+    CONTROL,
+    merge_slashes,
+    normalize_path,
+    root_readings,
+    route_path,
+    strip_root,
+)
 from .readings import url_readings as _url_readings  # looked up here at each call
 
 __all__ = [
@@ -257,8 +264,10 @@ class RuleTable:
 
         Starlette takes ``root_path`` off only at a segment boundary (``/api``
         from ``/api/x``, never from ``/apix``); Quart and a2wsgi take it off as
-        a plain prefix, so there ``/apiadmin`` routes as ``/admin``. Both
-        readings are judged, and the stricter wins.
+        a plain prefix, so there ``/apiadmin`` routes as ``/admin``; Litestar
+        takes off everything up to its first occurrence, so ``/health/api/admin``
+        routes as ``/admin`` (see ``readings.root_readings``). Every reading is
+        judged, and the strictest wins.
         """
         rule = self._under(path, root_path)
         if len(path) > self._max_path:
@@ -271,14 +280,14 @@ class RuleTable:
 
     def _under(self, path: str, root_path: str) -> Rule:
         rule = self.decide(strip_root(path, root_path))
-        cut = len(root_path)
-        if len(path) > cut and path[cut] != "/" and path.startswith(root_path):
-            rule = _stricter(rule, self.decide("/" + path[cut:]))
+        for reading in root_readings(path, root_path):  # Quart's, Django's, Litestar's
+            rule = _stricter(rule, self.decide(reading))
         return rule
 
     def _decide_unusual(self, path: str) -> Rule:
-        # Judge the path as spelled and resolved, and, when it is not in origin
-        # form, also as the path of a URL (see _url_readings). The strictest wins.
+        # Judge the path as spelled, resolved and with its slashes merged (Litestar's
+        # and werkzeug's reading), and, when it is not in origin form, also as the
+        # path of a URL (see _url_readings). The strictest wins.
         texts = [path]
         control = CONTROL.search(path) is not None
         if control:
@@ -289,7 +298,7 @@ class RuleTable:
         candidates: list[str] = []
         for reading in readings:
             spelled = reading if reading[:1] == "/" else "/" + reading
-            candidates += (spelled, normalize_path(spelled))
+            candidates += (spelled, normalize_path(spelled), merge_slashes(spelled))
         rule = self.match(candidates[0])
         for candidate in candidates[1:]:
             rule = _stricter(rule, self.match(candidate))
