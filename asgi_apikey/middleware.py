@@ -34,6 +34,7 @@ from .lifespan import run_lifespan
 from .loopback import is_local_client
 from .openapi import hook_openapi
 from .paths import DEFAULT_MAX_PATH_LENGTH, Access, RuleTable
+from .readings import plain_prefix_mounts, strip_root
 from .responses import Denial, Denials
 
 __all__ = ["APIKeyMiddleware"]
@@ -112,6 +113,8 @@ class APIKeyMiddleware:
         self.app = app
         self.auth = _authenticator(keys, auth)
         self._rooted = _rooted_app(app)
+        # A Litestar app's ASGI mounts match as plain prefixes: /metricsx reaches /metrics.
+        self._mounts = plain_prefix_mounts(app)
         self.rules = RuleTable(
             public=public,
             optional=optional,
@@ -216,6 +219,9 @@ class APIKeyMiddleware:
             else:
                 path = scope["path"]
                 rule = self._decided.get(path) or self._rules.decide(path)  # the cache first
+            if self._mounts:
+                path = strip_root(scope["path"], root) if root else scope["path"]
+                rule = self._rules.under_mounts(rule, path, self._mounts)
             access = rule.access
             query = scope.get("query_string", b"")
             if access is _REFUSED:  # the path alone decides (see paths.RuleTable)

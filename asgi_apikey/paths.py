@@ -30,6 +30,7 @@ from .errors import ConfigurationError, not_shown_unless_word
 from .readings import (
     CONTROL,
     merge_slashes,
+    mount_readings,
     normalize_path,
     root_readings,
     route_path,
@@ -276,6 +277,16 @@ class RuleTable:
         # then takes root_path off that.
         for reading in _url_readings(path):
             rule = _stricter(rule, self._under(reading, root_path))
+        return rule
+
+    def under_mounts(self, rule: Rule, path: str, mounts: tuple[str, ...]) -> Rule:
+        """``rule`` made as strict as ``path`` read under ``mounts`` taken as plain prefixes.
+
+        Litestar sends ``/metricsx`` to the app mounted at ``/metrics`` (as
+        ``/x``): judged as ``/metrics/x`` too (see ``readings.mount_readings``).
+        """
+        for reading in mount_readings(path, mounts):
+            rule = _stricter(rule, self.decide(reading))
         return rule
 
     def _under(self, path: str, root_path: str) -> Rule:

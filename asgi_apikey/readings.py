@@ -10,7 +10,9 @@ for a target not in origin form (:func:`url_readings`, as Quart routes it), with
 the mount point taken off at a segment boundary (:func:`strip_root`, as
 Starlette does) and in the other ways routers take it off (:func:`root_readings`:
 a plain prefix, as Quart, Django and a2wsgi do; up to its first occurrence
-anywhere in the path, as Litestar does), and without its control characters
+anywhere in the path, as Litestar does), under a mount that a router matches as
+a plain prefix (:func:`mount_readings`: Litestar sends ``/metricsx`` to the app
+mounted at ``/metrics``, as ``/x``), and without its control characters
 (:data:`CONTROL`: Starlette's ``$`` matches before a final newline). A new
 router to support changes this module.
 """
@@ -26,7 +28,9 @@ from starlette.types import Scope
 __all__ = [
     "CONTROL",
     "merge_slashes",
+    "mount_readings",
     "normalize_path",
+    "plain_prefix_mounts",
     "root_readings",
     "route_path",
     "strip_root",
@@ -142,3 +146,45 @@ def url_readings(path: str) -> list[str]:
             if reading not in readings:
                 readings.append(reading)
     return readings
+
+
+def plain_prefix_mounts(app: object) -> tuple[str, ...]:
+    """The mount paths of a Litestar app in ``app`` (or behind its ``.app`` wrappers).
+
+    Litestar matches an ASGI mount (``@asgi(path, is_mount=True)``) as a plain
+    prefix: ``/metricsx`` reaches the app mounted at ``/metrics``. Read once,
+    when the middleware is built; mounts with path parameters are left out
+    (their prefix is not a fixed string).
+
+    >>> plain_prefix_mounts(object())
+    ()
+    """
+    for _ in range(16):
+        if app is None:
+            return ()
+        if type(app).__name__ == "Litestar" and hasattr(app, "routes"):
+            mounts = {
+                route.path.rstrip("/")
+                for route in app.routes
+                if getattr(getattr(route, "route_handler", None), "is_mount", False)
+                and isinstance(route.path, str)
+                and "{" not in route.path
+            }
+            return tuple(sorted(mount for mount in mounts if mount))
+        app = getattr(app, "app", None)
+    return ()
+
+
+def mount_readings(path: str, mounts: tuple[str, ...]) -> list[str]:
+    """``path`` as a router that matches ``mounts`` as plain prefixes reads it.
+
+    >>> mount_readings("/metricsx", ("/metrics",))
+    ['/metrics/x']
+    >>> mount_readings("/metrics/x", ("/metrics",))
+    []
+    """
+    return [
+        f"{mount}/{path[len(mount) :]}"
+        for mount in mounts
+        if path.startswith(mount) and path[len(mount) : len(mount) + 1] not in ("/", "")
+    ]
