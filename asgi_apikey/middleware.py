@@ -9,8 +9,8 @@ counted, and each refusal audited, by the authenticator's ``audit.Audit``.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Iterable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, cast
 
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -92,7 +92,7 @@ class APIKeyMiddleware:
 
     def __init__(
         self,
-        app: ASGIApp,
+        app: ASGIApp | Callable[..., Awaitable[None]],
         *,
         keys: Iterable[str | APIKey] | None = None,
         auth: APIKeyAuth | None = None,
@@ -110,7 +110,9 @@ class APIKeyMiddleware:
         max_path_length: int = DEFAULT_MAX_PATH_LENGTH,
         openapi: bool = True,
     ) -> None:
-        self.app = app
+        # Any ASGI app: Litestar and Quart type their scopes as TypedDicts, which
+        # Starlette's ASGIApp (a MutableMapping scope) does not accept.
+        self.app: ASGIApp = cast(ASGIApp, app)
         self.auth = _authenticator(keys, auth)
         self._rooted = _rooted_app(app)
         # A Litestar app's ASGI mounts match as plain prefixes: /metricsx reaches /metrics.

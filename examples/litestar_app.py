@@ -60,7 +60,7 @@ def create_app(keys: Sequence[str | APIKey]) -> APIKeyMiddleware:
     # The middleware wraps the app (see the module's docstring). Litestar types the
     # ASGI interface with TypedDicts, the middleware with Starlette's mappings.
     return APIKeyMiddleware(
-        app,  # type: ignore[arg-type]
+        app,
         keys=keys,
         public=["/health"],
         optional=["/v1/operations"],

@@ -69,7 +69,7 @@ def create_app(keys: Sequence[str | APIKey]) -> Quart:
     # Quart's way to add ASGI middleware. (Quart types the ASGI interface with
     # TypedDicts, the middleware with Starlette's mappings: mypy needs telling.)
     app.asgi_app = APIKeyMiddleware(  # type: ignore[assignment,method-assign]
-        app.asgi_app,  # type: ignore[arg-type]
+        app.asgi_app,
         keys=keys,
         public=["/health"],
         optional=["/v1/operations"],
