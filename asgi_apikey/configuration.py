@@ -42,6 +42,8 @@ class Configuration:
     environment_set: bool
     user_tracking: bool
     request_logging: bool
+    #: ``ENFORCE_AUTH=true``: the production rules whatever the environment.
+    enforced: bool
     #: ``"test"`` under pytest or ``ENVIRONMENT=testing``, else ``"development"``.
     development_label: str
     #: The variable behind each settings field, as this settings class spells it.
@@ -54,8 +56,16 @@ class Configuration:
 
     @property
     def strict(self) -> bool:
-        """``staging`` or ``production``: no development mode, no short keys."""
-        return self.environment in STRICT_ENVIRONMENTS
+        """``staging`` or ``production`` (or ``ENFORCE_AUTH``): no development mode, no
+        short keys."""
+        return self.enforced or self.environment in STRICT_ENVIRONMENTS
+
+    @property
+    def strict_because(self) -> str:
+        """What makes this configuration strict, as the variable that says so."""
+        if self.environment in STRICT_ENVIRONMENTS:
+            return f"{self.names['environment']}={self.environment}"
+        return f"{self.names['enforce_auth']}=true"
 
     def read(self) -> AuthSettings:
         """The settings read again from the environment, with the same overrides."""
@@ -76,7 +86,7 @@ class Configuration:
         if self.strict and key._short:
             raise ConfigurationError(
                 f"{label} is shorter than {MIN_PRODUCTION_KEY_LENGTH} characters, which "
-                f"{self.names['environment']}={self.environment} refuses: use a long random "
+                f"{self.strict_because} refuses: use a long random "
                 "key ('python -m asgi_apikey keygen' makes one)",
                 where=label,
                 key_id=key.key_id,
@@ -178,7 +188,7 @@ class Configuration:
             where = "keys= and keys_file hold no key"
             fix = "pass at least one key"
         return (
-            f"{where}, and {names['environment']}={self.environment} refuses to start that way "
+            f"{where}, and {self.strict_because} refuses to start that way "
             f"(without keys it would run in development mode or refuse everything): {fix} "
             "('python -m asgi_apikey keygen' makes one)"
         )
@@ -209,6 +219,7 @@ def configure(
         environment_set=config.environment is not None,
         user_tracking=config.user_tracking,
         request_logging=config.enable_request_logging,
+        enforced=config.enforce_auth,
         development_label="test"
         if _under_test() or environment_name == "testing"
         else "development",

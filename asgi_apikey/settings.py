@@ -78,6 +78,9 @@ class AuthSettings(BaseSettings):
     enable_user_tracking: bool | None = None
     """Default: on in advanced mode, off in simple mode (:attr:`user_tracking` resolves it)."""
     enable_request_logging: bool = False
+    enforce_auth: bool = False
+    """The starter template's ``ENFORCE_AUTH``: true applies the production rules (no
+    development mode, no short keys) whatever ``ENVIRONMENT`` says."""
     environment: Literal["development", "testing", "staging", "production"] | None = None
     """Unset counts as ``development``, closed to other machines when no key is set.
 
@@ -88,6 +91,14 @@ class AuthSettings(BaseSettings):
     @classmethod
     def _lowercase(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator(
+        "enable_user_tracking", "enable_request_logging", "enforce_auth", mode="before"
+    )
+    @classmethod
+    def _strip_flag(cls, value: object) -> object:
+        # A flag read from a secret file or a .env line keeps its newline: not a typo.
+        return value.strip() if isinstance(value, str) else value
 
     @field_validator("api_key", "additional_api_keys", mode="before")
     @classmethod
@@ -242,7 +253,7 @@ def _explain(settings: type[AuthSettings], error: ValidationError) -> tuple[str,
             lines.append(f"{name} must be 'simple' or 'advanced'{shown}")
         elif field == "environment":
             lines.append(f"{name} must be one of {', '.join(ENVIRONMENTS)}{shown}")
-        elif field in ("enable_user_tracking", "enable_request_logging"):
+        elif field in ("enable_user_tracking", "enable_request_logging", "enforce_auth"):
             lines.append(f"{name} must be true or false (or 1/0, yes/no, on/off){shown}")
         else:  # a field a subclass added
             lines.append(f"{name}: {problem['msg']}")

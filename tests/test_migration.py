@@ -366,6 +366,51 @@ def test_staging_and_production_refuse_short_keys(monkeypatch: pytest.MonkeyPatc
     assert APIKeyAuth.from_env().verify(CANARY) is not None
 
 
+def test_enforce_auth_applies_the_production_rules_whatever_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The template's ENFORCE_AUTH=true made auth act as production: it still does.
+    monkeypatch.setenv("ENVIRONMENT", "development")
+    monkeypatch.setenv("ENFORCE_AUTH", "true\n")  # from a secret file, newline and all
+    with pytest.raises(ConfigurationError, match="ENFORCE_AUTH=true refuses to start") as error:
+        APIKeyAuth.from_env()
+    assert error.value.context["variables"] == ["API_KEY", "ADDITIONAL_API_KEYS", "API_KEYS_FILE"]
+    monkeypatch.setenv("API_KEY", "short-key")
+    with pytest.raises(ConfigurationError, match="ENFORCE_AUTH=true refuses: use a long"):
+        APIKeyAuth.from_env()
+    monkeypatch.setenv("API_KEY", CANARY)
+    assert APIKeyAuth.from_env().verify(CANARY) is not None
+    monkeypatch.setenv("ENFORCE_AUTH", "false")
+    monkeypatch.delenv("API_KEY")
+    assert APIKeyAuth.from_env().is_development_mode  # as ENVIRONMENT=development says
+
+
+def test_the_no_keys_error_of_production_names_the_key_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The template's error context listed the variables to set; so does this one.
+    monkeypatch.setenv("ENVIRONMENT", "production")
+    with pytest.raises(ConfigurationError, match="ENVIRONMENT=production refuses") as error:
+        APIKeyAuth.from_env()
+    assert error.value.context == {
+        "setting": "environment",
+        "variables": ["API_KEY", "ADDITIONAL_API_KEYS", "API_KEYS_FILE"],
+    }
+
+
+@pytest.mark.parametrize("value", ["true\n", "  TRUE  ", "1\r\n"])
+def test_a_flag_with_whitespace_around_it_is_read(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    # A flag read from a secret file keeps its newline; the template read such values.
+    monkeypatch.setenv("API_KEY", CANARY)
+    monkeypatch.setenv("ENABLE_USER_TRACKING", value)
+    monkeypatch.setenv("ENABLE_REQUEST_LOGGING", value)
+    auth = APIKeyAuth.from_env()
+    assert auth.supports("user_tracking")
+    assert auth.supports("request_logging")
+
+
 # ===================================================== except HTTPException (FastAPI)
 
 
