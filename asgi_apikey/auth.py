@@ -144,15 +144,13 @@ class APIKeyAuth(Reports):
         development = not self._verifiers and keys is None and not read.configured
         unguarded = not entries and not self._verifiers and not self._live
         if options.strict and unguarded:
-            names = options.names
+            # From the environment, the variables to set (the starter template named them).
+            fields = ("api_key", "additional_api_keys", "api_keys_file")
+            names = [options.names[field] for field in fields] if self._from_env else []
             raise ConfigurationError(
                 options.no_keys_refused(self._from_env),
                 setting="environment",
-                variables=[
-                    names[field] for field in ("api_key", "additional_api_keys", "api_keys_file")
-                ]
-                if self._from_env
-                else [],
+                **({"variables": names} if names else {}),
             )
         # The digests from the source: reload() and a live source replace only these.
         # A live source's keys are unavailable until it has started and loaded them.
