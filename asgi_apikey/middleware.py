@@ -34,7 +34,7 @@ from .lifespan import run_lifespan
 from .loopback import is_local_client
 from .openapi import hook_openapi
 from .paths import DEFAULT_MAX_PATH_LENGTH, Access, RuleTable
-from .readings import plain_prefix_mounts, strip_root
+from .readings import plain_prefix_mounts
 from .responses import Denial, Denials
 
 __all__ = ["APIKeyMiddleware"]
@@ -221,9 +221,8 @@ class APIKeyMiddleware:
             else:
                 path = scope["path"]
                 rule = self._decided.get(path) or self._rules.decide(path)  # the cache first
-            if self._mounts:
-                path = strip_root(scope["path"], root) if root else scope["path"]
-                rule = self._rules.under_mounts(rule, path, self._mounts)
+            if self._mounts:  # a Litestar app's mounts, matched as plain prefixes
+                rule = self._rules.under_mounts(rule, scope["path"], root or "", self._mounts)
             access = rule.access
             query = scope.get("query_string", b"")
             if access is _REFUSED:  # the path alone decides (see paths.RuleTable)

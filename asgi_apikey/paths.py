@@ -279,14 +279,21 @@ class RuleTable:
             rule = _stricter(rule, self._under(reading, root_path))
         return rule
 
-    def under_mounts(self, rule: Rule, path: str, mounts: tuple[str, ...]) -> Rule:
+    def under_mounts(self, rule: Rule, path: str, root_path: str, mounts: tuple[str, ...]) -> Rule:
         """``rule`` made as strict as ``path`` read under ``mounts`` taken as plain prefixes.
 
         Litestar sends ``/metricsx`` to the app mounted at ``/metrics`` (as
-        ``/x``): judged as ``/metrics/x`` too (see ``readings.mount_readings``).
+        ``/x``): judged as ``/metrics/x`` too (see ``readings.mount_readings``),
+        in every reading Litestar makes first: ``root_path`` taken off (at a
+        segment boundary, or up to its first occurrence) and slashes merged.
         """
-        for reading in mount_readings(path, mounts):
-            rule = _stricter(rule, self.decide(reading))
+        bases = (
+            [strip_root(path, root_path), *root_readings(path, root_path)] if root_path else [path]
+        )
+        for base in bases:
+            for reading in {base, merge_slashes(base)}:
+                for mounted in mount_readings(reading, mounts):
+                    rule = _stricter(rule, self.decide(mounted))
         return rule
 
     def _under(self, path: str, root_path: str) -> Rule:

@@ -21,8 +21,11 @@ from __future__ import annotations
 
 import contextlib
 import re
+import sys
+from collections.abc import Iterator
 from urllib.parse import urlparse, urlsplit
 
+from starlette.routing import Host, Mount
 from starlette.types import Scope
 
 __all__ = [
@@ -149,30 +152,45 @@ def url_readings(path: str) -> list[str]:
 
 
 def plain_prefix_mounts(app: object) -> tuple[str, ...]:
-    """The mount paths of a Litestar app in ``app`` (or behind its ``.app`` wrappers).
+    """The mount paths of the Litestar apps in ``app``, relative to ``app``.
 
     Litestar matches an ASGI mount (``@asgi(path, is_mount=True)``) as a plain
-    prefix: ``/metricsx`` reaches the app mounted at ``/metrics``. Read once,
-    when the middleware is built; mounts with path parameters are left out
-    (their prefix is not a fixed string).
+    prefix: ``/metricsx`` reaches the app mounted at ``/metrics``. Litestar apps
+    (subclasses too) are found behind ``.app`` wrappers and below Starlette
+    ``Mount`` and ``Host`` routes (with the mount path as prefix). Read once, when
+    the middleware is built; mounts with path parameters are left out (their
+    prefix is not a fixed string).
 
     >>> plain_prefix_mounts(object())
     ()
     """
+    return tuple(sorted(set(_mounts_in(app, "", set()))))
+
+
+def _mounts_in(app: object, prefix: str, seen: set[int]) -> Iterator[str]:
+    litestar = sys.modules.get("litestar")  # no Litestar imported, no Litestar app to find
     for _ in range(16):
-        if app is None:
-            return ()
-        if type(app).__name__ == "Litestar" and hasattr(app, "routes"):
-            mounts = {
-                route.path.rstrip("/")
-                for route in app.routes
-                if getattr(getattr(route, "route_handler", None), "is_mount", False)
-                and isinstance(route.path, str)
-                and "{" not in route.path
-            }
-            return tuple(sorted(mount for mount in mounts if mount))
+        if app is None or id(app) in seen:
+            return
+        seen.add(id(app))
+        routes = getattr(app, "routes", None)
+        if litestar is not None and isinstance(app, litestar.Litestar):
+            for route in routes or ():
+                path = getattr(route, "path", None)
+                handler = getattr(route, "route_handler", None)
+                if getattr(handler, "is_mount", False) and isinstance(path, str):
+                    mount = prefix + path.rstrip("/")
+                    if "{" not in mount and mount:
+                        yield mount
+            return
+        if isinstance(routes, list):  # a Starlette app or router: its mounts hold sub-apps
+            for route in routes:
+                if isinstance(route, Mount) and "{" not in route.path:
+                    yield from _mounts_in(route.app, prefix + route.path, seen)
+                elif isinstance(route, Host):
+                    yield from _mounts_in(route.app, prefix, seen)
+            return
         app = getattr(app, "app", None)
-    return ()
 
 
 def mount_readings(path: str, mounts: tuple[str, ...]) -> list[str]:

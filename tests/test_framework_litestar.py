@@ -178,7 +178,7 @@ def test_merged_slashes_with_a_dot_segment_are_judged_as_litestar_reads_them(pat
         assert call(app, http_scope(path, headers=[bearer(OTHER_KEY)])).status == 403
 
 
-def _mounted_metrics() -> Litestar:
+def _mounted_metrics(app_class: type[Litestar] = Litestar) -> Litestar:
     @asgi("/metrics", is_mount=True, copy_scope=True)
     async def metrics(scope: LitestarScope, receive: LitestarReceive, send: LitestarSend) -> None:
         # Like many metrics apps, it serves whatever path it is handed.
@@ -195,7 +195,7 @@ def _mounted_metrics() -> Litestar:
         await send(start)
         await send(body)
 
-    return Litestar([metrics])
+    return app_class([metrics])
 
 
 def test_a_litestar_mount_matched_as_a_plain_prefix_is_judged_under_the_mount() -> None:
@@ -208,6 +208,58 @@ def test_a_litestar_mount_matched_as_a_plain_prefix_is_judged_under_the_mount() 
         assert client.get("/metrics", headers=USER).status_code == 403
         assert client.get("/metricsx", headers=ADMIN).text == "requests_total 1"  # mounted
         assert client.get("/metricsx", headers=USER).status_code == 403
+
+
+class _SubclassedLitestar(Litestar):
+    """An app class of the user's own: its mounts are found all the same."""
+
+
+def _metrics_in(kind: str) -> tuple[ASGIApp, str]:
+    """The mounted metrics app as deployed in ``kind``, and the prefix of its paths."""
+    if kind == "subclass":
+        return cast(ASGIApp, _mounted_metrics(_SubclassedLitestar)), ""
+    if kind == "starlette-mount":  # Litestar mounted inside a Starlette app
+        from starlette.applications import Starlette
+        from starlette.routing import Mount
+
+        return Starlette(routes=[Mount("/ls", app=cast(ASGIApp, _mounted_metrics()))]), "/ls"
+    return cast(ASGIApp, _mounted_metrics()), ""
+
+
+_SPELLINGS = [
+    ("{p}/metricsx", ""),
+    ("/{p}/metricsx", ""),  # Litestar merges the slashes first
+    ("//{p}/metrics-all", ""),
+    ("{p}/metrics/../metricsx", ""),
+    ("/api{p}/metricsx", "/api"),  # root_path at a segment boundary
+    ("/api{p}metricsx", "/api"),  # root_path as a plain prefix: /metricsx, not /api
+    ("/health/api{p}/metricsx", "/api"),  # root_path up to its first occurrence
+]
+
+
+@pytest.mark.parametrize(
+    ("kind", "spelling", "root_path"),
+    [
+        (kind, spelling, root_path)
+        for kind in ("plain", "subclass", "starlette-mount")
+        for spelling, root_path in _SPELLINGS
+        # Starlette's Mount("/ls") takes no /api/lsmetricsx: nothing runs to guard.
+        if (kind, spelling) != ("starlette-mount", "/api{p}metricsx")
+    ],
+)
+def test_no_reading_of_a_path_reaches_a_litestar_mount_past_its_rule(
+    kind: str, spelling: str, root_path: str
+) -> None:
+    app, prefix = _metrics_in(kind)
+    guarded = APIKeyMiddleware(
+        app, keys=KEYS, default="public", protected={f"{prefix}/metrics": {"admin"}}
+    )
+    path = spelling.format(p=prefix)
+    for headers in ([], [bearer(OTHER_KEY)]):  # no key, and a key without the scope
+        result = call(guarded, http_scope(path, headers=headers, root_path=root_path))
+        assert result.status in (401, 403), (path, root_path, result.messages)
+    admitted = call(guarded, http_scope(path, headers=[bearer(CANARY)], root_path=root_path))
+    assert admitted.status not in (401, 403), (path, root_path, admitted.messages)
 
 
 # -- under uvicorn -----------------------------------------------------------------------
