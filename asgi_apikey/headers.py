@@ -20,7 +20,14 @@ from urllib.parse import unquote
 
 from .credentials import is_http_token
 from .errors import ConfigurationError, not_shown_unless_word
-from .readings import CONTROL, merge_slashes, normalize_path, root_readings, url_readings
+from .readings import (
+    CONTROL,
+    fixed_part,
+    merge_slashes,
+    normalize_path,
+    root_readings,
+    url_readings,
+)
 
 __all__ = [
     "DEFAULT_DOCS_PATHS",
@@ -382,6 +389,12 @@ def _check_prefix(path: object, setting: str) -> str:
         raise ConfigurationError(
             f"{setting}: {path!r} must be a plain path prefix (no query, fragment, wildcard "
             "or control character); '/docs' already covers '/docs/...'",
+            setting=setting,
+        )
+    if "{" in path or "}" in path:
+        raise ConfigurationError(
+            f"{setting}: {path!r} looks like a route template, but prefixes are literal: "
+            f"write {fixed_part(path)!r}",
             setting=setting,
         )
     if "%" in path:

@@ -29,6 +29,7 @@ from .context import check_scopes
 from .errors import ConfigurationError, not_shown_unless_word
 from .readings import (
     CONTROL,
+    fixed_part,
     merge_slashes,
     mount_readings,
     normalize_path,
@@ -102,6 +103,14 @@ def _check_rule_path(path: object, setting: str) -> str:
         raise ConfigurationError(
             f"{setting}: rule {path!r} must be a plain path prefix (no query, fragment, "
             "wildcard or control character); '/docs' already covers '/docs/...'",
+            setting=setting,
+        )
+    if "{" in path or "}" in path:
+        raise ConfigurationError(
+            f"{setting}: rule {path!r} looks like a route template, but rules are literal "
+            f"path prefixes (it would match only that exact text): a rule for "
+            f"{fixed_part(path)!r} covers every value of the parameter; check what differs "
+            "per value in the route itself",
             setting=setting,
         )
     if "%" in path:

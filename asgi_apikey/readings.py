@@ -30,6 +30,7 @@ from starlette.types import Scope
 
 __all__ = [
     "CONTROL",
+    "fixed_part",
     "merge_slashes",
     "mount_readings",
     "normalize_path",
@@ -206,3 +207,13 @@ def mount_readings(path: str, mounts: tuple[str, ...]) -> list[str]:
         for mount in mounts
         if path.startswith(mount) and path[len(mount) : len(mount) + 1] not in ("/", "")
     ]
+
+
+def fixed_part(template: str) -> str:
+    """The segments of ``template`` before its first parameter, as a rule can name them.
+
+    >>> fixed_part("/items/{item_id}/tags")
+    '/items'
+    """
+    head = template.split("{", 1)[0]
+    return head.rsplit("/", 1)[0] or "/"

@@ -370,6 +370,7 @@ def test_an_apps_websocket_denial_response_gets_its_paths_headers(path: str, fra
         ({"/docs": {"X-Ok": "a\r\nb"}}, "the value of 'X-Ok' must be printable ASCII"),
         ({"/docs": {"X-Ok": 1}}, "must be printable ASCII"),
         ({"/docs": {"Content-Type": "text/html"}}, "'Content-Type' is not a security header"),
+        ({"/docs/{page}": {}}, "looks like a route template, but prefixes are literal"),
     ],
     ids=[
         "a list",
@@ -388,6 +389,7 @@ def test_an_apps_websocket_denial_response_gets_its_paths_headers(path: str, fra
         "line break in a value",
         "value not text",
         "not a security header",
+        "route template",
     ],
 )
 def test_bad_path_security_headers_name_the_fix(config: Any, message: str) -> None:

@@ -393,6 +393,19 @@ def test_a_protected_root_rule_must_agree_with_the_default() -> None:
     assert table.decide("/health").access is PUBLIC
 
 
+@pytest.mark.parametrize(
+    ("rule", "fixed"),
+    [("/items/{item_id}", "/items"), ("/v1/{tenant}/admin", "/v1"), ("/{path:path}", "/")],
+)
+@pytest.mark.parametrize("setting", ["public", "optional", "protected"])
+def test_a_rule_written_as_a_route_template_is_refused(rule: str, fixed: str, setting: str) -> None:
+    """'/items/{item_id}' matched only that text while the OpenAPI document and the
+    reader took it for the route: refused, naming the fixed part (issue 17 review)."""
+    with pytest.raises(ConfigurationError, match="route template") as caught:
+        RuleTable(**{setting: [rule]})
+    assert f"a rule for {fixed!r} covers every value" in str(caught.value)
+
+
 @pytest.mark.parametrize("rule", ["/v1/my%20report", "/%2e%2e/admin", "/a%2Fb", "/100%"])
 def test_rules_with_percent_escapes_are_refused(rule: str) -> None:
     """Rules match the decoded path: '/v1/my%20report' could never match (issue 15)."""
