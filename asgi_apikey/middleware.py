@@ -175,8 +175,10 @@ class APIKeyMiddleware:
         check_flag(openapi, "openapi")
         set_default(self.auth)  # what verify_api_key_string() and get_auth_status() ask
         # The first scope looks again: installed with add_middleware, this middleware
-        # wraps the next one, and only scope["app"] leads to the FastAPI app.
-        self._openapi_pending = openapi
+        # wraps the next one, and only scope["app"] leads to the FastAPI app; and a
+        # scope that was routed already says where the middleware was installed.
+        self._openapi = openapi
+        self._first_scope = True
         if openapi:
             hook_openapi(self, app)
 
@@ -196,9 +198,8 @@ class APIKeyMiddleware:
         self._rules = table
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self._openapi_pending:  # the first scope only
-            self._openapi_pending = False
-            hook_openapi(self, self.app, scope)
+        if self._first_scope:
+            self._see_first_scope(scope)
         kind = scope["type"]
         if kind != "http" and kind != "websocket":
             if kind == "lifespan":  # a live key source starts and stops with the app
@@ -292,6 +293,16 @@ class APIKeyMiddleware:
                 return
 
         await self.app(scope, receive, self._sender(scope, send, via_query))
+
+    def _see_first_scope(self, scope: Scope) -> None:
+        self._first_scope = False
+        if "route_handler" in scope:
+            # Litestar(middleware=[...]) runs middleware after routing, on the path a
+            # mounted app is given: its rules would judge the wrong path. Nothing is let
+            # through to the app, and every request says why.
+            self.app = _Misinstalled()
+        elif self._openapi:
+            hook_openapi(self, self.app, scope)
 
     def _sender(self, scope: Scope, send: Send, via_query: bool) -> Send:
         """``send``, or ``send`` wrapped to add the path's security headers to the response."""
@@ -390,6 +401,19 @@ def _careful_sender(
         return send(message)
 
     return send_with_headers
+
+
+class _Misinstalled:
+    """The app behind a middleware installed as Litestar route middleware: never runs."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise ConfigurationError(
+            "APIKeyMiddleware is installed as Litestar middleware (Litestar(middleware=[...]) "
+            "or DefineMiddleware), which runs after routing, where a mounted app's path is "
+            "already rewritten and escapes the rules: wrap the app instead, "
+            "app = APIKeyMiddleware(Litestar(...), ...)",
+            setting="app",
+        )
 
 
 def _authenticator(keys: Iterable[str | APIKey] | None, auth: APIKeyAuth | None) -> APIKeyAuth:

@@ -262,6 +262,39 @@ def test_no_reading_of_a_path_reaches_a_litestar_mount_past_its_rule(
     assert admitted.status not in (401, 403), (path, root_path, admitted.messages)
 
 
+def test_installed_as_litestar_route_middleware_nothing_reaches_the_app() -> None:
+    # Litestar(middleware=[...]) runs after routing: a mounted app's path is rewritten
+    # (/admin/stats reaches the mount as /stats), so the rules would judge the wrong
+    # path. The middleware notices at its first scope and lets nothing through.
+    from litestar.middleware import DefineMiddleware
+
+    ran: list[str] = []
+
+    @asgi("/admin", is_mount=True, copy_scope=True)
+    async def admin(scope: LitestarScope, receive: LitestarReceive, send: LitestarSend) -> None:
+        ran.append(scope["path"])
+
+    @get("/stats")
+    async def stats() -> str:
+        ran.append("stats")
+        return "public stats"
+
+    app = Litestar(
+        [admin, stats],
+        middleware=[
+            DefineMiddleware(
+                APIKeyMiddleware, keys=KEYS, public=["/stats"], protected={"/admin": {"admin"}}
+            )
+        ],
+    )
+    with capture_logs(), TestClient(app, raise_server_exceptions=False) as client:
+        for path in ("/admin/stats", "/stats", "/admin/stats"):
+            for headers in ({}, USER, ADMIN):
+                response = client.get(path, headers=headers)
+                assert response.status_code in (401, 403, 500), (path, response.text)
+    assert ran == []
+
+
 # -- under uvicorn -----------------------------------------------------------------------
 
 
