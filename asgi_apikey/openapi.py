@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.routing import Host, Mount
 from starlette.types import Scope
 
+from .audit import emit
 from .paths import Access, Rule, RuleTable, normalize_path
 
 if TYPE_CHECKING:
@@ -367,8 +368,24 @@ class _OpenAPIHook:
         rules = self.middleware.rules
         done = self._done
         if done is None or done[0] is not schema or done[1] is not rules:
-            add_openapi_security(schema, self.middleware, mount_path=self.mount_path)
             self._done = (schema, rules)  # holds the document: its id is never reused
+            try:  # on a copy: a document is served whole, never half edited
+                edited = add_openapi_security(
+                    copy.deepcopy(schema), self.middleware, mount_path=self.mount_path
+                )
+                schema.clear()
+                schema.update(edited)  # in place: FastAPI serves the dict it cached
+            except Exception as error:  # a document this module cannot read: serve it as is
+                # A docs page that worked must not become a 500; say why, once per document.
+                emit(
+                    "error",
+                    "openapi_security_not_added",
+                    {
+                        "error": f"{type(error).__name__}: {error}"[:300],
+                        "fix": "pass openapi=False and call add_openapi_security() where the "
+                        "document is built, or fix the document",
+                    },
+                )
         return schema
 
 

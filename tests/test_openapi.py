@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import structlog.testing
 from fastapi import Depends, FastAPI
 from fastapi.security import APIKeyCookie, HTTPBearer
 from hypothesis import given
@@ -563,6 +564,35 @@ def test_a_swagger_2_document_is_refused() -> None:
     middleware = APIKeyMiddleware(small_app(), keys=[CANARY], openapi=False)
     with pytest.raises(ValueError, match="not an OpenAPI 3 document"):
         add_openapi_security({"swagger": "2.0", "paths": {}}, middleware)
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"swagger": "2.0", "paths": {}},
+        {"paths": {"/v1/ops": {"get": {"responses": {}}}}},  # no "openapi" field
+        {"openapi": "3.1.0", "paths": {"/v1/ops": {"get": {"responses": []}}}},
+    ],
+    ids=["swagger-2", "no-version", "responses-not-a-mapping"],
+)
+def test_a_document_the_hook_cannot_read_is_served_whole_and_the_error_logged(
+    document: dict[str, Any],
+) -> None:
+    # The automatic hook must not turn a docs page that worked into a 500 (issue 17
+    # review); add_openapi_security itself stays strict (above).
+    api = small_app()
+    api.openapi = lambda: document  # type: ignore[method-assign]
+    app = APIKeyMiddleware(api, keys=[CANARY], public=["/openapi.json"])
+    served = copy.deepcopy(document)
+    with structlog.testing.capture_logs() as logs, TestClient(app) as client:
+        response = client.get("/openapi.json")
+        client.get("/openapi.json")
+    assert response.status_code == 200
+    assert response.json() == served  # untouched, not half edited
+    errors = [log for log in logs if log["event"] == "openapi_security_not_added"]
+    assert len(errors) == 1  # once per document
+    assert "openapi=False" in errors[0]["fix"]
+    assert CANARY not in json.dumps(logs)
 
 
 # ------------------------------------------------------------------ Starlette's SchemaGenerator
