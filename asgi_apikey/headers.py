@@ -58,6 +58,10 @@ DEFAULT_SECURITY_HEADERS: Mapping[str, str] = MappingProxyType(
         "Content-Security-Policy": STRICT_CONTENT_SECURITY_POLICY,
     }
 )
+# The folders FastAPI's default docs pages load from (fastapi/openapi/docs.py), not the
+# whole CDN, which serves any package: Swagger UI 5 and ReDoc 2.
+_SWAGGER_CDN = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/"
+_FASTAPI_CDN = _SWAGGER_CDN + " https://cdn.jsdelivr.net/npm/redoc@2/"
 #: What FastAPI's Swagger UI and ReDoc pages need, served by the app ('self') or
 #: from FastAPI's default CDN, checked in Chromium: the scripts and stylesheets;
 #: Swagger UI's inline start-up script (its text depends on the app's settings,
@@ -70,8 +74,8 @@ DEFAULT_SECURITY_HEADERS: Mapping[str, str] = MappingProxyType(
 DOCS_CONTENT_SECURITY_POLICY = "; ".join(
     (
         "default-src 'none'",
-        "script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net",
-        "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com",
+        "script-src 'self' 'unsafe-inline' " + _FASTAPI_CDN,
+        "style-src 'self' 'unsafe-inline' " + _SWAGGER_CDN + " https://fonts.googleapis.com",
         "img-src 'self' data: blob: https://fastapi.tiangolo.com https://cdn.redoc.ly",
         "font-src 'self' https://fonts.gstatic.com",
         "connect-src 'self'",

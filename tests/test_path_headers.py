@@ -10,12 +10,15 @@ of it is under that prefix: no spelling of an API path gets the docs policy.
 
 from __future__ import annotations
 
+import inspect
 import posixpath
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote, urlparse, urlsplit
 
 import pytest
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from hypothesis import example, given
 from hypothesis import strategies as st
 from starlette.applications import Starlette
@@ -97,8 +100,21 @@ def test_the_docs_policy_is_what_swagger_ui_and_redoc_need_and_no_more() -> None
     assert "'unsafe-eval'" not in DOCS
     assert "*" not in DOCS
     # FastAPI's default CDN for Swagger UI and ReDoc, and ReDoc's search worker.
-    assert "https://cdn.jsdelivr.net" in directives["script-src"]
+    assert "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/" in directives["script-src"]
+    assert "https://cdn.jsdelivr.net/npm/redoc@2/" in directives["script-src"]
+    # FastAPI's folders of the CDN, never the whole CDN (it serves any package).
+    assert "https://cdn.jsdelivr.net" not in directives["script-src"].split()
     assert "blob:" in directives["worker-src"]
+    # ... and the folders are where this FastAPI's docs pages load their assets from.
+    defaults: list[tuple[str, Callable[..., object], str]] = [
+        ("script-src", get_swagger_ui_html, "swagger_js_url"),
+        ("style-src", get_swagger_ui_html, "swagger_css_url"),
+        ("script-src", get_redoc_html, "redoc_js_url"),
+    ]
+    for directive, page, parameter in defaults:
+        url = inspect.signature(page).parameters[parameter].default
+        sources = directives[directive].split()
+        assert any(url.startswith(source) for source in sources if "://" in source), url
 
 
 def test_an_empty_mapping_keeps_the_docs_strict() -> None:
