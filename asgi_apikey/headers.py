@@ -88,7 +88,7 @@ DOCS_CONTENT_SECURITY_POLICY = "; ".join(
 )
 #: Where the docs pages are when the app does not say (FastAPI's defaults, and
 #: where FastAPI's guide to self-hosting the docs serves its own pages).
-DEFAULT_DOCS_PATHS = ("/docs", "/redoc")
+DEFAULT_DOCS_PATHS = ("/docs", "/docs/oauth2-redirect", "/redoc")
 #: Sent on https responses only (RFC 6797 §7.2: ignored over plain http).
 DEFAULT_HSTS = "max-age=63072000; includeSubDomains"
 _HSTS = "strict-transport-security"
@@ -264,16 +264,17 @@ class PathHeaders:
     a router may make (as spelled, with dot segments and repeated slashes
     resolved, as a URL, without control characters) is under that prefix, so
     ``/docs/../admin`` keeps the base headers. ``None`` gives the docs pages
-    (``docs_paths``) :data:`DOCS_CONTENT_SECURITY_POLICY` in place of the base
-    policy, when the base sends one; ``{}`` gives every path the base headers.
+    (``docs_paths``, each that exact path, nothing below it)
+    :data:`DOCS_CONTENT_SECURITY_POLICY` in place of the base policy, when the
+    base sends one; ``{}`` gives every path the base headers.
 
     >>> headers = PathHeaders(SecurityHeaders(True), None)
     >>> headers.starts
-    ('/docs', '/redoc')
+    ('/docs', '/docs/oauth2-redirect', '/redoc')
     >>> headers.choose("/docs/oauth2-redirect", "") is headers.choose("/docs", "")
     True
     >>> base = headers.base
-    >>> headers.choose("/docs/../admin", "") is base, headers.choose("/docsx", "") is base
+    >>> headers.choose("/docs/../admin", "") is base, headers.choose("/docs/x", "") is base
     (True, True)
     """
 
@@ -287,13 +288,16 @@ class PathHeaders:
         docs_paths: Iterable[str] = DEFAULT_DOCS_PATHS,
     ) -> None:
         setting = "path_security_headers"
+        exact: set[str] = set()
         if overrides is None:
             # The docs pages need more than the strict policy allows; with no
             # policy to relax (switched off or dropped), there is nothing to do.
+            # Only the pages themselves: what an app serves below them stays strict.
             overrides = {}
             if base.sends("content-security-policy"):
                 csp = {"Content-Security-Policy": DOCS_CONTENT_SECURITY_POLICY}
-                overrides = dict.fromkeys(_docs_prefixes(docs_paths), csp)
+                exact = set(_docs_prefixes(docs_paths))
+                overrides = dict.fromkeys(sorted(exact), csp)
         elif not isinstance(overrides, Mapping):
             raise ConfigurationError(
                 f"{setting} must be a mapping of path prefix to header overrides, such as "
@@ -321,7 +325,9 @@ class PathHeaders:
             profiles[prefix] = AddedHeaders(overridden)
         # Longest first: the first prefix that covers a path is the longest that does.
         ordered = sorted(profiles.items(), key=lambda item: (-len(item[0]), item[0]))
-        self._prefixes = tuple((prefix, prefix + "/", added) for prefix, added in ordered)
+        self._prefixes = tuple(
+            (prefix, None if prefix in exact else prefix + "/", added) for prefix, added in ordered
+        )
         #: Every path a prefix covers starts with one of these: the request's first test.
         self.starts = tuple(sorted(profiles))
 
@@ -350,7 +356,7 @@ class PathHeaders:
 
     def _match(self, path: str) -> AddedHeaders:
         for prefix, below, added in self._prefixes:
-            if path == prefix or path.startswith(below):
+            if path == prefix or (below is not None and path.startswith(below)):
                 return added
         return self.base
 
@@ -370,14 +376,14 @@ def _readings(spelled: str) -> list[str]:
 
 
 def _docs_prefixes(paths: Iterable[str]) -> list[str]:
-    """The docs paths an app names, as prefixes: valid, distinct, none inside another."""
+    """The docs pages an app names, as canonical paths: valid and distinct."""
     found = set()
     for path in paths:
         try:
             found.add(_check_prefix(path, "docs"))
         except ConfigurationError:
-            continue  # a docs URL no prefix can name ('/' or a query): its page stays strict
-    return sorted(path for path in found if not any(path.startswith(p + "/") for p in found))
+            continue  # a docs URL no path can name ('/' or a query): its page stays strict
+    return sorted(found)
 
 
 def _check_prefix(path: object, setting: str) -> str:

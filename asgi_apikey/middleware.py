@@ -32,7 +32,7 @@ from .headers import (
 from .keys import Accepted, APIKey
 from .lifespan import run_lifespan
 from .loopback import is_local_client
-from .openapi import hook_openapi
+from .openapi import hook_openapi, in_stack
 from .paths import DEFAULT_MAX_PATH_LENGTH, Access, RuleTable
 from .readings import plain_prefix_mounts
 from .responses import Denial, Denials
@@ -125,10 +125,9 @@ class APIKeyMiddleware:
             max_path_length=max_path_length,
         )
         security = SecurityHeaders(security_headers)
-        self._headers = PathHeaders(security, path_security_headers, docs_paths=_docs_paths(app))
-        self._added = self._headers.base
-        self._plain_http = self._added.plain
-        self._header_starts = self._headers.starts  # () when every path gets the base headers
+        self._security = security
+        self._docs_from_app = path_security_headers is None  # read again at the first scope
+        self._use_headers(PathHeaders(security, path_security_headers, docs_paths=_docs_paths(app)))
         check_flag(allow_query_token, "allow_query_token")
         check_flag(allow_cors_preflight, "allow_cors_preflight")
         if (
@@ -294,6 +293,12 @@ class APIKeyMiddleware:
 
         await self.app(scope, receive, self._sender(scope, send, via_query))
 
+    def _use_headers(self, headers: PathHeaders) -> None:
+        self._headers = headers
+        self._added = headers.base
+        self._plain_http = headers.base.plain
+        self._header_starts = headers.starts  # () when every path gets the base headers
+
     def _see_first_scope(self, scope: Scope) -> None:
         self._first_scope = False
         if "route_handler" in scope:
@@ -301,7 +306,14 @@ class APIKeyMiddleware:
             # mounted app is given: its rules would judge the wrong path. Nothing is let
             # through to the app, and every request says why.
             self.app = _Misinstalled()
-        elif self._openapi:
+            return
+        outer = scope.get("app")
+        # Installed with add_middleware, this middleware wraps the router: the app that
+        # names the docs pages is only seen now.
+        if self._docs_from_app and in_stack(self, getattr(outer, "middleware_stack", None)):
+            docs = _docs_paths(outer)
+            self._use_headers(PathHeaders(self._security, None, docs_paths=docs))
+        if self._openapi:
             hook_openapi(self, self.app, scope)
 
     def _sender(self, scope: Scope, send: Send, via_query: bool) -> Send:
@@ -461,21 +473,18 @@ _MAX_WRAPPERS = 16
 def _docs_paths(app: object) -> tuple[str, ...]:
     """Where the docs pages of ``app`` are: a FastAPI app's own URLs, else the usual ones.
 
-    A docs URL set to ``None`` falls back to the usual path: that is where
-    FastAPI's guide to self-hosting the docs, and fastapi-swagger, serve their
-    own page. Middleware between this one and the app keep it as ``.app``;
-    installed with ``add_middleware`` this one wraps the router, not the app,
-    and the usual paths apply.
+    A FastAPI docs URL set to ``None`` names no page: an app that serves its own
+    docs page there (FastAPI's guide to self-hosting the docs) gives it a policy
+    with ``path_security_headers``. Middleware between this one and the app keep
+    it as ``.app``; installed with ``add_middleware`` this one wraps the router,
+    and the app is read at the first request (``scope["app"]``).
     """
     for _ in range(_MAX_WRAPPERS):
-        if isinstance(app, Starlette):
-            docs, redoc = DEFAULT_DOCS_PATHS
-            found = [
-                getattr(app, "docs_url", None) or docs,
-                getattr(app, "redoc_url", None) or redoc,
-            ]
-            if getattr(app, "docs_url", None):  # FastAPI serves the redirect only with the docs
-                found.append(getattr(app, "swagger_ui_oauth2_redirect_url", None) or docs)
+        if isinstance(app, Starlette) and hasattr(app, "docs_url"):  # FastAPI
+            docs = getattr(app, "docs_url", None)
+            found = [docs, getattr(app, "redoc_url", None)]
+            if docs:  # FastAPI serves the redirect only with the docs
+                found.append(getattr(app, "swagger_ui_oauth2_redirect_url", None))
             return tuple(path for path in found if isinstance(path, str))
         app = getattr(app, "app", None)
         if app is None:

@@ -333,7 +333,7 @@ def hook_openapi(middleware: APIKeyMiddleware, app: object, scope: Scope | None 
     found = list(_fastapi_apps(app, "", set()))
     if scope is not None:
         outer = scope.get("app")
-        if outer is not None and _in_stack(middleware, getattr(outer, "middleware_stack", None)):
+        if outer is not None and in_stack(middleware, getattr(outer, "middleware_stack", None)):
             found += _fastapi_apps(outer, "", set())
     for fastapi_app, mount_path in found:
         current = getattr(fastapi_app, "openapi", None)
@@ -409,7 +409,8 @@ def _fastapi_apps(app: object, prefix: str, seen: set[int]) -> Iterator[tuple[An
         app = getattr(app, "app", None)
 
 
-def _in_stack(middleware: object, stack: object) -> bool:
+def in_stack(middleware: object, stack: object) -> bool:
+    """Whether ``middleware`` is in the middleware stack ``stack`` (``app.middleware_stack``)."""
     for _ in range(_MAX_WRAPPERS):
         if stack is middleware:
             return True

@@ -30,6 +30,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from asgi_apikey import (
+    DOCS_CONTENT_SECURITY_POLICY,
     APIKeyAuth,
     APIKeyMiddleware,
     AuthContext,
@@ -63,7 +64,8 @@ def create_app(docs_policy: str | None = DOCS_POLICY) -> APIKeyMiddleware:
     """The API behind APIKeyMiddleware, with keys from the environment, read now.
 
     A bad key or variable stops the server at start-up, not at the first request.
-    ``docs_policy=None`` leaves /docs the package's default policy for docs pages.
+    ``docs_policy=None`` gives /docs the package's policy for docs pages
+    (``DOCS_CONTENT_SECURITY_POLICY``, which also allows FastAPI's CDN folders).
     """
     # docs_url=None: FastAPI's own /docs would fetch Swagger UI from a CDN.
     api = FastAPI(title="Docs demo", docs_url=None, redoc_url=None)
@@ -112,6 +114,6 @@ def create_app(docs_policy: str | None = DOCS_POLICY) -> APIKeyMiddleware:
         optional=["/v1/operations"],
         protected={"/v1/admin": {"admin"}},
         path_security_headers=(
-            None if docs_policy is None else {"/docs": {"Content-Security-Policy": docs_policy}}
+            {"/docs": {"Content-Security-Policy": docs_policy or DOCS_CONTENT_SECURITY_POLICY}}
         ),
     )

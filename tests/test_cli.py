@@ -875,6 +875,7 @@ def test_check_app_lists_a_starlette_apps_rules_and_warnings(
         "  /admin                       protected  needs admin\n"
         "  /                            optional\n"
         "headers per path (the ones that differ; check --json has the values):\n"
+        "  /docs/oauth2-redirect        Content-Security-Policy\n"
         "  /redoc                       Content-Security-Policy\n"
         "  /docs                        Content-Security-Policy\n"
         "warnings:\n"
@@ -897,7 +898,8 @@ def test_check_app_json(
     assert report["rules"] == _STARLETTE_RULES
     assert report["warnings"] == [_DEFAULT_OPTIONAL_WARNING, _QUERY_WARNING]
     headers = report["middleware"].pop("path_security_headers")
-    assert list(headers) == ["/redoc", "/docs", "/"]  # longest prefix first, then the rest
+    # Longest first, then the rest.
+    assert list(headers) == ["/docs/oauth2-redirect", "/redoc", "/docs", "/"]
     assert headers["/docs"]["Content-Security-Policy"] == DOCS_CONTENT_SECURITY_POLICY
     assert headers["/"]["Content-Security-Policy"] == STRICT_CONTENT_SECURITY_POLICY
     assert report["middleware"] == {

@@ -69,10 +69,7 @@ def test_an_api_response_and_a_denial_get_the_strict_policy() -> None:
     assert denial.header(CSP) == STRICT
 
 
-@pytest.mark.parametrize(
-    "path",
-    ["/docs", "/docs/", "/docs/oauth2-redirect", "/docs/assets/swagger-ui.css", "/redoc"],
-)
+@pytest.mark.parametrize("path", ["/docs", "/docs/oauth2-redirect", "/redoc"])
 def test_the_docs_pages_get_the_docs_policy_by_default(path: str) -> None:
     result = sent(middleware(), path)
     assert result.header(CSP) == DOCS
@@ -197,9 +194,19 @@ def test_a_fastapi_apps_own_docs_urls_are_followed() -> None:
     assert client.get("/docs").headers[CSP] == STRICT  # not the docs here: a 404
 
 
-def test_docs_served_by_the_app_itself_get_the_usual_paths() -> None:
-    # FastAPI's guide to self-hosting the docs (and fastapi-swagger) turn FastAPI's
-    # pages off and serve their own at /docs and /redoc.
+@pytest.mark.parametrize(
+    "path", ["/docs/", "/docs/assets/swagger-ui.css", "/docs/123", "/redoc/x", "/docs/oauth2"]
+)
+def test_only_the_docs_pages_themselves_are_relaxed(path: str) -> None:
+    # What an app serves below a docs page (an HTML route /docs/{id}, a catch-all)
+    # keeps the strict policy; assets need no page policy (issue 17 review).
+    assert csp(middleware(), path) == STRICT
+
+
+def test_docs_pages_a_fastapi_app_turned_off_stay_strict() -> None:
+    # FastAPI(docs_url=None, redoc_url=None) names no docs page: a page the app serves
+    # there itself (FastAPI's guide to self-hosting the docs) gets a policy only when
+    # given one, as examples/docs_app.py does.
     api = _fastapi(docs_url=None, redoc_url=None)
 
     @api.get("/docs", include_in_schema=False)
@@ -207,8 +214,21 @@ def test_docs_served_by_the_app_itself_get_the_usual_paths() -> None:
         return Response("<html></html>", media_type="text/html")
 
     client = TestClient(middleware(api))
+    assert client.get("/docs").headers[CSP] == STRICT
+    assert client.get("/redoc").headers[CSP] == STRICT
+    given = {"/docs": {"Content-Security-Policy": DOCS}}
+    client = TestClient(middleware(api, path_security_headers=given))
     assert client.get("/docs").headers[CSP] == DOCS
     assert client.get("/v1/models").headers[CSP] == STRICT
+
+
+def test_add_middleware_reads_the_apps_own_docs_urls_at_the_first_request() -> None:
+    api = _fastapi(docs_url="/reference", redoc_url=None)
+    api.add_middleware(APIKeyMiddleware, keys=[CANARY], default="public")
+    with TestClient(api) as client:
+        assert client.get("/reference").headers[CSP] == DOCS
+        assert client.get("/docs").headers[CSP] == STRICT
+        assert client.get("/redoc").headers[CSP] == STRICT
 
 
 def test_the_fastapi_app_is_found_through_other_middleware() -> None:
@@ -227,7 +247,7 @@ def test_the_fastapi_app_is_found_through_other_middleware() -> None:
 def test_a_docs_url_no_prefix_can_name_is_left_strict() -> None:
     # Docs at '/' would relax every path: that page keeps the strict policy.
     app = middleware(_fastapi(docs_url="/", redoc_url=None))
-    assert list(app.describe()["path_security_headers"]) == ["/docs/oauth2-redirect", "/redoc", "/"]
+    assert list(app.describe()["path_security_headers"]) == ["/docs/oauth2-redirect", "/"]
     assert csp(app, "/") == STRICT
 
 
@@ -277,7 +297,7 @@ def test_the_longest_prefix_wins_and_each_merges_over_the_base() -> None:
 
 def test_describe_shows_every_prefix_with_all_its_headers() -> None:
     described = middleware().describe()["path_security_headers"]
-    assert list(described) == ["/redoc", "/docs", "/"]
+    assert list(described) == ["/docs/oauth2-redirect", "/redoc", "/docs", "/"]
     assert described["/docs"] == {
         "X-Content-Type-Options": "nosniff",
         "X-Frame-Options": "DENY",
