@@ -26,7 +26,7 @@ import copy
 import re
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from starlette.routing import Host, Mount
@@ -64,6 +64,9 @@ class OpenAPISecurity:
         header_name: the custom header it also reads, if any.
         allow_query_token: whether it also reads ``?access_token=``.
         live_source: whether its keys come from a live source (which may answer 503).
+        also: the rules of other middleware that guard the same app, each with the
+            mount path of the document's paths below it: an operation gets the
+            strictest decision of them all.
     """
 
     rules: RuleTable
@@ -71,6 +74,7 @@ class OpenAPISecurity:
     header_name: str | None = None
     allow_query_token: bool = False
     live_source: bool = False
+    also: tuple[tuple[RuleTable, str], ...] = ()
 
     @classmethod
     def of(cls, middleware: APIKeyMiddleware) -> OpenAPISecurity:
@@ -100,6 +104,11 @@ class OpenAPISecurity:
             if not isinstance(item, dict) or not isinstance(path, str):
                 continue
             rule, varies = self.decide(mount_path + path)
+            for rules, below in self.also:  # nested middleware: a request passes them all
+                other, other_varies = OpenAPISecurity(rules).decide(below + path)
+                access = max(rule.access, other.access)
+                rule = Rule(rule.path, access, rule.scopes | other.scopes)
+                varies = varies or other_varies
             for method in _METHODS:
                 operation = item.get(method)
                 if isinstance(operation, dict):
@@ -352,27 +361,46 @@ class _OpenAPIHook:
     being served is not edited under another reader.
     """
 
-    __slots__ = ("_done", "middleware", "mount_path", "original")
+    __slots__ = ("_done", "guards", "original")
 
     def __init__(self, original: Any, middleware: APIKeyMiddleware, mount_path: str) -> None:
         self.original = original
-        self.middleware = middleware
-        self.mount_path = mount_path
-        self._done: tuple[object, RuleTable] | None = None
+        #: The middleware that guard the app, each with the app's mount path below it.
+        self.guards: list[tuple[APIKeyMiddleware, str]] = [(middleware, mount_path)]
+        self._done: tuple[object, tuple[RuleTable, ...]] | None = None
+
+    @property
+    def middleware(self) -> APIKeyMiddleware:
+        """The middleware followed last."""
+        return self.guards[-1][0]
 
     def follow(self, middleware: APIKeyMiddleware, mount_path: str) -> None:
-        self.middleware, self.mount_path, self._done = middleware, mount_path, None
+        """Follow ``middleware`` too if it and the ones followed are nested, else instead."""
+        kept = [
+            (other, below)
+            for other, below in self.guards
+            if other is not middleware
+            and (_reaches(middleware, other) or _reaches(other, middleware))
+        ]
+        self.guards = [*kept, (middleware, mount_path)]
+        self._done = None
+
+    def _security(self) -> tuple[OpenAPISecurity, str]:
+        (last, mount_path), others = self.guards[-1], self.guards[:-1]
+        security = OpenAPISecurity.of(last)
+        if others:
+            security = replace(security, also=tuple((m.rules, p) for m, p in others))
+        return security, mount_path
 
     def __call__(self) -> dict[str, Any]:
         schema: dict[str, Any] = self.original()
-        rules = self.middleware.rules
+        rules = tuple(middleware.rules for middleware, _ in self.guards)
         done = self._done
-        if done is None or done[0] is not schema or done[1] is not rules:
+        if done is None or done[0] is not schema or done[1] != rules:
             self._done = (schema, rules)  # holds the document: its id is never reused
             try:  # on a copy: a document is served whole, never half edited
-                edited = add_openapi_security(
-                    copy.deepcopy(schema), self.middleware, mount_path=self.mount_path
-                )
+                security, mount_path = self._security()
+                edited = security.apply(copy.deepcopy(schema), mount_path=mount_path)
                 schema.clear()
                 schema.update(edited)  # in place: FastAPI serves the dict it cached
             except Exception as error:  # a document this module cannot read: serve it as is
@@ -387,6 +415,24 @@ class _OpenAPIHook:
                     },
                 )
         return schema
+
+
+def _reaches(start: object, target: object) -> bool:
+    """Whether ``target`` is ``start`` or below it (wrappers, middleware stacks, mounts)."""
+    pending: list[object] = [start]
+    seen: set[int] = set()
+    while pending and len(seen) < 256:
+        app = pending.pop()
+        if app is None or id(app) in seen:
+            continue
+        if app is target:
+            return True
+        seen.add(id(app))
+        routes = getattr(app, "routes", None)
+        if isinstance(routes, list):
+            pending += [route.app for route in routes if isinstance(route, (Mount, Host))]
+        pending += [getattr(app, "app", None), getattr(app, "middleware_stack", None)]
+    return False
 
 
 def _fastapi_apps(app: object, prefix: str, seen: set[int]) -> Iterator[tuple[Any, str]]:

@@ -595,6 +595,52 @@ def test_a_document_the_hook_cannot_read_is_served_whole_and_the_error_logged(
     assert CANARY not in json.dumps(logs)
 
 
+def test_nested_middleware_document_the_strictest_of_their_rules() -> None:
+    # An inner middleware that opens /items and an outer one that protects it with a
+    # scope: a request must pass both, and so says the document, before and after the
+    # first request (found by review: the last one to see a request used to win).
+    api = FastAPI()
+
+    @api.get("/items")
+    def items() -> list[str]:
+        return []
+
+    inner = APIKeyMiddleware(api, keys=[CANARY], default="public")
+    outer = APIKeyMiddleware(
+        inner, keys=[CANARY], public=["/openapi.json"], protected={"/items": {"admin"}}
+    )
+    assert api.openapi()["paths"]["/items"]["get"]["security"] == [{"HTTPBearer": ["admin"]}]
+    with TestClient(outer) as client:
+        assert client.get("/items").status_code == 401
+        served = client.get("/openapi.json").json()
+    assert served["paths"]["/items"]["get"]["security"] == [{"HTTPBearer": ["admin"]}]
+
+
+def test_a_sub_app_with_its_own_middleware_documents_the_outer_rules_too() -> None:
+    outer_app, sub = FastAPI(), FastAPI()
+
+    @sub.get("/secret")
+    def secret() -> str:
+        return "s"
+
+    outer_app.mount("/v2", APIKeyMiddleware(sub, keys=[CANARY], default="public"))
+    outer_app.add_middleware(APIKeyMiddleware, keys=[CANARY], public=["/v2/openapi.json"])
+    with TestClient(outer_app) as client:
+        assert client.get("/v2/secret").status_code == 401
+        for _ in range(2):  # the sub-app's own middleware sees its first request now
+            served = client.get("/v2/openapi.json").json()
+            assert served["paths"]["/secret"]["get"]["security"] == [{"HTTPBearer": []}]
+
+
+def test_middleware_that_do_not_guard_each_other_replace_each_other() -> None:
+    # The same app wrapped again (a test, a reload): the document follows the last one.
+    api = small_app()
+    APIKeyMiddleware(api, keys=[CANARY], default="public")
+    APIKeyMiddleware(api, keys=[CANARY], protected={"/health": {"ops"}})
+    assert api.openapi()["paths"]["/health"]["get"]["security"] == [{"HTTPBearer": ["ops"]}]
+    assert "security" in api.openapi()["paths"]["/v1/ops"]["get"]  # default: protected
+
+
 # ------------------------------------------------------------------ Starlette's SchemaGenerator
 
 
