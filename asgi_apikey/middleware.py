@@ -72,9 +72,10 @@ class APIKeyMiddleware:
             defaults by name (``None`` drops one).
         path_security_headers: path prefix -> overrides of ``security_headers``
             on the paths it covers (matched like the rules). By default the
-            docs pages (a wrapped FastAPI app's ``docs_url``, ``redoc_url`` and
-            OAuth2 redirect, else ``/docs`` and ``/redoc``) get
-            ``DOCS_CONTENT_SECURITY_POLICY``; ``{}`` keeps them strict.
+            docs pages alone (a FastAPI app's ``docs_url``, ``redoc_url`` and
+            OAuth2 redirect, else ``/docs``, ``/docs/oauth2-redirect`` and
+            ``/redoc``) get ``DOCS_CONTENT_SECURITY_POLICY``; ``{}`` keeps them
+            strict.
         header_name: also accept the key in this header (e.g. ``"X-API-Key"``).
         allow_query_token: also accept ``?access_token=`` (RFC 6750 §2.3).
         allow_cors_preflight: let CORS preflight requests through unauthenticated.
@@ -296,7 +297,6 @@ class APIKeyMiddleware:
     def _use_headers(self, headers: PathHeaders) -> None:
         self._headers = headers
         self._added = headers.base
-        self._plain_http = headers.base.plain
         self._header_starts = headers.starts  # () when every path gets the base headers
 
     def _see_first_scope(self, scope: Scope) -> None:
