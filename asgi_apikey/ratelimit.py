@@ -1,0 +1,170 @@
+"""Rate limits: the generic cell rate algorithm (GCRA) over integer time (issue 18, step 1).
+
+A :class:`Limit` allows ``count`` requests per ``period`` seconds, with up to
+``burst`` at once. :class:`GCRA` keeps one integer per active key, its
+theoretical arrival time (TAT), and decides in O(1) with no per-request list:
+a request at ``now`` is admitted when ``now >= TAT - (burst - 1) * interval``,
+and then ``TAT = max(TAT, now) + interval``. That is a token bucket of
+``burst`` tokens refilled at ``count / period``, without the refill step.
+
+Times are integer nanoseconds of a monotonic clock (injectable for tests),
+and a key's TAT is kept scaled by ``count`` so that every step is exact
+integer arithmetic: no drift, however long a key lives. A key whose TAT has
+passed holds a full bucket, the same as a key never seen, so it is forgotten.
+
+Not wired into the middleware yet: this module is the core the per-key limits
+of issue 18 build on.
+
+>>> limiter = GCRA(clock=lambda: 0)
+>>> limit = Limit(2, 1.0)
+>>> [limiter.decide("k", limit).allowed for _ in range(3)]
+[True, True, False]
+>>> limiter.decide("k", limit).retry_after_ns
+500000000
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from .errors import ConfigurationError, not_shown_unless_word
+
+__all__ = ["GCRA", "Decision", "Limit"]
+
+_NS = 1_000_000_000
+#: Idle keys are looked for once every this many decisions (amortised O(1)).
+_SWEEP_EVERY = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """``count`` requests per ``period`` seconds, with up to ``burst`` at once.
+
+    ``burst`` defaults to ``count``: a key idle for a whole period may spend
+    it at once. Bad values raise :class:`ConfigurationError` naming the fix.
+
+    >>> Limit(1000, 3600).interval_ns
+    3600000000
+    >>> try:
+    ...     Limit(10, 1, burst=0)
+    ... except ConfigurationError as error:
+    ...     print(error)
+    burst must be a whole number of requests from 1 to 1000000, not 0
+    """
+
+    count: int
+    period: float
+    burst: int | None = None
+    #: Precomputed for the hot path: the period in nanoseconds, the burst, the slack.
+    period_ns: int = field(init=False, repr=False, compare=False)
+    capacity: int = field(init=False, repr=False, compare=False)
+    _slack: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _check_count(self.count, "count")
+        if (
+            isinstance(self.period, bool)
+            or not isinstance(self.period, (int, float))
+            or not 0.001 <= self.period <= 366 * 86400
+        ):
+            raise ConfigurationError(
+                "period must be a number of seconds from 0.001 to 31622400 (a year)"
+                f"{not_shown_unless_word(self.period)}",
+                setting="period",
+            )
+        if self.burst is not None:
+            _check_count(self.burst, "burst")
+        set_ = object.__setattr__  # frozen: set once, here
+        set_(self, "period_ns", round(self.period * _NS))
+        set_(self, "capacity", self.count if self.burst is None else self.burst)
+        set_(self, "_slack", (self.capacity - 1) * self.period_ns)
+
+    @property
+    def interval_ns(self) -> int:
+        """The time one request's share takes to come back, rounded down (for display)."""
+        return self.period_ns // self.count
+
+
+def _check_count(value: object, setting: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1_000_000:
+        raise ConfigurationError(
+            f"{setting} must be a whole number of requests from 1 to 1000000"
+            f"{not_shown_unless_word(value)}",
+            setting=setting,
+        )
+
+
+class Decision(NamedTuple):
+    """One decision: whether the request is admitted, and what the headers say.
+
+    ``remaining`` is how many more requests would be admitted right now;
+    ``retry_after_ns`` (when refused) how long until one would be;
+    ``reset_ns`` how long until the whole burst is back.
+    """
+
+    allowed: bool
+    limit: int
+    remaining: int
+    retry_after_ns: int
+    reset_ns: int
+
+
+class GCRA:
+    """Per-key GCRA state: one integer per active key, O(1) per decision.
+
+    ``clock`` returns integer nanoseconds of a monotonic clock
+    (:func:`time.monotonic_ns` by default; a fake one in tests). Keys are any
+    hashable value (a ``key_id``); the limit may differ per call (a key's own,
+    a rule's), and a key's state is kept in units of the limit it was last
+    decided with, so changing a key's limit starts it afresh.
+    """
+
+    __slots__ = ("_clock", "_decisions", "_state")
+
+    def __init__(self, clock: Callable[[], int] = time.monotonic_ns) -> None:
+        self._clock = clock
+        # key -> (limit, TAT * count): the TAT scaled so that every step is exact.
+        self._state: dict[Hashable, tuple[Limit, int]] = {}
+        self._decisions = 0
+
+    def __len__(self) -> int:
+        """How many keys have state (the others hold a full bucket)."""
+        return len(self._state)
+
+    def decide(self, key: Hashable, limit: Limit, now: int | None = None) -> Decision:
+        """Admit or refuse one request of ``key`` under ``limit`` at ``now`` (the clock's)."""
+        if now is None:
+            now = self._clock()
+        self._decisions += 1
+        if self._decisions % _SWEEP_EVERY == 0:
+            self.forget_idle(now)
+        count, period = limit.count, limit.period_ns
+        scaled_now = now * count
+        held = self._state.get(key)
+        same = held is not None and (held[0] is limit or held[0] == limit)
+        tat = held[1] if same else scaled_now  # type: ignore[index]  # same: held is set
+        if tat < scaled_now:
+            tat = scaled_now
+        # Admitted when the bucket holds a token: TAT - now <= (burst - 1) * interval,
+        # all multiplied by count: (TAT - now) * count <= (burst - 1) * period.
+        waited = tat - scaled_now
+        if waited > limit._slack:
+            retry = -(-(waited - limit._slack) // count)  # ceil: never early
+            return Decision(False, limit.capacity, 0, retry, -(-waited // count))
+        tat += period
+        self._state[key] = (limit, tat)
+        waited += period
+        remaining = (limit.capacity * period - waited) // period
+        return Decision(True, limit.capacity, remaining, 0, -(-waited // count))
+
+    def forget_idle(self, now: int | None = None) -> int:
+        """Drop the keys whose bucket is full again; return how many were dropped."""
+        if now is None:
+            now = self._clock()
+        idle = [key for key, (limit, tat) in self._state.items() if tat <= now * limit.count]
+        for key in idle:
+            del self._state[key]
+        return len(idle)
