@@ -87,18 +87,18 @@ class AuthSettings(BaseSettings):
     ``staging`` and ``production`` refuse development mode and short keys.
     """
 
-    @field_validator("auth_mode", "environment", mode="before")
-    @classmethod
-    def _lowercase(cls, value: object) -> object:
-        return value.strip().lower() if isinstance(value, str) else value
-
     @field_validator(
-        "enable_user_tracking", "enable_request_logging", "enforce_auth", mode="before"
+        "auth_mode",
+        "environment",
+        "enable_user_tracking",
+        "enable_request_logging",
+        "enforce_auth",
+        mode="before",
     )
     @classmethod
-    def _strip_flag(cls, value: object) -> object:
-        # A flag read from a secret file or a .env line keeps its newline: not a typo.
-        return value.strip() if isinstance(value, str) else value
+    def _normalised(cls, value: object) -> object:
+        # Any case, and whitespace around: a secret file or a .env line keeps its newline.
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("api_key", "additional_api_keys", mode="before")
     @classmethod
