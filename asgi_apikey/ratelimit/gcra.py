@@ -1,6 +1,6 @@
-"""Rate limits: the generic cell rate algorithm (GCRA) over integer time (issue 18, step 1).
+"""The generic cell rate algorithm (GCRA) over integer time: one integer per active key.
 
-A :class:`Limit` allows ``count`` requests per ``period`` seconds, with up to
+A :class:`Rate` allows ``count`` requests per ``period`` seconds, with up to
 ``burst`` at once. :class:`GCRA` keeps one integer per active key, its
 theoretical arrival time (TAT), and decides in O(1) with no per-request list:
 a request at ``now`` is admitted when ``now >= TAT - (burst - 1) * interval``,
@@ -12,14 +12,15 @@ and a key's TAT is kept scaled by ``count`` so that every step is exact
 integer arithmetic: no drift, however long a key lives. A key whose TAT has
 passed holds a full bucket, the same as a key never seen, so it is forgotten.
 
-Not wired into the middleware yet: this module is the core the per-key limits
-of issue 18 build on.
+A decision over several buckets is all or nothing (:meth:`GCRA.peek` each,
+then :meth:`GCRA.commit` each when all admit), so a request refused by one
+limit spends nothing of another.
 
 >>> limiter = GCRA(clock=lambda: 0)
->>> limit = Limit(2, 1.0)
->>> [limiter.decide("k", limit).allowed for _ in range(3)]
+>>> rate = Rate(2, 1.0)
+>>> [limiter.decide("k", rate).allowed for _ in range(3)]
 [True, True, False]
->>> limiter.decide("k", limit).retry_after_ns
+>>> limiter.decide("k", rate).retry_after_ns
 500000000
 """
 
@@ -30,29 +31,33 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from .errors import ConfigurationError, not_shown_unless_word
+from ..errors import ConfigurationError, not_shown_unless_word
 
-__all__ = ["GCRA", "Decision", "Limit"]
+__all__ = ["GCRA", "MAX_COUNT", "MAX_PERIOD", "Decision", "Rate", "check_count"]
 
 _NS = 1_000_000_000
 #: Idle keys are looked for once every this many decisions (amortised O(1)).
 _SWEEP_EVERY = 1024
+#: The largest count or burst of a limit.
+MAX_COUNT = 1_000_000_000
+#: The longest period of a rate, in seconds (a year).
+MAX_PERIOD = 366 * 86400
 
 
 @dataclass(frozen=True, slots=True)
-class Limit:
+class Rate:
     """``count`` requests per ``period`` seconds, with up to ``burst`` at once.
 
     ``burst`` defaults to ``count``: a key idle for a whole period may spend
     it at once. Bad values raise :class:`ConfigurationError` naming the fix.
 
-    >>> Limit(1000, 3600).interval_ns
+    >>> Rate(1000, 3600).interval_ns
     3600000000
     >>> try:
-    ...     Limit(10, 1, burst=0)
+    ...     Rate(10, 1, burst=0)
     ... except ConfigurationError as error:
     ...     print(error)
-    burst must be a whole number of requests from 1 to 1000000, not 0
+    burst must be a whole number of requests from 1 to 1000000000, not 0
     """
 
     count: int
@@ -62,25 +67,28 @@ class Limit:
     period_ns: int = field(init=False, repr=False, compare=False)
     capacity: int = field(init=False, repr=False, compare=False)
     _slack: int = field(init=False, repr=False, compare=False)
+    #: The period in whole seconds (at least 1): the ``w`` of the ``RateLimit-Policy`` field.
+    window_s: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        _check_count(self.count, "count")
+        check_count(self.count, "count")
         if (
             isinstance(self.period, bool)
             or not isinstance(self.period, (int, float))
-            or not 0.001 <= self.period <= 366 * 86400
+            or not 0.001 <= self.period <= MAX_PERIOD
         ):
             raise ConfigurationError(
-                "period must be a number of seconds from 0.001 to 31622400 (a year)"
+                f"period must be a number of seconds from 0.001 to {MAX_PERIOD} (a year)"
                 f"{not_shown_unless_word(self.period)}",
                 setting="period",
             )
         if self.burst is not None:
-            _check_count(self.burst, "burst")
+            check_count(self.burst, "burst")
         set_ = object.__setattr__  # frozen: set once, here
         set_(self, "period_ns", round(self.period * _NS))
         set_(self, "capacity", self.count if self.burst is None else self.burst)
         set_(self, "_slack", (self.capacity - 1) * self.period_ns)
+        set_(self, "window_s", max(1, round(self.period)))
 
     @property
     def interval_ns(self) -> int:
@@ -88,10 +96,11 @@ class Limit:
         return self.period_ns // self.count
 
 
-def _check_count(value: object, setting: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1_000_000:
+def check_count(value: object, setting: str) -> None:
+    """Raise :class:`ConfigurationError` unless ``value`` is a count from 1 to MAX_COUNT."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_COUNT:
         raise ConfigurationError(
-            f"{setting} must be a whole number of requests from 1 to 1000000"
+            f"{setting} must be a whole number of requests from 1 to {MAX_COUNT}"
             f"{not_shown_unless_word(value)}",
             setting=setting,
         )
@@ -117,54 +126,68 @@ class GCRA:
 
     ``clock`` returns integer nanoseconds of a monotonic clock
     (:func:`time.monotonic_ns` by default; a fake one in tests). Keys are any
-    hashable value (a ``key_id``); the limit may differ per call (a key's own,
-    a rule's), and a key's state is kept in units of the limit it was last
-    decided with, so changing a key's limit starts it afresh.
+    hashable value (a ``key_id``); the rate may differ per call (a key's own,
+    a rule's), and a key's state is kept in units of the rate it was last
+    decided with, so changing a key's rate starts it afresh.
     """
 
     __slots__ = ("_clock", "_decisions", "_state")
 
     def __init__(self, clock: Callable[[], int] = time.monotonic_ns) -> None:
         self._clock = clock
-        # key -> (limit, TAT * count): the TAT scaled so that every step is exact.
-        self._state: dict[Hashable, tuple[Limit, int]] = {}
+        # key -> (rate, TAT * count): the TAT scaled so that every step is exact.
+        self._state: dict[Hashable, tuple[Rate, int]] = {}
         self._decisions = 0
 
     def __len__(self) -> int:
         """How many keys have state (the others hold a full bucket)."""
         return len(self._state)
 
-    def decide(self, key: Hashable, limit: Limit, now: int | None = None) -> Decision:
-        """Admit or refuse one request of ``key`` under ``limit`` at ``now`` (the clock's)."""
+    def decide(self, key: Hashable, rate: Rate, now: int | None = None) -> Decision:
+        """Admit or refuse one request of ``key`` under ``rate`` at ``now`` (the clock's)."""
         if now is None:
             now = self._clock()
-        self._decisions += 1
-        if self._decisions % _SWEEP_EVERY == 0:
-            self.forget_idle(now)
-        count, period = limit.count, limit.period_ns
+        decision, tat = self.peek(key, rate, now)
+        if decision.allowed:
+            self.commit(key, rate, tat, now)
+        return decision
+
+    def peek(self, key: Hashable, rate: Rate, now: int) -> tuple[Decision, int]:
+        """What :meth:`decide` would answer at ``now``, and the TAT to :meth:`commit` then."""
+        count, period = rate.count, rate.period_ns
         scaled_now = now * count
         held = self._state.get(key)
-        same = held is not None and (held[0] is limit or held[0] == limit)
-        tat = held[1] if same else scaled_now  # type: ignore[index]  # same: held is set
-        if tat < scaled_now:
-            tat = scaled_now
+        tat = scaled_now
+        if held is not None and (held[0] is rate or held[0] == rate) and held[1] > scaled_now:
+            tat = held[1]
         # Admitted when the bucket holds a token: TAT - now <= (burst - 1) * interval,
         # all multiplied by count: (TAT - now) * count <= (burst - 1) * period.
         waited = tat - scaled_now
-        if waited > limit._slack:
-            retry = -(-(waited - limit._slack) // count)  # ceil: never early
-            return Decision(False, limit.capacity, 0, retry, -(-waited // count))
-        tat += period
-        self._state[key] = (limit, tat)
+        if waited > rate._slack:
+            retry = -(-(waited - rate._slack) // count)  # ceil: never early
+            return Decision(False, rate.capacity, 0, retry, -(-waited // count)), tat
         waited += period
-        remaining = (limit.capacity * period - waited) // period
-        return Decision(True, limit.capacity, remaining, 0, -(-waited // count))
+        remaining = (rate.capacity * period - waited) // period
+        return Decision(True, rate.capacity, remaining, 0, -(-waited // count)), tat + period
+
+    def commit(self, key: Hashable, rate: Rate, tat: int, now: int) -> None:
+        """Record an admitted request: ``tat`` is what :meth:`peek` returned."""
+        self._state[key] = (rate, tat)
+        self._decisions += 1
+        if self._decisions % _SWEEP_EVERY == 0:
+            self.forget_idle(now)
+
+    def state(self, key: Hashable, rate: Rate, now: int | None = None) -> Decision:
+        """Where ``key`` stands under ``rate`` at ``now``, deciding nothing (for usage reports)."""
+        if now is None:
+            now = self._clock()
+        return self.peek(key, rate, now)[0]
 
     def forget_idle(self, now: int | None = None) -> int:
         """Drop the keys whose bucket is full again; return how many were dropped."""
         if now is None:
             now = self._clock()
-        idle = [key for key, (limit, tat) in self._state.items() if tat <= now * limit.count]
+        idle = [key for key, (rate, tat) in self._state.items() if tat <= now * rate.count]
         for key in idle:
             del self._state[key]
         return len(idle)
