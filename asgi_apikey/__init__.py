@@ -17,6 +17,8 @@ from .headers import DOCS_CONTENT_SECURITY_POLICY, STRICT_CONTENT_SECURITY_POLIC
 from .keys import APIKey, Rejected, Verifier
 from .middleware import APIKeyMiddleware
 from .openapi import add_openapi_security
+from .ratelimit import UNLIMITED, RateLimit
+from .ratelimit.policy import RateLimits
 from .settings import AuthSettings
 from .sources import EnvironmentSource, KeyFileSource, KeySink, KeySource, LiveKeySource, SourceKeys
 
@@ -25,6 +27,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DOCS_CONTENT_SECURITY_POLICY",
     "STRICT_CONTENT_SECURITY_POLICY",
+    "UNLIMITED",
     "APIKey",
     "APIKeyAuth",
     "APIKeyMiddleware",
@@ -42,6 +45,8 @@ __all__ = [
     "KeySource",
     "KeySourceError",
     "LiveKeySource",
+    "RateLimit",
+    "RateLimits",
     "Rejected",
     "SourceKeys",
     "Verifier",

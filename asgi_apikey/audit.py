@@ -13,6 +13,10 @@ one by one is the throttle's decision, in :mod:`asgi_apikey.throttle`):
   on, logs ``authentication_succeeded``; with it off (the default) the
   accepted path does no logging work at all;
 - an anonymous request (public and optional paths, development mode) counts;
+- a request over its rate limit counts under ``rate_limited`` and under its
+  ``key_id`` in ``rate_limited_by_key_id``, and logs ``rate_limited``
+  (key_id, or the client for an anonymous request; the policy; the wait),
+  throttled the same way;
 - a failing verifier logs ``verifier_failed``, throttled the same way.
 
 Events never carry a token. A token that matched no key is identified by
@@ -38,7 +42,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -80,6 +84,7 @@ REASONS = (
     "expired",
     "not_yet_valid",
     "unavailable",
+    "rate_limited",
 )
 #: Key ids counted one by one; authenticated requests of further ids count together.
 MAX_COUNTED_KEY_IDS = 10_000
@@ -144,6 +149,9 @@ class Counters:
     ``by_key_id`` counts the first :data:`MAX_COUNTED_KEY_IDS` key ids seen;
     ``other_key_ids`` counts the authenticated requests of any further ids.
     ``suppressed_events`` counts refusals the throttle did not log one by one.
+    ``rate_limited_by_key_id`` counts the ``rate_limited`` refusals of each key
+    id (the first :data:`MAX_COUNTED_KEY_IDS`); anonymous ones are only in
+    ``refused["rate_limited"]``.
     """
 
     requests: int
@@ -153,6 +161,7 @@ class Counters:
     by_key_id: Mapping[str, int]
     other_key_ids: int
     suppressed_events: int
+    rate_limited_by_key_id: Mapping[str, int] = field(default_factory=lambda: FrozenMapping({}))
 
     def as_dict(self) -> dict[str, Any]:
         """Plain, JSON-ready data (what ``status()["counters"]`` holds)."""
@@ -164,6 +173,7 @@ class Counters:
             "by_key_id": dict(self.by_key_id),
             "other_key_ids": self.other_key_ids,
             "suppressed_events": self.suppressed_events,
+            "rate_limited_by_key_id": dict(self.rate_limited_by_key_id),
         }
 
 
@@ -182,6 +192,7 @@ class Audit:
         "by_key_id",
         "log_successes",
         "other_key_ids",
+        "rate_limited_by_key_id",
         "refused_by_reason",
         "suppressed_events",
         "throttle",
@@ -207,6 +218,7 @@ class Audit:
         self.anonymous = 0
         self.by_key_id: dict[str, int] = {}
         self.other_key_ids = 0
+        self.rate_limited_by_key_id: dict[str, int] = {}
         self.refused_by_reason = dict.fromkeys(REASONS, 0)
         self.suppressed_events = 0
         # The loop whose timer will report what the throttle holds, if any.
@@ -243,6 +255,10 @@ class Audit:
         """
         reason = denial.reason
         self.refused_by_reason[reason] += 1
+        if reason == "rate_limited" and key_id is not None:
+            limited = self.rate_limited_by_key_id
+            if key_id in limited or len(limited) < MAX_COUNTED_KEY_IDS:
+                limited[key_id] = limited.get(key_id, 0) + 1
         throttle = self.throttle
         if throttle.due():
             self.flush()
@@ -275,6 +291,9 @@ class Audit:
         if denial.description is not None:
             fields["detail"] = denial.description
         fields.update(_request(scope, host))
+        if reason == "rate_limited":  # the credentials were fine: no realm, its own event
+            emit("warning", "rate_limited", fields)
+            return
         fields["realm"] = realm
         emit("info" if reason == "missing" else "warning", "authentication_failed", fields)
 
@@ -366,6 +385,7 @@ class Audit:
             by_key_id=FrozenMapping(by_key_id),
             other_key_ids=self.other_key_ids,
             suppressed_events=self.suppressed_events,
+            rate_limited_by_key_id=FrozenMapping(dict(self.rate_limited_by_key_id)),
         )
 
 

@@ -118,6 +118,7 @@ class APIKeyAuth(Reports):
             request_logging=request_logging,
         )
         self._configuration: Configuration = options
+        self._limit_plans = []  # the rate limits of each middleware built on this one
         self._audit = Audit(
             log_successes=options.request_logging,
             track_users=options.user_tracking,

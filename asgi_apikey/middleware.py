@@ -34,6 +34,10 @@ from .lifespan import run_lifespan
 from .loopback import is_local_client
 from .openapi import hook_openapi, in_stack
 from .paths import DEFAULT_MAX_PATH_LENGTH, Access, RuleTable
+from .ratelimit.fields import fields as rate_limit_fields
+from .ratelimit.fields import rate_limited
+from .ratelimit.policy import LimitPlan, RateLimits
+from .ratelimit.shared import LimiterUnavailable
 from .readings import plain_prefix_mounts
 from .responses import Denial, Denials
 
@@ -85,6 +89,10 @@ class APIKeyMiddleware:
         openapi: add what this middleware enforces to the OpenAPI document of
             each FastAPI app it guards (``app.openapi()``); ``False`` leaves the
             documents alone (see :func:`asgi_apikey.add_openapi_security`).
+        rate_limits: a :class:`~asgi_apikey.RateLimits`: a default limit for
+            keys without their own, limits by scope and by path, anonymous
+            clients' limit, shared limits through Redis. Without it, only the
+            keys' own limits (``APIKey(..., limit=...)``) apply, in this process.
 
     A path with a control character (``/admin%0A``) that no public rule
     covers is refused with 400 ``invalid_request``: routers disagree on them,
@@ -110,6 +118,7 @@ class APIKeyMiddleware:
         max_token_length: int = DEFAULT_MAX_TOKEN_LENGTH,
         max_path_length: int = DEFAULT_MAX_PATH_LENGTH,
         openapi: bool = True,
+        rate_limits: RateLimits | None = None,
     ) -> None:
         # Any ASGI app: Litestar and Quart type their scopes as TypedDicts, which
         # Starlette's ASGIApp (a MutableMapping scope) does not accept.
@@ -173,6 +182,12 @@ class APIKeyMiddleware:
             "max_path_length": max_path_length,
         }
         check_flag(openapi, "openapi")
+        self._limits = LimitPlan(rate_limits, max_path_length)
+        # Whether a key without its own limit may be limited all the same.
+        plan = self._limits
+        self._limit_all = bool(plan.default or plan.scopes or plan.path_table is not None)
+        self._limit_anonymous = plan.anonymous is not None or plan.path_table is not None
+        self.auth.use_limits(plan)
         set_default(self.auth)  # what verify_api_key_string() and get_auth_status() ask
         # The first scope looks again: installed with add_middleware, this middleware
         # wraps the next one, and only scope["app"] leads to the FastAPI app; and a
@@ -267,6 +282,31 @@ class APIKeyMiddleware:
             # Development mode nobody asked for (no ENVIRONMENT): this machine only.
             denial = self._denials.development_local_only
 
+        added_fields: tuple[tuple[bytes, bytes], ...] = ()
+        if denial is None and not keys.development:
+            # Rate limits: a key's own (a KeyEntry's key), else the configured ones.
+            checks: tuple[Any, ...] = ()
+            if accepted is not None:
+                key = getattr(accepted, "key", None)
+                own = key.limit if key is not None else None
+                if own is not None or self._limit_all:
+                    plan = self._limits
+                    context = accepted.context
+                    checks = plan.checks(
+                        context.key_id,
+                        plan.limit_of_key(own, context.scopes),
+                        scope["path"],
+                        self._root_of(scope),
+                    )
+            elif self._limit_anonymous:
+                plan = self._limits
+                who = ("client", _client_host(scope))
+                checks = plan.checks(who, plan.anonymous, scope["path"], self._root_of(scope))
+            if checks:
+                added_fields, denial = await self._limit(checks, accepted is not None)
+                if denial is not None and accepted is not None:
+                    refused_id = accepted.context.key_id
+
         if denial is not None:
             self._audit.refused(scope, denial, self._realm, key_id=refused_id, token=token)
             if kind == "http":
@@ -289,10 +329,33 @@ class APIKeyMiddleware:
             except KeyError:
                 self._audit.first_use(context.key_id)  # type: ignore[arg-type]
             if self._observed:  # request logging or user tracking: off by default
-                await self._call_observed(scope, receive, send, via_query)
+                await self._call_observed(scope, receive, send, via_query, added_fields)
                 return
 
+        if added_fields:
+            send = _with_fields(send, added_fields)
         await self.app(scope, receive, self._sender(scope, send, via_query))
+
+    async def _limit(
+        self, checks: tuple[Any, ...], with_key: bool
+    ) -> tuple[tuple[tuple[bytes, bytes], ...], Denial | None]:
+        """Decide a request's limits: the fields to add to its response, or its denial."""
+        plan = self._limits
+        shared = plan.shared
+        if shared is None:
+            verdict = plan.local.decide(checks)
+        else:
+            try:
+                verdict = await shared.decide(checks)
+            except LimiterUnavailable as error:
+                return (), self._denials.unavailable(error.detail)
+        if not verdict.allowed:
+            return (), rate_limited(verdict, self._security, "API key" if with_key else "client")
+        return (rate_limit_fields(verdict.parts) if plan.headers else ()), None
+
+    def _root_of(self, scope: Scope) -> str:
+        rooted = self._rooted
+        return (rooted.root_path if rooted is not None else "") or scope.get("root_path") or ""
 
     def _use_headers(self, headers: PathHeaders) -> None:
         self._headers = headers
@@ -350,9 +413,16 @@ class APIKeyMiddleware:
         return send_with_headers
 
     async def _call_observed(
-        self, scope: Scope, receive: Receive, send: Send, via_query: bool
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        via_query: bool,
+        added_fields: tuple[tuple[bytes, bytes], ...] = (),
     ) -> None:
         """The app for an accepted request, with request logging and user tracking."""
+        if added_fields:
+            send = _with_fields(send, added_fields)
         key_id: str = scope["auth"].key_id
         if self._log_successes:
             self._audit.succeeded(scope, key_id, self._realm)
@@ -413,6 +483,26 @@ def _careful_sender(
         return send(message)
 
     return send_with_headers
+
+
+def _with_fields(send: Send, added: tuple[tuple[bytes, bytes], ...]) -> Send:
+    """``send`` adding the RateLimit fields to an HTTP response, never over the app's own."""
+    names = frozenset(name for name, _ in added)
+
+    def send_with_fields(message: Message) -> Awaitable[None]:
+        if message["type"] == "http.response.start":
+            message["headers"] = merge_headers(message.get("headers") or (), added, names)
+        return send(message)
+
+    return send_with_fields
+
+
+def _client_host(scope: Scope) -> str:
+    """The client's address, which anonymous limits count by (``"unknown"`` without one)."""
+    client = scope.get("client")
+    if isinstance(client, (tuple, list)) and client and isinstance(client[0], str):
+        return client[0]
+    return "unknown"
 
 
 class _Misinstalled:

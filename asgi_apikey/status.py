@@ -17,6 +17,7 @@ from .sources import KeySource
 if TYPE_CHECKING:
     from .configuration import Configuration
     from .keyring import KeyRing
+    from .ratelimit.policy import LimitPlan
 
 __all__ = ["FEATURES", "Reports", "development_access", "features", "status", "supported"]
 
@@ -37,7 +38,13 @@ FEATURES = (
 
 
 def features(
-    *, mode: str, key_file: bool, request_logging: bool, user_tracking: bool, verifiers: bool
+    *,
+    mode: str,
+    key_file: bool,
+    request_logging: bool,
+    user_tracking: bool,
+    verifiers: bool,
+    rate_limiting: bool = False,
 ) -> dict[str, bool]:
     """Each name of :data:`FEATURES` and whether it is on."""
     advanced = mode == "advanced"
@@ -46,7 +53,7 @@ def features(
         "key_file": key_file,
         "metadata": True,  # carried in every mode, from every source
         "permissions": True,
-        "rate_limiting": False,
+        "rate_limiting": rate_limiting,
         "request_logging": request_logging,
         "rotation": True,
         "scopes": True,
@@ -113,6 +120,7 @@ class Reports:
     _empty: tuple[str, ...]
     _has_file: bool
     _live: bool
+    _limit_plans: list[LimitPlan]
     _ring: KeyRing
     _source: KeySource | None
     _verifiers: tuple[Verifier, ...]
@@ -208,7 +216,48 @@ class Reports:
             request_logging=options.request_logging,
             user_tracking=options.user_tracking,
             verifiers=bool(self._verifiers),
+            rate_limiting=self._limits_in_force(),
         )
+
+    # -- rate limits (the middleware registers its plan with use_limits) -----------------
+
+    def use_limits(self, plan: LimitPlan) -> None:
+        """Called by each middleware built on this authenticator with its compiled limits."""
+        if plan not in self._limit_plans:
+            self._limit_plans.append(plan)
+
+    def _limits_in_force(self) -> bool:
+        if any(plan.configured for plan in self._limit_plans):
+            return True
+        entries = self._ring.snapshot.by_digest.values()
+        return bool(self._limit_plans) and any(entry.key.limit is not None for entry in entries)
+
+    def usage(self, key_id: str) -> dict[str, Any] | None:
+        """How much of its limit ``key_id`` has left now in this process, or ``None`` if unlimited.
+
+        For limits shared through Redis, ask the store (``await
+        limiter.usage(...)`` or ``python -m asgi_apikey keys usage``): this
+        reports the local limiter of the (first) middleware built on this
+        authenticator. Raises ``KeyError`` for a key id that is not current.
+
+        >>> from asgi_apikey import APIKey, APIKeyAuth, APIKeyMiddleware, RateLimit
+        >>> key = APIKey("sk-test-0123456789abcdef", name="ci", limit=RateLimit("10/minute"))
+        >>> auth = APIKeyAuth(keys=[key])
+        >>> _ = APIKeyMiddleware(None, auth=auth)
+        >>> auth.usage("ci")["rate"]["remaining"]
+        10
+        """
+        snapshot = self._ring.snapshot
+        entry = snapshot.by_digest[snapshot.by_id[key_id]]
+        for plan in self._limit_plans:
+            limit = plan.limit_of_key(entry.key.limit, entry.context.scopes)
+            if limit is None:
+                return None
+            report = plan.local.usage(key_id, limit)
+            report["shared"] = plan.shared is not None
+            return report
+        own = entry.key.limit
+        return None if own is None or own.unlimited else {"limit": own.as_data()}
 
     def supports(self, feature: str) -> bool:
         """Whether ``feature`` (one of :data:`FEATURES`) is on.
@@ -219,15 +268,18 @@ class Reports:
         """
         return supported(feature, self.features())
 
-    def status(self) -> dict[str, Any]:
+    def status(self, key_id: str | None = None) -> dict[str, Any]:
         """A snapshot for health endpoints and logs; it holds no secret.
+
+        With ``key_id``, ``"usage"`` says what that key has left of its rate
+        limit and quota (see :meth:`usage`).
 
         >>> from asgi_apikey import APIKey, APIKeyAuth
         >>> status = APIKeyAuth(keys=[APIKey("sk-test-0123456789abcdef", name="ci")]).status()
         >>> status["mode"], status["key_count"], status["key_ids"]
         ('simple', 1, ['ci'])
         """
-        return status(
+        report = status(
             self._ring.snapshot,
             now=self._clock(),
             environment=self._configuration.environment,
@@ -235,3 +287,6 @@ class Reports:
             counters=self._audit.counters(),
             source=self._source,
         )
+        if key_id is not None:
+            report["usage"] = self.usage(key_id)
+        return report

@@ -1593,6 +1593,7 @@ def test_counters_count_every_decision_exactly() -> None:
             "expired": 2,
             "not_yet_valid": 1,
             "unavailable": 0,
+            "rate_limited": 0,
         },
         by_key_id={"svc": 3, OTHER_ID: 1, "jwt:alice": 1, "root": 1},
         other_key_ids=0,
@@ -1763,6 +1764,7 @@ def test_status_counters_are_the_counters_as_json_ready_data() -> None:
         "by_key_id": {"svc": 1, OTHER_ID: 1},
         "other_key_ids": 0,
         "suppressed_events": 0,
+        "rate_limited_by_key_id": {},
     }
     assert type(data["refused"]) is dict
     assert type(data["by_key_id"]) is dict
