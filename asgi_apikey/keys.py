@@ -38,6 +38,7 @@ from .context import (
 from .context import MAX_KEY_NAME_LENGTH as _MAX_NAME_LENGTH
 from .credentials import DEFAULT_MAX_TOKEN_LENGTH, is_b64token
 from .errors import ConfigurationError
+from .ratelimit.limits import RateLimit, as_rate_limit
 from .verifiers import (
     Accepted,
     Rejected,
@@ -70,19 +71,25 @@ def _fingerprint(digest: bytes) -> str:
 
 
 class APIKey:
-    """One API key: its digest, a name, scopes, metadata and an optional validity window.
+    """One API key: its digest, a name, scopes, metadata, a validity window and a limit.
 
     Give exactly one of ``secret`` (the plain key; only its digest is kept) or
     ``digest`` (``"sha256:<64 hex>"`` of the UTF-8 key, so plain keys need not
     live in configuration). ``not_before`` (inclusive) and ``expires_at``
     (exclusive) are timezone-aware datetimes; outside that window the key is
     refused with ``401 invalid_token`` and a description that says why.
+    ``limit`` is the key's own rate limit: a :class:`~asgi_apikey.RateLimit`,
+    its text (``"100/minute"``, ``"unlimited"``) or its data form (a dict of
+    ``rate``, ``burst`` and ``quota``, as in a key file); ``None`` (the
+    default) means the configured default limit applies.
 
     >>> key = APIKey("sk-live-0123456789abcdef", name="billing", scopes={"read"})
     >>> key
     APIKey(key_id='billing', scopes=['read'])
     >>> APIKey(digest=key.digest).key_id == APIKey("sk-live-0123456789abcdef").key_id
     True
+    >>> APIKey(digest=key.digest, name="search", limit={"rate": "100/minute", "burst": 20})
+    APIKey(key_id='search', scopes=[], limit=RateLimit('100/minute', burst=20))
     """
 
     __slots__ = (
@@ -90,6 +97,7 @@ class APIKey:
         "_short",
         "expires_at",
         "key_id",
+        "limit",
         "metadata",
         "name",
         "not_before",
@@ -104,6 +112,7 @@ class APIKey:
     metadata: Mapping[str, Any]
     not_before: datetime | None
     expires_at: datetime | None
+    limit: RateLimit | None
 
     def __init__(
         self,
@@ -115,6 +124,7 @@ class APIKey:
         metadata: Mapping[str, Any] | None = None,
         not_before: datetime | None = None,
         expires_at: datetime | None = None,
+        limit: RateLimit | str | Mapping[str, Any] | None = None,
     ) -> None:
         if (secret is None) == (digest is None):
             raise ConfigurationError(
@@ -155,6 +165,7 @@ class APIKey:
                 f"not_before ({not_before.isoformat()}): the key would never be valid",
                 key_id=key_id,
             )
+        set_(self, "limit", _check_limit(limit, key_id))
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("APIKey is immutable; build a new one")
@@ -176,7 +187,10 @@ class APIKey:
         if expires_at is not None:
             window += f", expires_at={expires_at.isoformat()!r}"
         scopes = sorted(getattr(self, "scopes", ()))
-        return f"APIKey(key_id={getattr(self, 'key_id', None)!r}, scopes={scopes!r}{window})"
+        limit = getattr(self, "limit", None)
+        shown = f", limit={limit!r}" if limit is not None else ""
+        key_id = getattr(self, "key_id", None)
+        return f"APIKey(key_id={key_id!r}, scopes={scopes!r}{window}{shown})"
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, APIKey):
@@ -184,6 +198,7 @@ class APIKey:
         return hmac.compare_digest(self._digest, other._digest) and (
             (self.name, self.scopes, dict(self.metadata), self.not_before, self.expires_at)
             == (other.name, other.scopes, dict(other.metadata), other.not_before, other.expires_at)
+            and self.limit == other.limit
         )
 
     def __hash__(self) -> int:
@@ -242,6 +257,16 @@ def _check_name(name: object) -> str | None:
             setting="name",
         )
     return name
+
+
+def _check_limit(value: object, key_id: str) -> RateLimit | None:
+    problem = None
+    try:
+        return as_rate_limit(value, f"limit of key {key_id!r}")
+    except ConfigurationError as error:
+        problem = str(error)  # never quotes a value that could be a key (see as_rate_limit)
+    # Raised outside the except block, with the key_id in its context like the other fields.
+    raise ConfigurationError(problem, key_id=key_id, setting="limit")
 
 
 def _check_instant(value: object, setting: str, key_id: str) -> datetime | None:
