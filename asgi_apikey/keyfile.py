@@ -9,6 +9,8 @@ A key file holds digests only, never plain keys::
     metadata = { team = "payments" }
     not_before = 2026-01-01T00:00:00Z   # optional, inclusive
     expires_at = 2027-01-01T00:00:00Z   # optional, exclusive
+    limit = "100/minute"                # optional: the key's own rate limit, or
+    # limit = { rate = "100/minute", burst = 20, quota = "10000/day" }, or "unlimited"
 
 :func:`load_key_file` reads it again when it changed while it was read (a
 writer rewriting it in place), and its errors name the fix without quoting
@@ -28,11 +30,14 @@ from typing import Any, BinaryIO
 
 from .errors import ConfigurationError
 from .keys import APIKey
+from .ratelimit.limits import as_rate_limit
 
 __all__ = ["load_key_file"]
 
 _MAX_KEY_FILE_BYTES = 64 * 1024 * 1024
-_FILE_FIELDS = frozenset({"digest", "name", "scopes", "metadata", "not_before", "expires_at"})
+_FILE_FIELDS = frozenset(
+    {"digest", "name", "scopes", "metadata", "not_before", "expires_at", "limit"}
+)
 
 
 def load_key_file(path: str | Path, setting: str = "API_KEYS_FILE") -> list[tuple[str, APIKey]]:
@@ -200,6 +205,11 @@ def _file_key(table: dict[str, Any], label: str) -> APIKey | str:
                 "such as 2027-01-01T00:00:00Z"
             )
     try:
+        # Checked here first, so that its errors read '<file> keys[i] limit ...'.
+        limit = as_rate_limit(table.get("limit"), f"{label} limit")
+    except ConfigurationError as error:
+        return str(error)
+    try:
         return APIKey(
             digest=table["digest"],
             name=table.get("name"),
@@ -207,6 +217,7 @@ def _file_key(table: dict[str, Any], label: str) -> APIKey | str:
             metadata=table.get("metadata"),
             not_before=table.get("not_before"),
             expires_at=table.get("expires_at"),
+            limit=limit,
         )
     except ConfigurationError as error:
         return f"{label}: {error}"
