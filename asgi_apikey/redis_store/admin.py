@@ -53,9 +53,12 @@ class RedisKeyStore:
     async def add(self, key: str | APIKey) -> StoredKey:
         """Store a key (a plain key is hashed here) and publish it; returns what was stored.
 
-        Raises :class:`ConfigurationError` when the store holds the same key,
-        or another key with the same ``key_id``, and :class:`KeySourceError`
-        when Redis cannot be reached.
+        The key's name, scopes, metadata, validity and limit go into its
+        record, so every :class:`RedisKeySource` hands the same key to its
+        authenticator. Raises :class:`ConfigurationError` when the store holds
+        the same key, or another key with the same ``key_id`` (or the key's
+        metadata is not JSON, or its limit has a period its text cannot name),
+        and :class:`KeySourceError` when Redis cannot be reached.
         """
         key = key if isinstance(key, APIKey) else APIKey(key)
         now = datetime.now(UTC).replace(microsecond=0)

@@ -22,6 +22,7 @@ from typing import Any
 from ..audit import emit, loggable
 from ..errors import ConfigurationError, not_shown_unless_word
 from ..keys import APIKey
+from ..ratelimit.limits import RateLimit
 
 DEFAULT_PREFIX = "asgi_apikey"
 _PREFIX = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
@@ -61,7 +62,10 @@ class Names:
 
 @dataclass(frozen=True, slots=True)
 class StoredKey:
-    """What the store holds of one key: everything but the key itself (and its digest)."""
+    """What the store holds of one key: everything but the key itself (and its digest).
+
+    ``limit`` is the key's own rate limit, ``None`` when the configured default applies.
+    """
 
     key_id: str
     name: str | None
@@ -70,6 +74,7 @@ class StoredKey:
     not_before: datetime | None
     expires_at: datetime | None
     created_at: datetime | None
+    limit: RateLimit | None = None
 
     def state(self, now: datetime | None = None) -> str:
         """``"active"``, ``"expired"`` or ``"not_yet_valid"`` at ``now`` (default: now)."""
@@ -90,11 +95,16 @@ class StoredKey:
             "metadata": dict(self.metadata),
             **{n: v.isoformat() if v is not None else None for n, v in instant.items()},
             "state": self.state(),
+            "limit": self.limit.as_data() if self.limit is not None else None,
         }
 
 
 def record(key: APIKey, created_at: datetime) -> str:
-    """The JSON record of ``key``, without its secret; its metadata must be JSON."""
+    """The JSON record of ``key``, without its secret; its metadata must be JSON.
+
+    Its limit is kept in its data form (:meth:`RateLimit.as_data`), or ``null``.
+    """
+    limit = _limit_data(key)
     try:
         metadata = json.dumps(dict(key.metadata))
     except (TypeError, ValueError):
@@ -114,10 +124,31 @@ def record(key: APIKey, created_at: datetime) -> str:
             "not_before": _iso(key.not_before),
             "expires_at": _iso(key.expires_at),
             "created_at": _iso(created_at),
+            "limit": limit,
         },
         separators=(",", ":"),
         sort_keys=True,
     )
+
+
+def _limit_data(key: APIKey) -> str | dict[str, Any] | None:
+    if key.limit is None:
+        return None
+    data = key.limit.as_data()
+    # A rate built in code may have a period that its text cannot name (a fraction of a
+    # second); every follower would refuse that record, so the store refuses the key.
+    try:
+        same = RateLimit.from_data(data) == key.limit
+    except ConfigurationError:
+        same = False
+    if not same:
+        raise ConfigurationError(
+            f"limit of key {key.key_id!r} has a period that a record cannot hold: give the "
+            "rate as text, such as '100/minute' or '5/15m' (whole seconds)",
+            key_id=key.key_id,
+            setting="limit",
+        )
+    return data
 
 
 def _iso(instant: datetime | None) -> str | None:
@@ -147,6 +178,7 @@ def decode(field: bytes, value: bytes) -> tuple[APIKey, dict[str, Any]] | None:
                 metadata=data.get("metadata"),
                 not_before=_instant(data.get("not_before")),
                 expires_at=_instant(data.get("expires_at")),
+                limit=data.get("limit"),  # absent in records written before limits: None
             )
         except (ValueError, TypeError, RecursionError) as error:
             # The message is our own (ConfigurationError) or names a JSON position;
@@ -181,6 +213,7 @@ def stored(key: APIKey, data: Mapping[str, Any]) -> StoredKey:
         not_before=key.not_before,
         expires_at=key.expires_at,
         created_at=created,
+        limit=key.limit,
     )
 
 
