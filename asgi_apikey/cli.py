@@ -37,7 +37,7 @@ import structlog
 
 from . import __version__
 from .cli_check import run_check
-from .cli_keys import run_hash, run_keygen, run_keys
+from .cli_keys import add_limit_options, run_hash, run_keygen, run_keys
 
 __all__ = ["configure_logging", "main", "run"]
 
@@ -135,6 +135,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print a [[keys]] table for a key file on stdout, the key itself on stderr",
     )
+    add_limit_options(keygen)  # with --toml: the table's limit = ... line
 
     commands.add_parser(
         "hash",
@@ -204,6 +205,7 @@ def _keys_parser(commands: Any) -> None:
     add.add_argument("--metadata", help="a JSON object carried into the AuthContext")
     add.add_argument("--not-before", help="valid from, e.g. 2027-01-01T00:00:00Z")
     add.add_argument("--expires-at", help="valid until (exclusive), e.g. 2027-07-01T00:00:00Z")
+    add_limit_options(add)
     add.add_argument("--json", action="store_true", help="print the result as JSON")
     revoke = actions.add_parser(
         "revoke",

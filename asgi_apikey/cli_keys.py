@@ -1,5 +1,7 @@
 """The key commands: ``keygen``, ``hash``, and ``keys add | revoke | list`` on a Redis store.
 
+``keygen --toml`` and ``keys add`` take a key's own rate limit as ``--limit``
+(with ``--burst``), ``--quota`` and ``--unlimited`` (:func:`add_limit_options`).
 Each command takes its parsed arguments and the streams it may use, and
 returns the exit code; the hidden prompt of a terminal is passed in as
 ``prompt`` (:mod:`asgi_apikey.cli` owns the terminal). No output holds a key
@@ -20,8 +22,18 @@ from typing import Any, TextIO
 from .credentials import is_b64token
 from .errors import ConfigurationError, KeySourceError
 from .keys import APIKey
+from .ratelimit.limits import UNLIMITED, RateLimit, as_rate_limit
 
-__all__ = ["Prompt", "iso_instant", "run_hash", "run_keygen", "run_keys"]
+__all__ = [
+    "Prompt",
+    "add_limit_options",
+    "iso_instant",
+    "limit_text",
+    "limit_toml",
+    "run_hash",
+    "run_keygen",
+    "run_keys",
+]
 
 #: Reads a key at a terminal without echoing it (``getpass``); Ctrl-D raises EOFError.
 Prompt = Callable[[], str]
@@ -46,10 +58,18 @@ def run_keygen(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             "error: --name and --scopes go into the [[keys]] table that --toml prints: add --toml\n"
         )
         return 2
+    code, limit = _limit_of(args, err)
+    if code:
+        return code
+    if not args.toml and limit is not None:
+        err.write(
+            "error: the limit options go into the [[keys]] table that --toml prints: add --toml\n"
+        )
+        return 2
     key = prefix + secrets.token_urlsafe(args.size)
     scopes = [scope.strip() for scope in args.scopes.split(",") if scope.strip()]
     try:
-        entry = APIKey(key, name=args.name, scopes=scopes)
+        entry = APIKey(key, name=args.name, scopes=scopes, limit=limit)
     except ConfigurationError as error:
         err.write(f"error: {error}\n")
         return 1
@@ -61,6 +81,8 @@ def run_keygen(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         lines.append(f"name = {_toml_string(entry.name)}")
     if scopes:
         lines.append(f"scopes = [{', '.join(_toml_string(s) for s in sorted(entry.scopes))}]")
+    if entry.limit is not None:
+        lines.append(limit_toml(entry.limit))
     out.write("\n".join(lines) + "\n")
     err.write(f"key (give it to the client; the file holds only its digest): {key}\n")
     return 0
@@ -70,6 +92,113 @@ def _toml_string(text: str) -> str:
     # JSON's escapes are TOML's, except that JSON writes characters outside the
     # Basic Multilingual Plane as surrogate pairs, which TOML forbids: keep them.
     return json.dumps(text, ensure_ascii=False)
+
+
+# -- a key's own limit: --limit, --burst, --quota, --unlimited -----------------------------
+
+
+def add_limit_options(parser: argparse.ArgumentParser) -> None:
+    """Add ``--limit``, ``--burst``, ``--quota`` and ``--unlimited`` to ``parser``.
+
+    >>> parser = argparse.ArgumentParser()
+    >>> add_limit_options(parser)
+    >>> parser.parse_args(["--limit", "100/minute", "--burst", "20"]).burst
+    '20'
+    """
+    parser.add_argument(
+        "--limit",
+        metavar="RATE",
+        help="the key's own rate limit, such as 100/minute, 10/s or 5/15m (default: the "
+        "limit the app configures)",
+    )
+    parser.add_argument(
+        "--burst",
+        metavar="N",
+        help="with --limit: at most N requests at once (default: the rate's count)",
+    )
+    parser.add_argument(
+        "--quota",
+        metavar="QUOTA",
+        help="a quota per calendar window in UTC, such as 10000/day (hour, day, month); "
+        "alone or with --limit",
+    )
+    parser.add_argument(
+        "--unlimited",
+        action="store_true",
+        help="exempt the key from the app's default limit (not with --limit or --quota)",
+    )
+
+
+def _limit_of(args: argparse.Namespace, err: TextIO) -> tuple[int, RateLimit | None]:
+    """(0, the limit the options name, or None), else (the exit code, None) with the error."""
+    given = {
+        option: value
+        for option, value in (
+            ("--limit", args.limit),
+            ("--burst", args.burst),
+            ("--quota", args.quota),
+        )
+        if value is not None
+    }
+    if args.unlimited:
+        if given:
+            err.write(f"error: --unlimited goes alone: drop {' and '.join(given)}\n")
+            return 2, None
+        return 0, UNLIMITED
+    if not given:
+        return 0, None
+    if args.limit is None and args.burst is not None:
+        err.write("error: --burst goes with --limit, such as --limit 100/minute --burst 20\n")
+        return 2, None
+    burst: object = args.burst
+    if isinstance(burst, str) and burst.isascii() and burst.isdigit():
+        burst = int(burst)  # anything else is left for the limit's own check to name
+    data = {"rate": args.limit, "burst": burst, "quota": args.quota}
+    try:
+        limit = as_rate_limit(
+            {k: v for k, v in data.items() if v is not None}, " and ".join(given) + ":"
+        )
+    except ConfigurationError as error:
+        message = str(error)  # never quotes a value that could be a key
+    else:
+        return 0, limit
+    err.write(f"error: {message}\n")
+    return 1, None
+
+
+def limit_toml(limit: RateLimit) -> str:
+    """The ``limit = ...`` line of a ``[[keys]]`` table.
+
+    >>> limit_toml(RateLimit("100/minute", burst=20, quota="10000/day"))
+    'limit = { rate = "100/minute", burst = 20, quota = "10000/day" }'
+    >>> limit_toml(UNLIMITED)
+    'limit = "unlimited"'
+    """
+    data = limit.as_data()
+    if isinstance(data, str):
+        return f"limit = {_toml_string(data)}"
+    fields = (f"{name} = {_toml_value(value)}" for name, value in data.items())
+    return f"limit = {{ {', '.join(fields)} }}"
+
+
+def _toml_value(value: object) -> str:
+    return _toml_string(value) if isinstance(value, str) else str(value)
+
+
+def limit_text(limit: RateLimit | None) -> str:
+    """A limit in one word for a table: ``100/minute,burst=20,quota=10000/day``; ``-`` for none.
+
+    >>> limit_text(RateLimit("10/s")), limit_text(RateLimit(quota="5/day")), limit_text(None)
+    ('10/second', 'quota=5/day', '-')
+    """
+    if limit is None:
+        return "-"
+    data = limit.as_data()
+    if isinstance(data, str):
+        return data
+    return ",".join(
+        str(value) if name == "rate" else f"{name}={value}" for name, value in data.items()
+    )
 
 
 def run_hash(stdin: TextIO, prompt: Prompt, out: TextIO, err: TextIO) -> int:
@@ -127,7 +256,10 @@ def run_keys(
             return 0
         if args.action == "revoke":
             return _revoke(redis_store, url, args, out, err)
-        made, key = _key_to_add(args, stdin, prompt, err)
+        code, limit = _limit_of(args, err)
+        if code:
+            return code
+        made, key = _key_to_add(args, stdin, prompt, err, limit)
         if key is None:
             return 1
         added = redis_store.add_key(url, key, prefix=args.redis_prefix)
@@ -136,11 +268,14 @@ def run_keys(
         return 1
     if args.json:
         out.write(json.dumps({**added.as_dict(), "key": made}, indent=2) + "\n")
-    elif made is not None:
-        out.write(f"key:    {made}\nkey_id: {added.key_id}\n")
-        err.write("the key is shown this once: the store keeps only its digest\n")
     else:
+        if made is not None:
+            out.write(f"key:    {made}\n")
         out.write(f"key_id: {added.key_id}\n")
+        if added.limit is not None:
+            out.write(f"limit:  {limit_text(added.limit)}\n")
+        if made is not None:
+            err.write("the key is shown this once: the store keeps only its digest\n")
     return 0
 
 
@@ -164,7 +299,7 @@ def _revoke(redis_store: Any, url: str, args: argparse.Namespace, out: TextIO, e
 
 
 def _key_to_add(
-    args: argparse.Namespace, stdin: TextIO, prompt: Prompt, err: TextIO
+    args: argparse.Namespace, stdin: TextIO, prompt: Prompt, err: TextIO, limit: RateLimit | None
 ) -> tuple[str | None, APIKey | None]:
     """The key ``keys add`` adds, and the plain key when it made one (else None)."""
     scopes = [scope.strip() for scope in args.scopes.split(",") if scope.strip()]
@@ -189,6 +324,7 @@ def _key_to_add(
             "metadata": metadata,
             "not_before": _instant(args.not_before, "--not-before"),
             "expires_at": _instant(args.expires_at, "--expires-at"),
+            "limit": limit,
         }
         if secret is not None:
             return made, APIKey(secret, **options)
@@ -233,10 +369,11 @@ def _instant(text: str | None, option: str) -> datetime | None:
 def _key_table(stored: Sequence[Any]) -> str:
     if not stored:
         return "the store holds no key\n"
-    lines = [f"{'key_id':<28} {'state':<14} {'expires_at':<26} scopes"]
+    lines = [f"{'key_id':<28} {'state':<14} {'expires_at':<26} {'limit':<24} scopes"]
     lines += [
         f"{key.key_id:<28} {key.state():<14} "
-        f"{iso_instant(key.expires_at) if key.expires_at else 'never':<26} " + " ".join(key.scopes)
+        f"{iso_instant(key.expires_at) if key.expires_at else 'never':<26} "
+        f"{limit_text(key.limit):<24} " + " ".join(key.scopes)
         for key in stored
     ]
     return "\n".join(lines) + "\n"
