@@ -1,4 +1,8 @@
-"""The lifespan: passed through to the app, starting and stopping a live key source with it."""
+"""The lifespan: passed through to the app, starting and stopping a live key source with it.
+
+A shared rate limiter (:mod:`asgi_apikey.ratelimit.shared`) connects on its
+first decision and is stopped here at shutdown, after the key source.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .auth import APIKeyAuth
 from .errors import KeySourceError
+from .ratelimit.shared import SharedLimiter
 
 __all__ = ["run_lifespan"]
 
 
 async def run_lifespan(
-    app: ASGIApp, auth: APIKeyAuth, scope: Scope, receive: Receive, send: Send
+    app: ASGIApp,
+    auth: APIKeyAuth,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    limiter: SharedLimiter | None = None,
 ) -> None:
     """Pass the lifespan through, starting and stopping a live key source with it.
 
@@ -35,6 +45,8 @@ async def run_lifespan(
         if message["type"] == "lifespan.shutdown":
             audit.flush(force=True)
             await auth.stop()
+            if limiter is not None:
+                await limiter.stop()
         return message
 
     async def send_after_start(message: Message) -> None:

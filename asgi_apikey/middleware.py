@@ -34,8 +34,10 @@ from .lifespan import run_lifespan
 from .loopback import is_local_client
 from .openapi import hook_openapi, in_stack
 from .paths import DEFAULT_MAX_PATH_LENGTH, Access, RuleTable
+from .ratelimit import RateLimit
 from .ratelimit.fields import fields as rate_limit_fields
 from .ratelimit.fields import rate_limited
+from .ratelimit.local import Check
 from .ratelimit.policy import LimitPlan, RateLimits
 from .ratelimit.shared import LimiterUnavailable
 from .readings import plain_prefix_mounts
@@ -180,6 +182,7 @@ class APIKeyMiddleware:
             "allow_cors_preflight": allow_cors_preflight,
             "security_headers": bool(security.for_scheme("https")),
             "max_path_length": max_path_length,
+            "rate_limits": None if rate_limits is None else rate_limits.describe(),
         }
         check_flag(openapi, "openapi")
         self._limits = LimitPlan(rate_limits, max_path_length)
@@ -187,6 +190,10 @@ class APIKeyMiddleware:
         plan = self._limits
         self._limit_all = bool(plan.default or plan.scopes or plan.path_table is not None)
         self._limit_anonymous = plan.anonymous is not None or plan.path_table is not None
+        # One rate and nothing else to report: the request path spends it in one call.
+        self._fast_limits = plan.path_table is None and plan.shared is None and not plan.headers
+        self._rates = plan.local.rates
+        self._rate_clock = plan.local.rate_clock
         self.auth.use_limits(plan)
         set_default(self.auth)  # what verify_api_key_string() and get_auth_status() ask
         # The first scope looks again: installed with add_middleware, this middleware
@@ -218,7 +225,7 @@ class APIKeyMiddleware:
         kind = scope["type"]
         if kind != "http" and kind != "websocket":
             if kind == "lifespan":  # a live key source starts and stops with the app
-                await run_lifespan(self.app, self.auth, scope, receive, send)
+                await run_lifespan(self.app, self.auth, scope, receive, send, self._limits.shared)
             else:
                 await self.app(scope, receive, send)  # a type this middleware does not know
             return
@@ -285,19 +292,14 @@ class APIKeyMiddleware:
         added_fields: tuple[tuple[bytes, bytes], ...] = ()
         if denial is None and not keys.development:
             # Rate limits: a key's own (a KeyEntry's key), else the configured ones.
-            checks: tuple[Any, ...] = ()
+            checks: tuple[Check, ...] = ()
             if accepted is not None:
-                key = getattr(accepted, "key", None)
-                own = key.limit if key is not None else None
+                try:
+                    own = accepted.key.limit  # type: ignore[attr-defined]
+                except AttributeError:  # a verifier's Accepted: no key of ours
+                    own = None
                 if own is not None or self._limit_all:
-                    plan = self._limits
-                    context = accepted.context
-                    checks = plan.checks(
-                        context.key_id,
-                        plan.limit_of_key(own, context.scopes),
-                        scope["path"],
-                        self._root_of(scope),
-                    )
+                    checks = self._key_checks(accepted, own, scope)
             elif self._limit_anonymous:
                 plan = self._limits
                 who = ("client", _client_host(scope))
@@ -336,8 +338,26 @@ class APIKeyMiddleware:
             send = _with_fields(send, added_fields)
         await self.app(scope, receive, self._sender(scope, send, via_query))
 
+    def _key_checks(
+        self, accepted: Accepted, own: RateLimit | None, scope: Scope
+    ) -> tuple[Check, ...]:
+        """The checks left to decide for a key's request: none when its one rate admitted it."""
+        plan = self._limits
+        context = accepted.context
+        key_id: str = context.key_id  # type: ignore[assignment]  # set when accepted
+        limit = (
+            own if own is not None and not own.unlimited else plan.limit_of_key(own, context.scopes)
+        )
+        if self._fast_limits and limit is not None:
+            rate = limit.rate
+            if rate is not None and limit.quota is None:
+                if self._rates.admit(key_id, rate, self._rate_clock()):
+                    return (Check(key_id, limit),)  # refused: decided again, to say why
+                return ()
+        return plan.checks(key_id, limit, scope["path"], self._root_of(scope))
+
     async def _limit(
-        self, checks: tuple[Any, ...], with_key: bool
+        self, checks: tuple[Check, ...], with_key: bool
     ) -> tuple[tuple[tuple[bytes, bytes], ...], Denial | None]:
         """Decide a request's limits: the fields to add to its response, or its denial."""
         plan = self._limits

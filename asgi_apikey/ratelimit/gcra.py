@@ -36,8 +36,10 @@ from ..errors import ConfigurationError, not_shown_unless_word
 __all__ = ["GCRA", "MAX_COUNT", "MAX_PERIOD", "Decision", "Rate", "check_count"]
 
 _NS = 1_000_000_000
-#: Idle keys are looked for once every this many decisions (amortised O(1)).
-_SWEEP_EVERY = 1024
+#: Idle keys are looked for when a new key would grow the table past twice its size
+#: after the last look (and at least this many keys): amortised O(1), and the table
+#: never holds more than twice the keys that were spending at that look, plus this.
+SWEEP_MIN = 1024
 #: The largest count or burst of a limit.
 MAX_COUNT = 1_000_000_000
 #: The longest period of a rate, in seconds (a year).
@@ -131,13 +133,13 @@ class GCRA:
     decided with, so changing a key's rate starts it afresh.
     """
 
-    __slots__ = ("_clock", "_decisions", "_state")
+    __slots__ = ("_clock", "_state", "_sweep_at")
 
     def __init__(self, clock: Callable[[], int] = time.monotonic_ns) -> None:
         self._clock = clock
         # key -> (rate, TAT * count): the TAT scaled so that every step is exact.
         self._state: dict[Hashable, tuple[Rate, int]] = {}
-        self._decisions = 0
+        self._sweep_at = SWEEP_MIN
 
     def __len__(self) -> int:
         """How many keys have state (the others hold a full bucket)."""
@@ -151,6 +153,27 @@ class GCRA:
         if decision.allowed:
             self.commit(key, rate, tat, now)
         return decision
+
+    def admit(self, key: Hashable, rate: Rate, now: int) -> int:
+        """The request path's decision: ``0`` when admitted (and spent), else the wait in ns.
+
+        The same arithmetic as :meth:`decide`, without building a :class:`Decision`.
+        """
+        count = rate.count
+        scaled_now = now * count
+        state = self._state
+        held = state.get(key)
+        tat = scaled_now
+        if held is not None:
+            if (held[0] is rate or held[0] == rate) and held[1] > scaled_now:
+                tat = held[1]
+        elif len(state) >= self._sweep_at:
+            self._sweep(now)
+        waited = tat - scaled_now
+        if waited > rate._slack:
+            return -(-(waited - rate._slack) // count)
+        state[key] = (rate, tat + rate.period_ns)
+        return 0
 
     def peek(self, key: Hashable, rate: Rate, now: int) -> tuple[Decision, int]:
         """What :meth:`decide` would answer at ``now``, and the TAT to :meth:`commit` then."""
@@ -172,16 +195,20 @@ class GCRA:
 
     def commit(self, key: Hashable, rate: Rate, tat: int, now: int) -> None:
         """Record an admitted request: ``tat`` is what :meth:`peek` returned."""
-        self._state[key] = (rate, tat)
-        self._decisions += 1
-        if self._decisions % _SWEEP_EVERY == 0:
-            self.forget_idle(now)
+        state = self._state
+        if key not in state and len(state) >= self._sweep_at:
+            self._sweep(now)
+        state[key] = (rate, tat)
 
     def state(self, key: Hashable, rate: Rate, now: int | None = None) -> Decision:
         """Where ``key`` stands under ``rate`` at ``now``, deciding nothing (for usage reports)."""
         if now is None:
             now = self._clock()
         return self.peek(key, rate, now)[0]
+
+    def _sweep(self, now: int) -> None:
+        self.forget_idle(now)
+        self._sweep_at = max(SWEEP_MIN, 2 * len(self._state))
 
     def forget_idle(self, now: int | None = None) -> int:
         """Drop the keys whose bucket is full again; return how many were dropped."""

@@ -104,10 +104,12 @@ class RateLimit:
     raises :class:`ConfigurationError` that says the syntax.
     """
 
-    __slots__ = ("quota", "rate")
+    __slots__ = ("quota", "rate", "unlimited")
 
     rate: Rate | None
     quota: Quota | None
+    #: Whether this is :data:`UNLIMITED` (neither a rate nor a quota).
+    unlimited: bool
 
     def __init__(
         self,
@@ -134,18 +136,15 @@ class RateLimit:
         set_ = object.__setattr__
         set_(self, "rate", parsed)
         set_(self, "quota", None if quota is None else parse_quota(quota))
+        set_(self, "unlimited", False)
 
     @classmethod
     def _unlimited(cls) -> RateLimit:
         limit = object.__new__(cls)
         object.__setattr__(limit, "rate", None)
         object.__setattr__(limit, "quota", None)
+        object.__setattr__(limit, "unlimited", True)
         return limit
-
-    @property
-    def unlimited(self) -> bool:
-        """Whether this is :data:`UNLIMITED` (neither a rate nor a quota)."""
-        return self.rate is None and self.quota is None
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("RateLimit is immutable; build a new one")

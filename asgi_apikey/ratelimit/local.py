@@ -92,12 +92,12 @@ class LocalLimiter:
     forgotten by amortised sweeps.
     """
 
-    __slots__ = ("_rate_clock", "_wall_clock", "quotas", "rates")
+    __slots__ = ("_wall_clock", "quotas", "rate_clock", "rates")
 
     def __init__(self, clock: Callable[[], int] | None = None) -> None:
-        self._rate_clock = clock or time.monotonic_ns
+        self.rate_clock = clock or time.monotonic_ns
         self._wall_clock = clock or time.time_ns
-        self.rates = GCRA(self._rate_clock)
+        self.rates = GCRA(self.rate_clock)
         self.quotas = QuotaCounter(self._wall_clock)
 
     def __len__(self) -> int:
@@ -112,14 +112,14 @@ class LocalLimiter:
             name = prefix + "rate"
             rate = limit.rate
             if rate is not None and limit.quota is None:
-                now = self._rate_clock()
+                now = self.rate_clock()
                 decision, tat = rates.peek(who, rate, now)
                 if decision.allowed:
                     rates.commit(who, rate, tat, now)
                     return Verdict(True, 0, (Part(name, "rate", rate.window_s, decision),))
                 part = Part(name, "rate", rate.window_s, decision)
                 return Verdict(False, decision.retry_after_ns, (part,), name)
-        mono = self._rate_clock()
+        mono = self.rate_clock()
         wall = self._wall_clock()
         parts: list[Part] = []
         commits: list[tuple[bool, Hashable, object, int, int]] = []

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ..errors import ConfigurationError, not_shown_unless_word
-from .gcra import Decision, check_count
+from .gcra import SWEEP_MIN, Decision, check_count
 
 __all__ = ["WINDOWS", "Quota", "QuotaCounter", "window_of"]
 
@@ -31,7 +31,6 @@ _NS = 1_000_000_000
 #: The calendar windows a quota may count over, and their nominal length in seconds
 #: (what ``RateLimit-Policy`` advertises as ``w``; a month is taken as 30 days there).
 WINDOWS: dict[str, int] = {"hour": 3600, "day": 86400, "month": 30 * 86400}
-_SWEEP_EVERY = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,13 +86,13 @@ class QuotaCounter:
     as a key never seen, so it is forgotten.
     """
 
-    __slots__ = ("_bounds", "_clock", "_decisions", "_state")
+    __slots__ = ("_bounds", "_clock", "_state", "_sweep_at")
 
     def __init__(self, clock: Callable[[], int] = time.time_ns) -> None:
         self._clock = clock
         self._state: dict[Hashable, tuple[Quota, int, int]] = {}  # key -> (quota, end, used)
         self._bounds: dict[str, tuple[int, int]] = {}  # window -> the current (start, end)
-        self._decisions = 0
+        self._sweep_at = SWEEP_MIN  # as GCRA's: when a new key would double the table
 
     def __len__(self) -> int:
         return len(self._state)
@@ -116,10 +115,11 @@ class QuotaCounter:
 
     def commit(self, key: Hashable, quota: Quota, end: int, used: int, now: int) -> None:
         """Record an admitted request: ``end`` and ``used`` are what :meth:`peek` returned."""
-        self._state[key] = (quota, end, used)
-        self._decisions += 1
-        if self._decisions % _SWEEP_EVERY == 0:
+        state = self._state
+        if key not in state and len(state) >= self._sweep_at:
             self.forget_ended(now)
+            self._sweep_at = max(SWEEP_MIN, 2 * len(state))
+        state[key] = (quota, end, used)
 
     def decide(self, key: Hashable, quota: Quota, now: int | None = None) -> Decision:
         """Admit or refuse one request of ``key`` under ``quota`` at ``now`` (the clock's)."""
