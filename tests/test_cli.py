@@ -911,6 +911,7 @@ def test_check_app_json(
         "security_headers": True,
         "default_scopes": [],
         "max_path_length": 8192,
+        "rate_limits": None,
     }
     assert report["status"]["key_ids"] == sorted(["admin", APIKey(CANARY).key_id])
 
