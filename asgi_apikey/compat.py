@@ -77,6 +77,7 @@ class AuthConfig:
         self.simple_mode: bool = read.simple_mode
         self.enable_user_tracking: bool = read.user_tracking
         self.enable_request_logging: bool = read.enable_request_logging
+        self._rate_limiting = False  # settings alone enforce no limit
 
     @classmethod
     def of(cls, auth: APIKeyAuth) -> AuthConfig:
@@ -90,6 +91,7 @@ class AuthConfig:
         config.simple_mode = options.mode == "simple"
         config.enable_user_tracking = options.user_tracking
         config.enable_request_logging = options.request_logging
+        config._rate_limiting = auth.supports("rate_limiting")
         return config
 
     @property
@@ -104,8 +106,9 @@ class AuthConfig:
 
     @property
     def supports_rate_limiting(self) -> bool:
-        """Never: this package does not limit request rates."""
-        return False
+        """Whether rate limits are in force: for :meth:`of` an authenticator whose
+        middleware has ``rate_limits`` (or a key with a ``limit``); never from settings alone."""
+        return self._rate_limiting
 
     def get_auth_info(self) -> dict[str, Any]:
         """``{"mode", "features"}``, the shape of ``get_auth_status()["auth_config"]``."""
@@ -113,6 +116,7 @@ class AuthConfig:
             "simple" if self.simple_mode else "advanced",
             user_tracking=self.enable_user_tracking,
             request_logging=self.enable_request_logging,
+            rate_limiting=self._rate_limiting,
         )
 
     def __repr__(self) -> str:

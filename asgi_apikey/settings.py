@@ -141,7 +141,8 @@ class AuthSettings(BaseSettings):
 
     @property
     def supports_rate_limiting(self) -> bool:
-        """Never: this package does not limit request rates."""
+        """False: rate limits are configured on the middleware (``RateLimits``), not in
+        settings; ``APIKeyAuth.supports("rate_limiting")`` says whether they are in force."""
         return False
 
     def get_auth_info(self) -> dict[str, Any]:
@@ -157,11 +158,14 @@ class AuthSettings(BaseSettings):
         )
 
 
-def auth_info(mode: str, *, user_tracking: bool, request_logging: bool) -> dict[str, Any]:
+def auth_info(
+    mode: str, *, user_tracking: bool, request_logging: bool, rate_limiting: bool = False
+) -> dict[str, Any]:
     """The starter template's ``AuthConfig.get_auth_info()`` for these options.
 
     ``permissions`` is always on (every key has scopes) and ``rate_limiting``
-    always off (not done here), where the template tied both to advanced mode.
+    says whether limits are in force (they are the middleware's, not
+    settings'), where the template tied both to advanced mode.
 
     >>> features = auth_info("simple", user_tracking=False, request_logging=True)["features"]
     >>> features["user_context"], features["permissions"], features["rate_limiting"]
@@ -172,7 +176,7 @@ def auth_info(mode: str, *, user_tracking: bool, request_logging: bool) -> dict[
         "features": {
             "user_context": mode == "advanced",
             "permissions": True,
-            "rate_limiting": False,
+            "rate_limiting": rate_limiting,
             "user_tracking": user_tracking,
             "request_logging": request_logging,
         },

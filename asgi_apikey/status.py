@@ -244,8 +244,9 @@ class Reports:
         >>> key = APIKey("sk-test-0123456789abcdef", name="ci", limit=RateLimit("10/minute"))
         >>> auth = APIKeyAuth(keys=[key])
         >>> _ = APIKeyMiddleware(None, auth=auth)
-        >>> auth.usage("ci")["rate"]["remaining"]
-        10
+        >>> rate = auth.usage("ci")["rate"]
+        >>> rate["remaining"], rate["limit"]
+        (10, 10)
         """
         snapshot = self._ring.snapshot
         entry = snapshot.by_digest[snapshot.by_id[key_id]]

@@ -393,11 +393,6 @@ def test_every_valid_limit_round_trips_through_a_redis_record(limit: RateLimit) 
 SOURCES_OF_A_BAD_FIELD = ["code", "key-file", "record"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="RateLimit.from_data (ratelimit/limits.py, the lead's) names an unknown field "
-    "when it is an identifier, and a key such as sk_live_... is one; asked of the lead",
-)
 @pytest.mark.parametrize("source", SOURCES_OF_A_BAD_FIELD)
 def test_a_key_pasted_as_a_field_name_of_a_limit_is_never_quoted(
     tmp_path: Path, source: str

@@ -664,7 +664,7 @@ def test_cli_add_list_revoke(redis: RedisServer) -> None:
 
     code, out, _ = run_cli("keys", "list", "--redis", redis.url)
     assert code == 0
-    assert out.splitlines()[0].split() == ["key_id", "state", "expires_at", "scopes"]
+    assert out.splitlines()[0].split() == ["key_id", "state", "expires_at", "limit", "scopes"]
     assert "ci" in out
     assert "2031-01-01T00:00:00Z" in out
     code, out, _ = run_cli("keys", "list", "--redis", redis.url, "--json")

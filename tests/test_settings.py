@@ -1712,7 +1712,7 @@ def test_unknown_fields_are_named_only_when_they_look_like_field_names(
     error = raised(lambda: load_key_file(path))
     assert str(error) == (
         f"API_KEYS_FILE ({path}) keys[1] has unknown {shown}: use "
-        "['digest', 'expires_at', 'metadata', 'name', 'not_before', 'scopes']"
+        "['digest', 'expires_at', 'limit', 'metadata', 'name', 'not_before', 'scopes']"
     )
     assert_raised_outside_except_blocks(error, OTHER_KEY)
 

@@ -208,7 +208,12 @@ class RateLimit:
             if isinstance(data, Mapping):
                 unknown = set(data) - _DATA_FIELDS
                 if unknown or not data:
-                    named = sorted(str(name) for name in unknown if str(name).isidentifier())
+                    # Only short words are named: a key pasted as a field name is not quoted.
+                    named = sorted(
+                        name
+                        for name in unknown
+                        if isinstance(name, str) and not_shown_unless_word(name)
+                    )
                     raise ConfigurationError(
                         f"takes rate, burst and quota{f', not {named}' if named else ''}"
                     )
