@@ -174,9 +174,35 @@ def _text(one: dict[str, Any]) -> str:
         lines.append("headers per path (the ones that differ; check --json has the values):")
         for prefix, names in differing.items():
             lines.append(f"  {prefix:<28} {', '.join(names) or 'the same as elsewhere'}")
+    limits = one.get("middleware", {}).get("rate_limits")
+    if limits:
+        lines.extend(_limit_lines(limits))
     if one["warnings"]:
         lines.append("warnings:")
         lines.extend(f"  - {warning}" for warning in one["warnings"])
     else:
         lines.append("no warnings")
     return "\n".join(lines) + "\n"
+
+
+def _limit_lines(limits: dict[str, Any]) -> list[str]:
+    """The rate limits of ``check``'s text: what is limited, and where the counts live."""
+
+    def text(limit: object) -> str:
+        if isinstance(limit, dict):
+            return ", ".join(f"{name} {value}" for name, value in limit.items())
+        return str(limit)
+
+    lines = ["rate limits:"]
+    if limits.get("default") is not None:
+        lines.append(f"  {'keys without their own':<28} {text(limits['default'])}")
+    for scope, limit in limits.get("scopes", {}).items():
+        lines.append(f"  {'scope ' + scope:<28} {text(limit)}")
+    for path, limit in limits.get("paths", {}).items():
+        lines.append(f"  {path:<28} {text(limit)} per caller")
+    if limits.get("anonymous") is not None:
+        lines.append(f"  {'anonymous clients':<28} {text(limits['anonymous'])} per address")
+    shared = limits.get("shared")
+    where = f"in {shared.get('url', 'a shared store')}" if shared else "in each process"
+    lines.append(f"  counted {where}")
+    return lines

@@ -235,10 +235,12 @@ class Reports:
     def usage(self, key_id: str) -> dict[str, Any] | None:
         """How much of its limit ``key_id`` has left now in this process, or ``None`` if unlimited.
 
-        For limits shared through Redis, ask the store (``await
-        limiter.usage(...)`` or ``python -m asgi_apikey keys usage``): this
-        reports the local limiter of the (first) middleware built on this
-        authenticator. Raises ``KeyError`` for a key id that is not current.
+        This reports the limiter of the (first) middleware built on this
+        authenticator. Limits shared through Redis are counted there: the
+        report then holds the limit and ``"shared": True``, and the counts
+        come from the store (``await limiter.usage(key_id, limit)`` or
+        ``python -m asgi_apikey keys usage``). Raises ``KeyError`` for a key
+        id that is not current.
 
         >>> from asgi_apikey import APIKey, APIKeyAuth, APIKeyMiddleware, RateLimit
         >>> key = APIKey("sk-test-0123456789abcdef", name="ci", limit=RateLimit("10/minute"))
@@ -254,8 +256,10 @@ class Reports:
             limit = plan.limit_of_key(entry.key.limit, entry.context.scopes)
             if limit is None:
                 return None
+            if plan.shared is not None:  # the counts are in the shared store, not here
+                return {"limit": limit.as_data(), "shared": True}
             report = plan.local.usage(key_id, limit)
-            report["shared"] = plan.shared is not None
+            report["shared"] = False
             return report
         own = entry.key.limit
         return None if own is None or own.unlimited else {"limit": own.as_data()}

@@ -1607,3 +1607,49 @@ def test_check_app_names_the_variables_of_a_prefixed_settings_class(
 
 def test_route_paths_of_something_that_is_not_starlette_is_empty() -> None:
     assert route_paths(object()) == (None, [])
+
+
+_LIMITED_APP = f"""
+from starlette.applications import Starlette
+from asgi_apikey import APIKeyMiddleware, RateLimits
+
+app = APIKeyMiddleware(
+    Starlette(),
+    keys=[{CANARY!r}],
+    rate_limits=RateLimits(
+        "100/minute",
+        scopes={{"pro": {{"rate": "1000/minute", "quota": "1000000/month"}}}},
+        paths={{"/v1/chat": "10/minute"}},
+        anonymous="5/minute",
+    ),
+)
+"""
+
+
+def test_check_app_lists_the_rate_limits_in_text_and_json(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    app_module: Callable[[str], str],
+) -> None:
+    monkeypatch.setenv("ENVIRONMENT", "production")
+    module = app_module(_LIMITED_APP)
+    run = _check(capsys, "--app", f"{module}:app")
+    assert run.code == 0, run.err
+    block = run.out[run.out.index("rate limits:") :].splitlines()[:6]
+    assert [line.split() for line in block] == [
+        ["rate", "limits:"],
+        ["keys", "without", "their", "own", "100/minute"],
+        ["scope", "pro", "rate", "1000/minute,", "quota", "1000000/month"],
+        ["/v1/chat", "10/minute", "per", "caller"],
+        ["anonymous", "clients", "5/minute", "per", "address"],
+        ["counted", "in", "each", "process"],
+    ]
+    [report] = _check_json(capsys, "--app", f"{module}:app")
+    assert report["middleware"]["rate_limits"] == {
+        "default": "100/minute",
+        "scopes": {"pro": {"rate": "1000/minute", "quota": "1000000/month"}},
+        "paths": {"/v1/chat": "10/minute"},
+        "anonymous": "5/minute",
+        "headers": False,
+        "shared": None,
+    }
