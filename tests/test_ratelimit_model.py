@@ -26,7 +26,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from asgi_apikey.ratelimit.gcra import Rate
+from asgi_apikey.ratelimit.gcra import GCRA, Rate
 from asgi_apikey.ratelimit.limits import RateLimit
 from asgi_apikey.ratelimit.local import Check, LocalLimiter, Verdict
 from asgi_apikey.ratelimit.quota import Quota
@@ -340,6 +340,25 @@ def test_no_interval_admits_more_than_burst_plus_rate_times_its_length(
                 length = moments[last] - moments[first]
                 # burst + count * t / period, exactly: (n - burst) * period <= count * t.
                 assert (last - first + 1 - rate.capacity) * rate.period_ns <= rate.count * length
+
+
+@given(
+    rate=rates,
+    start=st.integers(0, 10**18),
+    gaps=st.lists(st.integers(0, 3 * NS), min_size=1, max_size=80),
+)
+def test_the_request_paths_one_call_decides_as_the_reference(
+    rate: Rate, start: int, gaps: list[int]
+) -> None:
+    # GCRA.admit is what the middleware calls for a key with one rate and nothing else
+    # to report: 0 when admitted (and spent), else the exact wait.
+    limiter, bucket, now = GCRA(), Bucket(rate), start
+    for gap in gaps:
+        now += gap
+        wait = bucket.wait_ns(now)
+        assert limiter.admit("k", rate, now) == wait, now
+        if wait == 0:
+            bucket.spend(now)
 
 
 def test_a_path_refusal_spends_nothing_of_the_key_and_the_other_way_round() -> None:
