@@ -5,12 +5,15 @@ security schemes the middleware reads (``HTTPBearer`` always, ``APIKeyHeader``
 with ``header_name``, ``APIKeyQuery`` with ``allow_query_token``: FastAPI's
 own names), each operation's ``security`` from the rule the middleware applies
 to its path, and the 401/400/403 (and, with a live key source, 503) responses
-it may send there. It works on any OpenAPI dict: FastAPI's ``app.openapi()``,
-Starlette's ``SchemaGenerator``, one written by hand.
+it may send there, with the 429 of its rate limits (and their 503 when a
+shared limiter may refuse) where a limit can refuse a request. It works on any
+OpenAPI dict: FastAPI's ``app.openapi()``, Starlette's ``SchemaGenerator``, one
+written by hand.
 
-The document depends on the rules only, read at each call (``middleware.rules``
-may be replaced at run time): never a key, a key id or a digest, since keys
-rotate while the document is cached. Each operation it decides carries an
+The document depends on the rules and the rate limits, read at each call
+(``middleware.rules`` may be replaced at run time): never a key, a key id or a
+digest, since keys rotate while the document is cached; of the keys it asks
+only whether any has a limit of its own. Each operation it decides carries an
 ``x-asgi-apikey`` extension (its access and scopes, and what the app itself
 declared), so that applying again, with the same rules or new ones, gives
 the document a fresh application would: never two layers.
@@ -25,7 +28,7 @@ from __future__ import annotations
 import copy
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -33,12 +36,14 @@ from starlette.routing import Host, Mount
 from starlette.types import Scope
 
 from .audit import emit
+from .keys import KeySnapshot
 from .paths import Access, Rule, RuleTable, normalize_path
+from .ratelimit.fields import DRAFT
 
 if TYPE_CHECKING:
     from .middleware import APIKeyMiddleware
 
-__all__ = ["MARK", "OpenAPISecurity", "add_openapi_security", "hook_openapi"]
+__all__ = ["MARK", "OpenAPILimits", "OpenAPISecurity", "add_openapi_security", "hook_openapi"]
 
 #: The extension each decided operation carries: its access, scopes, and what it declared.
 MARK = "x-asgi-apikey"
@@ -47,6 +52,93 @@ _METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace",
 _OURS = "_asgi_apikey"  # the suffix of a name the app already uses for something else
 _MAX_WRAPPERS = 16  # as middleware._rooted_app follows them
 _CONVERTER = re.compile(r":\w+}")  # Starlette's `{id:int}` is `{id}` in a document
+
+
+@dataclass(frozen=True, slots=True)
+class OpenAPILimits:
+    """Where one middleware's rate limits can refuse a request: the operations with a 429.
+
+    >>> limits = OpenAPILimits(paths=RuleTable(protected=["/v1/chat"], default="public"))
+    >>> limits.applies("/v1/chat/{model}", Access.PROTECTED, "post")
+    True
+    >>> limits.applies("/v1/models", Access.PUBLIC, "get")
+    False
+
+    Parameters:
+        keys: a request with a key may be limited (a default or scope limit, a
+            key with a limit of its own, or a live source whose keys may bring
+            one): every operation, public ones too, since a key sent there counts.
+        anonymous: requests without a key are limited per client address: the
+            public and optional operations.
+        paths: the path limits, as the protected rules of a table (every caller
+            on those paths, with a key or without).
+        preflight: CORS preflight requests pass without a key, so an ``options``
+            operation on a protected path has anonymous callers too.
+        refuses: the limiter is shared and answers 503 when it cannot decide.
+    """
+
+    keys: bool = False
+    anonymous: bool = False
+    paths: RuleTable | None = None
+    preflight: bool = False
+    refuses: bool = False
+
+    @classmethod
+    def of(cls, middleware: APIKeyMiddleware) -> OpenAPILimits | None:
+        """Where ``middleware``'s limits apply now, or ``None`` where none can refuse."""
+        plan = getattr(middleware, "_limits", None)
+        auth = middleware.auth
+        snapshot = auth.snapshot
+        if plan is None or snapshot.development:  # development mode limits nothing
+            return None
+        shared = plan.shared
+        described = shared.describe() if shared is not None else {}
+        limits = cls(
+            keys=bool(plan.default or plan.scopes)
+            or auth.source_is_live
+            or _keys_have_limits(snapshot),
+            anonymous=plan.anonymous is not None,
+            paths=plan.path_table,
+            preflight=bool(middleware.describe()["allow_cors_preflight"]),
+            refuses=described.get("on_unavailable") == "refuse",
+        )
+        if not (limits.keys or limits.anonymous or limits.paths is not None):
+            return None
+        return limits
+
+    def applies(self, template: str, lenient: Access, method: str) -> bool:
+        """Whether a request to the operation can be limited.
+
+        ``lenient`` is the least strict access any value of the template gets:
+        below protected, some requests come without a key.
+        """
+        if self.keys:
+            return True
+        anonymous = lenient < Access.PROTECTED or (self.preflight and method == "options")
+        if self.anonymous and anonymous:
+            return True
+        if self.paths is None:
+            return False
+        rule, _ = OpenAPISecurity(self.paths).decide(template)  # the strictest of its values
+        return rule.access is Access.PROTECTED
+
+
+#: The last key set asked and its answer: keys change far less often than documents are read.
+_KEYS_ASKED: list[tuple[KeySnapshot, bool]] = []
+
+
+def _keys_have_limits(snapshot: KeySnapshot) -> bool:
+    """Whether any key of ``snapshot`` has a limit of its own (not ``UNLIMITED``)."""
+    if _KEYS_ASKED and _KEYS_ASKED[0][0] is snapshot:
+        return _KEYS_ASKED[0][1]
+    found = False
+    for entry in snapshot.by_digest.values():
+        limit = entry.key.limit
+        if limit is not None and not limit.unlimited:
+            found = True
+            break
+    _KEYS_ASKED[:] = [(snapshot, found)]  # holds the snapshot: its id is never reused
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +159,8 @@ class OpenAPISecurity:
         also: the rules of other middleware that guard the same app, each with the
             mount path of the document's paths below it: an operation gets the
             strictest decision of them all.
+        limits: where its rate limits can refuse a request (429); ``None``: nowhere.
+        also_limits: the limits of the middleware in ``also``, each with its mount path.
     """
 
     rules: RuleTable
@@ -75,6 +169,8 @@ class OpenAPISecurity:
     allow_query_token: bool = False
     live_source: bool = False
     also: tuple[tuple[RuleTable, str], ...] = ()
+    limits: OpenAPILimits | None = None
+    also_limits: tuple[tuple[OpenAPILimits, str], ...] = ()
 
     @classmethod
     def of(cls, middleware: APIKeyMiddleware) -> OpenAPISecurity:
@@ -86,6 +182,7 @@ class OpenAPISecurity:
             header_name=described["header_name"],
             allow_query_token=described["allow_query_token"],
             live_source=middleware.auth.source_is_live,
+            limits=OpenAPILimits.of(middleware),
         )
 
     def apply(self, schema: dict[str, Any], *, mount_path: str = "") -> dict[str, Any]:
@@ -97,23 +194,44 @@ class OpenAPISecurity:
         scoped = _version(schema) >= (3, 1)  # 3.0 allows scopes for oauth2 and openIdConnect only
         components = _dict(schema, "components")
         schemes = self._schemes(_dict(components, "securitySchemes"))
-        refs = self._responses(_dict(components, "responses"))
+        declared = _dict(components, "responses")
+        limits = [(self.limits, mount_path), *self.also_limits]
+        limited = [(found, where) for found, where in limits if found is not None]
+        refs, ours = self._responses(declared, limited)
         inherited = schema.get("security")
         paths = schema.get("paths") or {}
+        used: set[int] = set()
         for path, item in paths.items():
             if not isinstance(item, dict) or not isinstance(path, str):
                 continue
-            rule, varies = self.decide(mount_path + path)
+            rule, varies, lenient = self._decide(mount_path + path)
             for rules, below in self.also:  # nested middleware: a request passes them all
-                other, other_varies = OpenAPISecurity(rules).decide(below + path)
+                other, other_varies, other_lenient = OpenAPISecurity(rules)._decide(below + path)
                 access = max(rule.access, other.access)
                 rule = Rule(rule.path, access, rule.scopes | other.scopes)
                 varies = varies or other_varies
+                lenient = max(lenient, other_lenient)
             for method in _METHODS:
                 operation = item.get(method)
                 if isinstance(operation, dict):
-                    _undo(operation, refs)
-                    self._operation(operation, rule, varies, schemes, refs, inherited, scoped)
+                    _undo(operation, ours)
+                    # Each middleware's limits, on the path as that middleware reads it.
+                    applying = [
+                        found
+                        for found, where in limited
+                        if found.applies(where + path, lenient, method)
+                    ]
+                    statuses = self._operation(operation, rule, varies, schemes, inherited, scoped)
+                    if applying:
+                        statuses.append(429)
+                    if any(found.refuses for found in applying) and 503 not in statuses:
+                        statuses.append(503)  # the shared limiter could not decide
+                    used.update(statuses)
+                    _add_responses(operation, statuses, refs)
+        # No operation is limited: no component (the key store's 503 stays, as 401 does).
+        for status in (429, 503):
+            if status in refs and status not in used and (status == 429 or not self.live_source):
+                del declared[refs[status].rsplit("/", 1)[1]]
         return schema
 
     def decide(self, template: str) -> tuple[Rule, bool]:
@@ -129,6 +247,11 @@ class OpenAPISecurity:
         >>> rule.access.name, sorted(rule.scopes), varies
         ('PROTECTED', ['admin'], True)
         """
+        rule, varies, _ = self._decide(template)
+        return rule, varies
+
+    def _decide(self, template: str) -> tuple[Rule, bool, Access]:
+        """:meth:`decide`, and the least strict access any value of the template gets."""
         path = normalize_path(_CONVERTER.sub("}", template))
         rule = self.rules.match(path)
         segments = path.split("/")[1:]
@@ -142,12 +265,13 @@ class OpenAPISecurity:
             and _below_parameter(other.path.split("/")[1:], segments)
         ]
         if not differing:
-            return rule, False
+            return rule, False, rule.access
         access = max(other.access for other in (rule, *differing))
+        lenient = min(other.access for other in (rule, *differing))
         scopes = frozenset().union(
             *(other.scopes for other in (rule, *differing) if other.access is Access.PROTECTED)
         )
-        return Rule(rule.path, access, scopes), True
+        return Rule(rule.path, access, scopes), True, lenient
 
     def _schemes(self, declared: dict[str, Any]) -> list[str]:
         """Our scheme names, each added to ``declared`` unless an equal one is there."""
@@ -170,8 +294,14 @@ class OpenAPISecurity:
             )
         return names
 
-    def _responses(self, declared: dict[str, Any]) -> dict[int, str]:
-        """Our response components, by status: each added unless an equal one is there."""
+    def _responses(
+        self, declared: dict[str, Any], limited: list[tuple[OpenAPILimits, str]]
+    ) -> tuple[dict[int, str], set[str]]:
+        """Our response components, by status: each added unless an equal one is there.
+
+        Also every reference an earlier application may have added, for :func:`_undo`:
+        the components of limits or causes of 503 that no longer apply are taken off.
+        """
         realm = f'Bearer realm="{self.realm}"'
         detail = {
             "type": "object",
@@ -236,20 +366,30 @@ class OpenAPISecurity:
                 ),
             ),
         }
-        if self.live_source:
-            retry = {"description": "Seconds to wait.", "schema": {"type": "integer"}}
-            wanted[503] = (
-                "APIKeyUnavailable",
-                response(
-                    "The key store cannot be trusted right now (the key may be valid): retry.",
-                    "The key store is unavailable",
-                    {"Retry-After": retry},
-                ),
-            )
-        return {
+        # What limits and a live source add, in every form: the forms that apply now are
+        # wanted, the others are taken off where an earlier application added them.
+        refuses = any(found.refuses for found, _ in limited)
+        retry = {"description": "Seconds to wait.", "schema": {"type": "integer"}}
+        forms: list[tuple[int, str, dict[str, Any], bool]] = [
+            (429, "APIKeyRateLimited", _rate_limited(response), bool(limited))
+        ]
+        for causes, (text, example) in _UNAVAILABLE.items():
+            body = response(text, example, {"Retry-After": retry})
+            forms.append((503, "APIKeyUnavailable", body, causes == (self.live_source, refuses)))
+        old = set()
+        for status, base, body, applies in forms:
+            if applies:
+                wanted[status] = (base, body)
+                continue
+            for name, present in list(declared.items()):
+                if name.startswith(base) and present == body:
+                    del declared[name]
+                    old.add(f"#/components/responses/{name}")
+        refs = {
             status: f"#/components/responses/{_free_name(declared, base, body, _equal)}"
             for status, (base, body) in wanted.items()
         }
+        return refs, old | set(refs.values())
 
     def _operation(
         self,
@@ -257,10 +397,10 @@ class OpenAPISecurity:
         rule: Rule,
         varies: bool,
         schemes: list[str],
-        refs: dict[int, str],
         inherited: object,
         scoped: bool,
-    ) -> None:
+    ) -> list[int]:
+        """Decide ``operation``'s security; return the statuses the middleware may answer."""
         access = rule.access
         scopes = sorted(rule.scopes) if access is Access.PROTECTED else []
         mark: dict[str, Any] = {"access": access.name.lower(), "scopes": scopes}
@@ -293,15 +433,66 @@ class OpenAPISecurity:
         else:
             operation.pop("security", None)
 
-        responses = operation.setdefault("responses", {})
         statuses = [401, 400] if access is not Access.PUBLIC else []
         if scopes:
             statuses.append(403)
-        if access is not Access.PUBLIC and 503 in refs:
-            statuses.append(503)
-        for status in statuses:
-            if str(status) not in responses and status not in responses:  # the app's stay
-                responses[str(status)] = {"$ref": refs[status]}
+        if access is not Access.PUBLIC and self.live_source:
+            statuses.append(503)  # a key the live source cannot vouch for now
+        return statuses
+
+
+def _add_responses(operation: dict[str, Any], statuses: list[int], refs: dict[int, str]) -> None:
+    responses = operation.setdefault("responses", {})
+    for status in statuses:
+        if str(status) not in responses and status not in responses:  # the app's stay
+            responses[str(status)] = {"$ref": refs[status]}
+
+
+#: The 503 response's description and example, by its causes: (a live key source, a
+#: shared limiter that refuses when it cannot decide).
+_UNAVAILABLE = {
+    (True, False): (
+        "The key store cannot be trusted right now (the key may be valid): retry.",
+        "The key store is unavailable",
+    ),
+    (False, True): (
+        "The shared rate limiter cannot decide right now: retry.",
+        "The rate limiter is unavailable",
+    ),
+    (True, True): (
+        "The key store cannot be trusted right now (the key may be valid), or the shared "
+        "rate limiter cannot decide: retry.",
+        "The key store is unavailable",
+    ),
+}
+
+
+def _rate_limited(response: Callable[[str, str, dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+    """The 429 component: the same for every configuration (it names no limit)."""
+    return response(
+        "Too many requests: the API key (or, without a key, the client address) is over a "
+        "rate limit or quota; the request was not counted. Retry after `Retry-After` seconds.",
+        "Too many requests: this API key is over its rate limit (rate); retry after 12 seconds",
+        {
+            "Retry-After": {
+                "description": "Whole seconds until the request would be admitted.",
+                "schema": {"type": "integer", "minimum": 1},
+            },
+            "RateLimit-Policy": {
+                "description": f"The limits that apply ({DRAFT}): for each named policy, "
+                "`q` requests per `w` seconds. `rate` and `quota` are the caller's own "
+                "limit, `path-rate` and `path-quota` a path's.",
+                "schema": {"type": "string"},
+                "example": '"rate";q=100;w=60, "quota";q=10000;w=86400',
+            },
+            "RateLimit": {
+                "description": f"Where the caller stands ({DRAFT}): for each policy, `r` "
+                "requests left and `t` seconds until it is whole again.",
+                "schema": {"type": "string"},
+                "example": '"rate";r=0;t=12, "quota";r=9000;t=3600',
+            },
+        },
+    )
 
 
 def add_openapi_security(
@@ -367,7 +558,7 @@ class _OpenAPIHook:
         self.original = original
         #: The middleware that guard the app, each with the app's mount path below it.
         self.guards: list[tuple[APIKeyMiddleware, str]] = [(middleware, mount_path)]
-        self._done: tuple[object, tuple[RuleTable, ...]] | None = None
+        self._done: tuple[object, object] | None = None
 
     @property
     def middleware(self) -> APIKeyMiddleware:
@@ -389,17 +580,33 @@ class _OpenAPIHook:
         (last, mount_path), others = self.guards[-1], self.guards[:-1]
         security = OpenAPISecurity.of(last)
         if others:
-            security = replace(security, also=tuple((m.rules, p) for m, p in others))
+            security = replace(
+                security,
+                also=tuple((m.rules, p) for m, p in others),
+                also_limits=tuple(
+                    (limits, p) for m, p in others if (limits := OpenAPILimits.of(m)) is not None
+                ),
+            )
         return security, mount_path
 
     def __call__(self) -> dict[str, Any]:
         schema: dict[str, Any] = self.original()
-        rules = tuple(middleware.rules for middleware, _ in self.guards)
+        try:
+            state: tuple[OpenAPISecurity, str] | Exception = self._security()
+        except Exception as error:  # said below, once per document
+            state = error
+        # The rules, and where the limits apply (a key given a limit changes that).
+        key = (
+            tuple(middleware.rules for middleware, _ in self.guards),
+            None if isinstance(state, Exception) else state,
+        )
         done = self._done
-        if done is None or done[0] is not schema or done[1] != rules:
-            self._done = (schema, rules)  # holds the document: its id is never reused
+        if done is None or done[0] is not schema or done[1] != key:
+            self._done = (schema, key)  # holds the document: its id is never reused
             try:  # on a copy: a document is served whole, never half edited
-                security, mount_path = self._security()
+                if isinstance(state, Exception):
+                    raise state
+                security, mount_path = state
                 edited = security.apply(copy.deepcopy(schema), mount_path=mount_path)
                 schema.clear()
                 schema.update(edited)  # in place: FastAPI serves the dict it cached
@@ -547,7 +754,7 @@ def _unique(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return kept
 
 
-def _undo(operation: dict[str, Any], refs: dict[int, str]) -> None:
+def _undo(operation: dict[str, Any], ours: set[str]) -> None:
     """Take off what an earlier application added, from what its mark recorded."""
     mark = operation.pop(MARK, None)
     if not isinstance(mark, dict):
@@ -558,7 +765,6 @@ def _undo(operation: dict[str, Any], refs: dict[int, str]) -> None:
         operation.pop("security", None)
     responses = operation.get("responses")
     if isinstance(responses, dict):
-        ours = set(refs.values())
         for status, response in list(responses.items()):
             if isinstance(response, dict) and response.get("$ref") in ours and len(response) == 1:
                 del responses[status]
