@@ -7,6 +7,12 @@ every operation, real requests go through the real app without a key, with a
 good key (by each documented method), a bad one, a malformed one, and keys
 lacking each scope, and the document's claim (security required, optional or
 none; the scopes; 400/401/403 documented) must match what happened.
+
+The rate limits get their own differential test: the same app under several
+limit configurations (a default, path limits, anonymous clients, a key's own
+limit, a shared limiter that refuses), every operation driven past its limits
+with a key and without one, and the document's 429 (and 503) must be listed
+exactly where the middleware answered them.
 """
 
 from __future__ import annotations
@@ -15,8 +21,9 @@ import copy
 import hashlib
 import itertools
 import json
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,10 +45,14 @@ from asgi_apikey import (
     APIKeyMiddleware,
     ConfigurationError,
     LiveKeySource,
+    RateLimit,
+    RateLimits,
     add_openapi_security,
 )
-from asgi_apikey.openapi import MARK, OpenAPISecurity
-from asgi_apikey.paths import RuleTable
+from asgi_apikey.openapi import MARK, OpenAPILimits, OpenAPISecurity
+from asgi_apikey.paths import Access, RuleTable
+from asgi_apikey.ratelimit.local import Check, LocalLimiter, Verdict
+from asgi_apikey.ratelimit.shared import LimiterUnavailable, SharedLimiter
 from tests.asgi import CANARY, OTHER_KEY
 
 SCOPES = ("admin", "read", "write")
@@ -195,9 +206,9 @@ def our_schemes(doc: dict[str, Any]) -> list[str]:
     return list(doc["components"]["securitySchemes"])
 
 
-def instances(template: str) -> Iterator[str]:
+def instances(template: str, extra: Sequence[str] = ()) -> Iterator[str]:
     """Concrete paths for a template: a plain value, and each rule's segment in its place."""
-    rule_paths = [*RULES["public"], *RULES["optional"], *RULES["protected"]]
+    rule_paths = [*RULES["public"], *RULES["optional"], *RULES["protected"], *extra]
     segments = template.split("/")[1:]
     rule_segments = [path.split("/")[1:] for path in rule_paths]
     choices: list[list[str]] = []
@@ -900,6 +911,7 @@ def test_the_document_never_holds_a_key_a_key_id_or_a_digest() -> None:
                 name="canary-name-7f3e",
                 scopes={"admin"},
                 metadata={"owner": "canary-owner"},
+                limit=RateLimit("5/minute", quota="1000/day"),  # its limit is not shown either
             ),
             OTHER_KEY,  # unnamed: its key_id is a fingerprint
         ]
@@ -907,12 +919,27 @@ def test_the_document_never_holds_a_key_a_key_id_or_a_digest() -> None:
     fingerprint = auth.verify(OTHER_KEY).key_id  # type: ignore[union-attr]
     assert fingerprint
     app = small_app()
+    limits = RateLimits(
+        "60/minute",
+        scopes={"admin": "600/minute"},
+        paths={"/v1/ops": "10/minute"},
+        anonymous="10/minute",
+        shared=FlakySharedLimiter(Clock()),
+    )
     wrapped = APIKeyMiddleware(
-        app, auth=auth, header_name="X-API-Key", allow_query_token=True, **SMALL
+        app,
+        auth=auth,
+        header_name="X-API-Key",
+        allow_query_token=True,
+        rate_limits=limits,
+        **SMALL,
     )
     with TestClient(wrapped) as client:
-        client.get("/v1/admin/x", headers={"Authorization": f"Bearer {CANARY}"})
-        auth.add_key(APIKey("sk-rotated-canary-0123456789", name="rotated-name-9c1d"))
+        for _ in range(6):  # past its limit: the key id is in the refusals' events, not here
+            client.get("/v1/admin/x", headers={"Authorization": f"Bearer {CANARY}"})
+        auth.add_key(
+            APIKey("sk-rotated-canary-0123456789", name="rotated-name-9c1d", limit="7/hour")
+        )
         text = client.get("/openapi.json").text
     secrets = [CANARY, OTHER_KEY, "sk-rotated-canary-0123456789"]
     forbidden = [
@@ -924,5 +951,500 @@ def test_the_document_never_holds_a_key_a_key_id_or_a_digest() -> None:
         fingerprint,
     ]
     assert json.loads(text)["components"]["securitySchemes"]
+    assert "APIKeyRateLimited" in json.loads(text)["components"]["responses"]
     for value in forbidden:
         assert value not in text
+
+
+# ------------------------------------------------------------------ rate limits: 429 (and 503)
+
+#: Path limits: a public rule's path (with a protected rule below it), a protected path,
+#: a path that only some values of a parameter reach, and a path in the mounted sub-app.
+LIMITED_PATHS = {
+    "/v1/reports": "1/minute",
+    "/v1/admin": "1/minute",
+    "/v1/ops/special": "1/minute",
+    "/v2/things": "1/minute",
+}
+DAY_NS = 86_400 * 10**9
+POLICY_NAMES = {"rate", "quota", "path-rate", "path-quota"}
+
+
+class Clock:
+    """The limiters' clock (rates and quota windows): a reset jumps past every window."""
+
+    def __init__(self) -> None:
+        self.now = 1_700_000_000 * 10**9
+
+    def __call__(self) -> int:
+        return self.now
+
+    def reset(self) -> None:
+        self.now += 400 * DAY_NS
+
+
+class FlakySharedLimiter:
+    """A shared limiter deciding in this process; when ``down`` it cannot decide, and then
+    refuses (503) or decides locally, as ``on_unavailable`` says (the key RedisRateLimiter
+    describes its policy with)."""
+
+    def __init__(self, clock: Clock, on_unavailable: str = "refuse") -> None:
+        self.local = LocalLimiter(clock)
+        self.on_unavailable = on_unavailable
+        self.down = False
+
+    async def decide(self, checks: Sequence[Check]) -> Verdict:
+        if self.down and self.on_unavailable == "refuse":
+            raise LimiterUnavailable("The rate limiter is unavailable", 2)
+        return self.local.decide(checks)
+
+    async def usage(self, who: Hashable, limit: RateLimit) -> dict[str, Any]:
+        return {}  # pragma: no cover - not asked here
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "in-process fake", "on_unavailable": self.on_unavailable}
+
+
+def test_the_fake_is_a_shared_limiter() -> None:
+    assert isinstance(FlakySharedLimiter(Clock()), SharedLimiter)
+
+
+@dataclass(frozen=True)
+class LimitCase:
+    name: str
+    default: str | None = None
+    paths: bool = False
+    anonymous: str | None = None
+    own: str | None = None  # the good key's own limit
+    shared: str | None = None  # a shared limiter's on_unavailable: "refuse" or "local"
+    #: What the document must show: "all" operations limited, "some", or "none".
+    expect: str = "some"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+LIMIT_CASES = [
+    LimitCase(
+        "default-paths-anonymous", "2/minute", paths=True, anonymous="2/minute", expect="all"
+    ),
+    LimitCase("paths-anonymous", paths=True, anonymous="2/minute"),
+    LimitCase("paths", paths=True),
+    LimitCase("anonymous", anonymous="2/minute"),
+    LimitCase("own-limit", own="2/minute", expect="all"),
+    LimitCase("unlimited-key-no-default", own="unlimited", expect="none"),
+    LimitCase("shared-refuses", paths=True, anonymous="2/minute", shared="refuse"),
+    LimitCase("shared-falls-back", paths=True, shared="local"),
+    LimitCase("none", expect="none"),
+]
+
+
+def serve_limited(
+    variant: Variant, case: LimitCase, clock: Clock, shared: FlakySharedLimiter | None
+) -> TestClient:
+    config = configuration(variant)
+    config["keys"] = [
+        APIKey(_secret(subset), name=f"k{index}", scopes=subset, limit=case.own)
+        if subset == frozenset(SCOPES)
+        else APIKey(_secret(subset), name=f"k{index}", scopes=subset)
+        for index, subset in enumerate(SUBSETS)
+    ]
+    config["rate_limits"] = RateLimits(
+        case.default,
+        paths=LIMITED_PATHS if case.paths else None,
+        anonymous=case.anonymous,
+        shared=shared,
+        clock=clock,
+    )
+    app = fastapi_apps(variant.version)
+    if variant.style == "wrapped":
+        return TestClient(APIKeyMiddleware(app, **config), root_path=variant.root_path)
+    app.add_middleware(APIKeyMiddleware, **config)
+    return TestClient(app, root_path=variant.root_path)
+
+
+def check_429(response: Any, component: dict[str, Any]) -> None:
+    """A real 429 is what the document's component says."""
+    assert int(response.headers["retry-after"]) >= 1
+    for name in component["headers"]:
+        assert name.lower() in response.headers, name
+    names = {
+        item.split(";")[0].strip().strip('"') for item in response.headers["ratelimit"].split(",")
+    }
+    assert names <= POLICY_NAMES
+    assert "www-authenticate" not in response.headers
+    assert set(response.json()) == {"detail"}
+    assert isinstance(response.json()["detail"], str)
+
+
+def probe_limits(
+    client: TestClient,
+    clock: Clock,
+    shared: FlakySharedLimiter | None,
+    component: dict[str, Any] | None,
+    method: str,
+    url: str,
+    path: str,
+) -> frozenset[int] | None:
+    """The statuses the limits answer at ``url`` (429, 503), driven past them with the
+    good key and without a key; None where the operation does not route there."""
+
+    def send(key: str | None) -> Any:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return client.request(method, url, headers=headers)
+
+    clock.reset()
+    routed = send(GOOD)
+    if routed.status_code != 200 or routed.json() != {"route": path}:
+        return None
+    seen: set[int] = set()
+    for key in (GOOD, None):
+        clock.reset()
+        for _ in range(3):  # every limit here admits at most 2 at once
+            response = send(key)
+            if response.status_code == 429:
+                assert component is not None, f"{method} {url}: a 429 the document lacks"
+                check_429(response, component)
+                seen.add(429)
+                break
+            assert response.status_code in (200, 401), (url, response.status_code)
+    if shared is not None:
+        shared.down = True
+        try:
+            for key in (GOOD, None):
+                clock.reset()
+                response = send(key)
+                if response.status_code == 503:
+                    assert int(response.headers["retry-after"]) >= 1
+                    seen.add(503)
+        finally:
+            shared.down = False
+    return frozenset(seen)
+
+
+@pytest.mark.parametrize("case", LIMIT_CASES, ids=str)
+def test_the_document_lists_429_where_the_limits_refuse(case: LimitCase) -> None:
+    variant = VARIANTS[LIMIT_CASES.index(case) % len(VARIANTS)]
+    clock = Clock()
+    shared = FlakySharedLimiter(clock, case.shared) if case.shared else None
+    listed: list[bool] = []
+    with serve_limited(variant, case, clock, shared) as client:
+        clock.reset()
+        for doc, mount in documents(client, variant.root_path):
+            components = doc["components"]["responses"]
+            component = components.get("APIKeyRateLimited")
+            for path, item in doc["paths"].items():
+                for method, operation in item.items():
+                    seen = [
+                        found
+                        for url in instances(mount + path, list(LIMITED_PATHS))
+                        if (
+                            found := probe_limits(
+                                client,
+                                clock,
+                                shared,
+                                component,
+                                method,
+                                variant.root_path + url,
+                                path,
+                            )
+                        )
+                        is not None
+                    ]
+                    assert seen, f"{method} {path}: no instance routed"
+                    observed = frozenset().union(*seen)
+                    statuses = set(operation["responses"])
+                    said = "429" in statuses
+                    assert said == (429 in observed), (case.name, method, mount + path, seen)
+                    # No live key source here: a 503 comes from the shared limiter alone.
+                    assert ("503" in statuses) == (503 in observed), (method, mount + path)
+                    if said:
+                        ref = operation["responses"]["429"]["$ref"]
+                        assert ref == "#/components/responses/APIKeyRateLimited"
+                    listed.append(said)
+            assert (component is not None) == any(
+                "429" in operation["responses"]
+                for item in doc["paths"].values()
+                for operation in item.values()
+            ), "the component is there exactly when an operation refers to it"
+    assert len(listed) >= 19  # every operation of both documents
+    if case.expect == "all":
+        assert all(listed)
+    elif case.expect == "none":
+        assert not any(listed)
+    else:  # the test tells limited operations from the others
+        assert any(listed), listed
+        assert not all(listed), listed
+
+
+def limited_small_app(*default: str, **limits: Any) -> tuple[FastAPI, APIKeyMiddleware]:
+    app = small_app()
+    rate_limits = RateLimits(*default, **limits)
+    middleware = APIKeyMiddleware(app, keys=[CANARY], rate_limits=rate_limits, **SMALL)
+    return app, middleware
+
+
+def statuses_of(doc: dict[str, Any]) -> dict[str, list[str]]:
+    return {path: statuses for path, (_, statuses) in operations(doc).items()}
+
+
+def test_the_429_component_has_its_headers_and_body() -> None:
+    app, _ = limited_small_app(anonymous="10/minute")
+    doc = app.openapi()
+    component = doc["components"]["responses"]["APIKeyRateLimited"]
+    headers = component["headers"]
+    assert headers["Retry-After"]["schema"] == {"type": "integer", "minimum": 1}
+    for name in ("RateLimit", "RateLimit-Policy"):
+        assert headers[name]["schema"] == {"type": "string"}
+        assert "draft-ietf-httpapi-ratelimit-headers-10" in headers[name]["description"]
+    body = component["content"]["application/json"]
+    assert body["schema"]["properties"] == {"detail": {"type": "string"}}
+    assert body["schema"]["required"] == ["detail"]
+    # Anonymous clients are limited on the public and optional operations only.
+    assert statuses_of(doc) == {
+        "/health": ["200", "429"],
+        "/v1/admin/{name}": ["200", "400", "401", "403", "422"],
+        "/v1/ops": ["200", "400", "401", "429"],
+    }
+
+
+def test_the_guide_shows_the_429_component_as_it_is() -> None:
+    guide = (Path(__file__).resolve().parent.parent / "docs/guides/openapi.md").read_text()
+    marker = '"APIKeyRateLimited": '
+    start = guide.index(marker) + len(marker)
+    shown = json.JSONDecoder().raw_decode(guide[start:])[0]
+    app, _ = limited_small_app("60/minute")
+    assert shown == app.openapi()["components"]["responses"]["APIKeyRateLimited"]
+
+
+def test_the_apps_own_429_is_kept() -> None:
+    app = FastAPI()
+
+    @app.get("/v1/chat", responses={429: {"description": "The app's own 429."}})
+    async def chat() -> dict[str, str]:
+        return {}
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, str]:
+        return {}
+
+    APIKeyMiddleware(app, keys=[CANARY], rate_limits=RateLimits("10/minute"))
+    paths = app.openapi()["paths"]
+    assert paths["/v1/chat"]["get"]["responses"]["429"] == {"description": "The app's own 429."}
+    assert paths["/v1/models"]["get"]["responses"]["429"] == {
+        "$ref": "#/components/responses/APIKeyRateLimited"
+    }
+
+
+def test_a_key_given_a_limit_at_run_time_changes_the_served_document() -> None:
+    app = small_app()
+    auth = APIKeyAuth(keys=[CANARY])
+    wrapped = APIKeyMiddleware(app, auth=auth, **SMALL)
+    fresh = add_openapi_security(small_app().openapi(), wrapped)
+    with TestClient(wrapped) as client:
+        before = client.get("/openapi.json").json()
+        assert before == json.loads(json.dumps(fresh))
+        assert "APIKeyRateLimited" not in before["components"]["responses"]
+        auth.add_key(APIKey(OTHER_KEY, name="limited", limit="1/hour"))
+        during = client.get("/openapi.json").json()
+        assert all("429" in statuses for statuses in statuses_of(during).values())
+        assert "APIKeyRateLimited" in during["components"]["responses"]
+        client.get("/v1/ops", headers={"Authorization": f"Bearer {OTHER_KEY}"})
+        limited = client.get("/v1/ops", headers={"Authorization": f"Bearer {OTHER_KEY}"})
+        assert limited.status_code == 429  # the middleware agrees
+        assert auth.remove_key("limited")
+        after = client.get("/openapi.json").json()
+    assert after == before  # taken off again, component and references: never a layer
+
+
+def test_a_live_key_source_may_bring_limits_with_its_keys() -> None:
+    app = small_app()
+    APIKeyMiddleware(app, auth=APIKeyAuth(source=NeverStarted()), **SMALL)
+    doc = app.openapi()
+    assert all("429" in statuses for statuses in statuses_of(doc).values())
+    assert "503" not in statuses_of(doc)["/health"]  # the key store's 503: keys checked only
+
+
+def test_a_shared_limiter_that_refuses_documents_503_on_limited_operations() -> None:
+    app, _ = limited_small_app(anonymous="10/minute", shared=FlakySharedLimiter(Clock()))
+    doc = app.openapi()
+    statuses = statuses_of(doc)
+    assert statuses["/health"] == ["200", "429", "503"]
+    assert "503" not in statuses["/v1/admin/{name}"]  # anonymous only, and 401 there
+    unavailable = doc["components"]["responses"]["APIKeyUnavailable"]
+    assert "rate limiter" in unavailable["description"]
+    assert "key store" not in unavailable["description"]
+    # With a live key source too, one 503 says both causes.
+    live = small_app()
+    APIKeyMiddleware(
+        live,
+        auth=APIKeyAuth(source=NeverStarted()),
+        rate_limits=RateLimits(anonymous="10/minute", shared=FlakySharedLimiter(Clock())),
+        **SMALL,
+    )
+    both = live.openapi()
+    assert all("503" in found for found in statuses_of(both).values())
+    description = both["components"]["responses"]["APIKeyUnavailable"]["description"]
+    assert "key store" in description
+    assert "rate limiter" in description
+
+
+@pytest.mark.parametrize(("policy", "listed"), [("refuse", True), ("local", False)])
+def test_the_redis_rate_limiter_says_its_policy(policy: str, listed: bool) -> None:
+    # Built only: nothing connects until start() or a decision, and neither happens here.
+    from asgi_apikey.redis_store import RedisRateLimiter
+
+    password = "canary-redis-password-8d1f"
+    shared = RedisRateLimiter(f"redis://:{password}@127.0.0.1:1/0", on_unavailable=policy)
+    app, _ = limited_small_app(anonymous="10/minute", shared=shared)
+    doc = app.openapi()
+    assert ("503" in statuses_of(doc)["/health"]) is listed
+    assert password not in json.dumps(doc)
+
+
+def test_a_limiter_that_falls_back_documents_no_503() -> None:
+    shared = FlakySharedLimiter(Clock(), on_unavailable="local")
+    app, _ = limited_small_app("10/minute", shared=shared)
+    doc = app.openapi()
+    assert all("429" in found and "503" not in found for found in statuses_of(doc).values())
+    assert "APIKeyUnavailable" not in doc["components"]["responses"]
+
+
+def test_cors_preflight_under_an_anonymous_limit_is_limited_on_a_protected_path() -> None:
+    app = FastAPI()
+
+    @app.get("/v1/chat")
+    async def chat() -> dict[str, str]:
+        return {}
+
+    @app.options("/v1/chat")
+    async def chat_options() -> dict[str, str]:
+        return {}
+
+    clock = Clock()
+    wrapped = APIKeyMiddleware(
+        app,
+        keys=[CANARY],
+        public=["/openapi.json"],
+        allow_cors_preflight=True,
+        rate_limits=RateLimits(anonymous="1/minute", clock=clock),
+    )
+    with TestClient(wrapped) as client:
+        doc = client.get("/openapi.json").json()
+        clock.reset()  # the document's request spent the anonymous limit
+        preflight = {"Origin": "https://example.test", "Access-Control-Request-Method": "GET"}
+        answers = [client.options("/v1/chat", headers=preflight).status_code for _ in range(2)]
+        assert client.get("/v1/chat").status_code == 401  # not anonymous: no limit
+    assert answers == [200, 429]
+    operations_ = doc["paths"]["/v1/chat"]
+    assert "429" in operations_["options"]["responses"]
+    assert "429" not in operations_["get"]["responses"]
+
+
+def test_development_mode_documents_no_limits() -> None:
+    app = small_app()
+    wrapped = APIKeyMiddleware(app, rate_limits=RateLimits("1/minute", anonymous="1/minute"))
+    assert wrapped.auth.is_development_mode
+    with TestClient(wrapped) as client:
+        assert [client.get("/health").status_code for _ in range(3)] == [200] * 3
+    assert not any("429" in found for found in statuses_of(app.openapi()).values())
+
+
+def test_nested_middleware_document_the_limits_of_each() -> None:
+    # The inner middleware limits anonymous clients and a path; the outer one protects
+    # /items: no anonymous request reaches the inner one there, and keys are not limited.
+    api = FastAPI()
+
+    @api.get("/items")
+    def items() -> list[str]:
+        return []
+
+    @api.get("/other")
+    def other() -> list[str]:
+        return []
+
+    @api.get("/paid")
+    def paid() -> list[str]:
+        return []
+
+    clock = Clock()
+    limits = RateLimits(paths={"/paid": "1/hour"}, anonymous="1/hour", clock=clock)
+    inner = APIKeyMiddleware(api, keys=[CANARY], default="public", rate_limits=limits)
+    outer = APIKeyMiddleware(inner, keys=[CANARY], public=["/openapi.json", "/other", "/paid"])
+    expected = {"/items": False, "/other": True, "/paid": True}
+
+    def listed() -> dict[str, bool]:
+        paths = api.openapi()["paths"]
+        return {path: "429" in item["get"]["responses"] for path, item in paths.items()}
+
+    assert listed() == expected  # the outer middleware followed last, the inner one also
+    key = {"Authorization": f"Bearer {CANARY}"}
+    with TestClient(outer) as client:
+        assert listed() == expected  # each has seen its first scope: the inner one last
+        seen = {}
+        for path, headers in [("/items", {}), ("/other", {}), ("/paid", key)]:
+            clock.reset()
+            seen[path] = 429 in {client.get(path, headers=headers).status_code for _ in range(2)}
+    assert seen == expected
+
+
+def test_no_operation_under_a_limit_adds_no_component() -> None:
+    shared = FlakySharedLimiter(Clock())
+    app, _ = limited_small_app(paths={"/v1/chat": "10/minute"}, shared=shared)  # no such route
+    doc = app.openapi()
+    assert not any("429" in found or "503" in found for found in statuses_of(doc).values())
+    assert "APIKeyRateLimited" not in doc["components"]["responses"]
+    assert "APIKeyUnavailable" not in doc["components"]["responses"]
+
+
+def test_openapi_limits_reads_the_path_limits_through_parameters() -> None:
+    limits = OpenAPILimits(paths=RuleTable(protected=["/files/secret"], default="public"))
+    assert limits.applies("/files/{name}", Access.PUBLIC, "get")  # one value is limited
+    assert not limits.applies("/files", Access.PUBLIC, "get")
+    assert not OpenAPILimits(anonymous=True).applies("/a", Access.PROTECTED, "get")
+    assert OpenAPILimits(anonymous=True).applies("/a", Access.OPTIONAL, "get")
+    assert OpenAPILimits(anonymous=True, preflight=True).applies("/a", Access.PROTECTED, "options")
+
+
+limit_sets = st.one_of(
+    st.none(),
+    st.builds(
+        OpenAPILimits,
+        keys=st.booleans(),
+        anonymous=st.booleans(),
+        paths=st.one_of(
+            st.none(),
+            st.lists(st.sampled_from(RULE_PATHS), min_size=1, unique=True).map(
+                lambda paths: RuleTable(protected=paths, default="public")
+            ),
+        ),
+        refuses=st.booleans(),
+    ),
+)
+
+
+@given(
+    rules=rule_sets,
+    first=limit_sets,
+    second=limit_sets,
+    live=st.booleans(),
+    version=st.sampled_from(["3.0.3", "3.1.0"]),
+)
+def test_applying_new_limits_over_old_ones_is_applying_them_afresh(
+    rules: dict[str, Any],
+    first: OpenAPILimits | None,
+    second: OpenAPILimits | None,
+    live: bool,
+    version: str,
+) -> None:
+    before = OpenAPISecurity(table(rules, "protected"), live_source=live, limits=first)
+    after = OpenAPISecurity(table(rules, "protected"), live_source=live, limits=second)
+    layered = after.apply(before.apply(pristine(version, False)))
+    assert layered == after.apply(pristine(version, False))
+    assert after.apply(copy.deepcopy(layered)) == layered
