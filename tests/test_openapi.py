@@ -949,6 +949,7 @@ def test_the_document_never_holds_a_key_a_key_id_or_a_digest() -> None:
         "rotated-name-9c1d",
         "canary-owner",
         fingerprint,
+        *("5/minute", "1000/day", "7/hour", "60/minute", "600/minute", "10/minute"),  # limits
     ]
     assert json.loads(text)["components"]["securitySchemes"]
     assert "APIKeyRateLimited" in json.loads(text)["components"]["responses"]
