@@ -205,6 +205,11 @@ class APIKeyMiddleware:
             hook_openapi(self, app)
 
     @property
+    def limits(self) -> LimitPlan:
+        """The compiled rate limits (:class:`~asgi_apikey.RateLimits`) this middleware applies."""
+        return self._limits
+
+    @property
     def rules(self) -> RuleTable:
         """The compiled path rules; assign a new :class:`RuleTable` to change them."""
         return self._rules

@@ -86,10 +86,10 @@ class OpenAPILimits:
     @classmethod
     def of(cls, middleware: APIKeyMiddleware) -> OpenAPILimits | None:
         """Where ``middleware``'s limits apply now, or ``None`` where none can refuse."""
-        plan = getattr(middleware, "_limits", None)
+        plan = middleware.limits
         auth = middleware.auth
         snapshot = auth.snapshot
-        if plan is None or snapshot.development:  # development mode limits nothing
+        if snapshot.development:  # development mode limits nothing
             return None
         shared = plan.shared
         described = shared.describe() if shared is not None else {}
