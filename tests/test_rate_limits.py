@@ -1283,11 +1283,11 @@ def test_a_real_server_sends_the_429_and_refuses_the_handshake(server: RunningSe
 # ============================================================ 11. the benchmark's smoke run
 
 
+@pytest.mark.usefixtures("uncached_structlog")  # the benchmark configures structlog
 def test_the_local_rate_limit_benchmark_smoke_run_checks_its_answers(tmp_path: Path) -> None:
     from benchmarks import ratelimit_local
 
-    with capture_logs():
-        assert ratelimit_local.main(["--smoke", "--out", str(tmp_path)]) == 0
+    assert ratelimit_local.main(["--smoke", "--out", str(tmp_path)]) == 0
     data = json.loads((tmp_path / "ratelimit_local.json").read_text())
     assert data["smoke"] is True
     assert {row["name"] for row in data["rows"]} >= {
