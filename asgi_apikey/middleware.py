@@ -175,17 +175,17 @@ class APIKeyMiddleware:
         self._log_successes = self._audit.log_successes
         self._track_users = self._audit.track_users
         self._observed = self._log_successes or self._track_users
-        self._described = {
+        self._described: dict[str, Any] = {
             "realm": realm,
             "header_name": header_name,
             "allow_query_token": allow_query_token,
             "allow_cors_preflight": allow_cors_preflight,
             "security_headers": bool(security.for_scheme("https")),
             "max_path_length": max_path_length,
-            "rate_limits": None if rate_limits is None else rate_limits.describe(),
         }
         check_flag(openapi, "openapi")
-        self._limits = LimitPlan(rate_limits, max_path_length)
+        self._limits = LimitPlan(rate_limits, max_path_length)  # checks rate_limits first
+        self._described["rate_limits"] = None if rate_limits is None else rate_limits.describe()
         # Whether a key without its own limit may be limited all the same.
         plan = self._limits
         self._limit_all = bool(plan.default or plan.scopes or plan.path_table is not None)

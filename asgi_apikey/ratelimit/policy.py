@@ -25,7 +25,7 @@ from typing import Any
 
 from ..arguments import check_flag
 from ..context import check_scopes
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, not_shown_unless_word
 from ..paths import DEFAULT_MAX_PATH_LENGTH, Access, RuleTable
 from .limits import RateLimit, as_rate_limit
 from .local import Check, LocalLimiter
@@ -89,8 +89,8 @@ class RateLimits:
             names = check_scopes(list(scopes), "rate_limits scopes", setting="scopes")
             del names  # checked: each is a valid scope name
             self.scopes = tuple(
-                (scope, _required(limit, f"rate_limits scopes[{scope!r}]"))
-                for scope, limit in scopes.items()
+                (scope, _required(limit, _entry("scopes", scope, index)))
+                for index, (scope, limit) in enumerate(scopes.items())
             )
         self.paths: dict[str, RateLimit] = {}
         if paths is not None:
@@ -100,8 +100,8 @@ class RateLimits:
                     "{'/v1/chat': '10/minute'}",
                     setting="paths",
                 )
-            for path, limit in paths.items():
-                self.paths[path] = _required(limit, f"rate_limits paths[{path!r}]")
+            for index, (path, limit) in enumerate(paths.items()):
+                self.paths[path] = _required(limit, _entry("paths", path, index))
         check_flag(headers, "headers")
         self.headers = headers
         if shared is not None and not isinstance(shared, SharedLimiter):
@@ -131,6 +131,15 @@ class RateLimits:
         return f"RateLimits({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
 
+def _entry(table: str, name: object, index: int) -> str:
+    # A scope or a path is quoted only when it cannot be a key pasted in the wrong
+    # place (a short word); otherwise the entry is named by its position.
+    shown = not_shown_unless_word(name).removeprefix(", not ")
+    if shown.startswith("'"):
+        return f"rate_limits {table}[{shown}]"
+    return f"rate_limits {table} (entry {index + 1})"
+
+
 def _limit(value: object, where: str) -> RateLimit | None:
     limit = as_rate_limit(value, where)
     return None if limit is None or limit.unlimited else limit
@@ -157,6 +166,7 @@ class LimitPlan:
         "local",
         "path_limits",
         "path_table",
+        "path_tags",
         "scopes",
         "shared",
     )
@@ -181,14 +191,28 @@ class LimitPlan:
         self.local = LocalLimiter(config.clock)
         self.path_limits = config.paths
         # The same reading of paths as the rules: a path limit applies when any reading
-        # of the request path is under it (the strictest, as for protected rules).
-        self.path_table = (
-            RuleTable(
-                protected=list(config.paths), default="public", max_path_length=max_path_length
-            )
-            if config.paths
-            else None
-        )
+        # of the request path is under it (the strictest, as for protected rules). Each
+        # path's rule requires a tag of its own as a scope, because the strictest reading
+        # unites the scopes of every rule its readings fall under (inner rules inherit
+        # outer ones), while its path is only the first reading's ('/' for '//v1/chat')
+        # in canonical form ('/v1/chat' for a configured '/v1/chat/').
+        self.path_tags = {
+            f"rate-limit-path-{index}": (path, limit)
+            for index, (path, limit) in enumerate(config.paths.items())
+        }
+        self.path_table = None
+        problem = None
+        if config.paths:
+            try:
+                self.path_table = RuleTable(
+                    protected={path: {tag} for tag, (path, _) in self.path_tags.items()},
+                    default="public",
+                    max_path_length=max_path_length,
+                )
+            except ConfigurationError as error:  # it says "protected:", the rules' setting
+                problem = str(error).removeprefix("protected: ")
+        if problem is not None:  # raised outside the except block: no chained error
+            raise ConfigurationError(f"rate_limits paths: {problem}", setting="paths")
 
     def limit_of_key(self, own: RateLimit | None, scopes: frozenset[str]) -> RateLimit | None:
         """The limit of a key whose own is ``own`` and which holds ``scopes``."""
@@ -205,10 +229,11 @@ class LimitPlan:
         if table is None:
             return None
         rule = table.decide_under(path, root) if root else table.decide(path)
-        if rule.access is not Access.PROTECTED:
+        if rule.access is not Access.PROTECTED or not rule.scopes:
             return None
-        limit = self.path_limits.get(rule.path)
-        return None if limit is None else (rule.path, limit)
+        # The longest path any reading is under wins, as for the rules.
+        tags = self.path_tags
+        return max((tags[tag] for tag in rule.scopes), key=lambda found: (len(found[0]), found[0]))
 
     def checks(
         self, who: Hashable, limit: RateLimit | None, path: str, root: str
