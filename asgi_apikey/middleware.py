@@ -511,15 +511,23 @@ def _careful_sender(
 
 
 def _with_fields(send: Send, added: tuple[tuple[bytes, bytes], ...]) -> Send:
-    """``send`` adding the RateLimit fields to an HTTP response, never over the app's own."""
-    names = frozenset(name for name, _ in added)
+    """``send`` adding the RateLimit fields to an HTTP response, never over the app's own.
+
+    The two go together: an app that sets either one (its own limits) gets neither.
+    """
 
     def send_with_fields(message: Message) -> Awaitable[None]:
         if message["type"] == "http.response.start":
-            message["headers"] = merge_headers(message.get("headers") or (), added, names)
+            headers = list(message.get("headers") or ())
+            if not any(name.lower() in _RATELIMIT_FIELDS for name, _ in headers):
+                headers += added
+            message["headers"] = headers
         return send(message)
 
     return send_with_fields
+
+
+_RATELIMIT_FIELDS = frozenset({b"ratelimit", b"ratelimit-policy"})
 
 
 def _client_host(scope: Scope) -> str:

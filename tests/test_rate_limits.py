@@ -609,6 +609,7 @@ def test_all_or_nothing_across_a_keys_limit_and_a_paths() -> None:
     refused = get(app, inner, "/v1/chat", CANARY)
     fields = assert_429(refused, retry_after=30, names=["rate", "path-rate"], whose="API key")
     assert fields.state["path-rate"]["r"] == 1  # nothing of it was spent
+    assert fields.state["path-rate"]["t"] == 0  # ... so it is whole now, not in an hour
     clock.advance(30)  # one of the key's two comes back
     assert get(app, inner, "/v1/chat", CANARY).status == 200  # the path's one was kept
 
@@ -760,6 +761,23 @@ def test_headers_true_never_overrides_the_apps_own_fields(own: list[tuple[bytes,
     fields = rate_limit_fields(result.headers)
     assert fields is not None
     assert fields.policy == {"app": {"q": 9, "w": 1}}
+    assert [pair for pair in result.headers if pair[0].lower().startswith(b"ratelimit")] == own
+
+
+@pytest.mark.parametrize(
+    "own",
+    [[(b"RateLimit", b'"app";r=1;t=1')], [(b"ratelimit-policy", b'"app";q=9;w=1')]],
+    ids=["ratelimit", "policy"],
+)
+def test_an_app_that_sets_one_of_the_two_fields_gets_neither_of_ours(
+    own: list[tuple[bytes, bytes]],
+) -> None:
+    inner = Recorder(response_headers=[(b"content-type", b"text/plain"), *own])
+    app = APIKeyMiddleware(
+        inner, keys=[CANARY], rate_limits=limited(default="3/minute", headers=True)
+    )
+    result = call(app, http_scope("/v1/x", headers=[bearer(CANARY)]), inner)
+    assert result.status == 200
     assert [pair for pair in result.headers if pair[0].lower().startswith(b"ratelimit")] == own
 
 

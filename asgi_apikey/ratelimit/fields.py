@@ -39,7 +39,8 @@ def fields(parts: Sequence[Part], *, refused: bool = False) -> Headers:
     """The ``RateLimit-Policy`` and ``RateLimit`` fields of a request's parts.
 
     On a refusal nothing was spent: a part that would have admitted still
-    holds the unit its decision counted as spent.
+    holds the unit its decision counted as spent, and is whole again one
+    interval sooner.
 
     >>> from asgi_apikey.ratelimit.gcra import Decision
     >>> part = Part("rate", "rate", 60, Decision(True, 100, 99, 0, 600_000_000))
@@ -47,10 +48,12 @@ def fields(parts: Sequence[Part], *, refused: bool = False) -> Headers:
     [('ratelimit-policy', '"rate";q=100;w=60'), ('ratelimit', '"rate";r=99;t=1')]
     """
     policies, states = [], []
-    for name, _, window, decision in parts:
-        remaining = decision.remaining + (1 if refused and decision.allowed else 0)
+    for name, _, window, decision, interval in parts:
+        remaining, reset = decision.remaining, decision.reset_ns
+        if refused and decision.allowed:  # not spent after all
+            remaining, reset = remaining + 1, max(0, reset - interval)
         policies.append(f'"{name}";q={decision.limit};w={window}')
-        states.append(f'"{name}";r={remaining};t={_ceil_seconds(decision.reset_ns)}')
+        states.append(f'"{name}";r={remaining};t={_ceil_seconds(reset)}')
     return (
         (b"ratelimit-policy", ", ".join(policies).encode("ascii")),
         (b"ratelimit", ", ".join(states).encode("ascii")),

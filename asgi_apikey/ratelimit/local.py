@@ -49,12 +49,18 @@ class Check(NamedTuple):
 
 
 class Part(NamedTuple):
-    """One part's decision: the policy name, ``"rate"`` or ``"quota"``, the window, the numbers."""
+    """One part's decision: the policy name, ``"rate"`` or ``"quota"``, the window, the numbers.
+
+    ``interval_ns`` (a rate's period over its count) is what one request adds to
+    the time until the bucket is full: a refusal reports a part that would have
+    admitted without it, since nothing was spent.
+    """
 
     name: str
     kind: str
     window_s: int
     decision: Decision
+    interval_ns: int = 0
 
 
 class Verdict(NamedTuple):
@@ -117,7 +123,7 @@ class LocalLimiter:
                 if decision.allowed:
                     rates.commit(who, rate, tat, now)
                     return Verdict(True, 0, (Part(name, "rate", rate.window_s, decision),))
-                part = Part(name, "rate", rate.window_s, decision)
+                part = Part(name, "rate", rate.window_s, decision, rate.period_ns // rate.count)
                 return Verdict(False, decision.retry_after_ns, (part,), name)
         mono = self.rate_clock()
         wall = self._wall_clock()
@@ -127,7 +133,8 @@ class LocalLimiter:
             rate, quota = limit.rate, limit.quota
             if rate is not None:
                 decision, tat = rates.peek(who, rate, mono)
-                parts.append(Part(prefix + "rate", "rate", rate.window_s, decision))
+                interval = rate.period_ns // rate.count
+                parts.append(Part(prefix + "rate", "rate", rate.window_s, decision, interval))
                 commits.append((True, who, rate, tat, 0))
             if quota is not None:
                 decision, end, used = quotas.peek(who, quota, wall)
