@@ -190,8 +190,9 @@ class APIKeyMiddleware:
         plan = self._limits
         self._limit_all = bool(plan.default or plan.scopes or plan.path_table is not None)
         self._limit_anonymous = plan.anonymous is not None or plan.path_table is not None
-        # One rate and nothing else to report: the request path spends it in one call.
-        self._fast_limits = plan.path_table is None and plan.shared is None and not plan.headers
+        # Decided here with nothing to report: a verdict is built only for a refusal.
+        self._fast_limits = plan.shared is None and not plan.headers
+        self._one_rate = self._fast_limits and plan.path_table is None
         self._rates = plan.local.rates
         self._rate_clock = plan.local.rate_clock
         self.auth.use_limits(plan)
@@ -309,6 +310,8 @@ class APIKeyMiddleware:
                 plan = self._limits
                 who = ("client", _client_host(scope))
                 checks = plan.checks(who, plan.anonymous, scope["path"], self._root_of(scope))
+                if checks and self._fast_limits and plan.local.admit(checks):
+                    checks = ()
             if checks:
                 added_fields, denial = await self._limit(checks, accepted is not None)
                 if denial is not None and accepted is not None:
@@ -353,13 +356,16 @@ class APIKeyMiddleware:
         limit = (
             own if own is not None and not own.unlimited else plan.limit_of_key(own, context.scopes)
         )
-        if self._fast_limits and limit is not None:
+        if self._one_rate and limit is not None:
             rate = limit.rate
-            if rate is not None and limit.quota is None:
+            if rate is not None and limit.quota is None:  # one rate: spent in one call
                 if self._rates.admit(key_id, rate, self._rate_clock()):
                     return (Check(key_id, limit),)  # refused: decided again, to say why
                 return ()
-        return plan.checks(key_id, limit, scope["path"], self._root_of(scope))
+        checks = plan.checks(key_id, limit, scope["path"], self._root_of(scope))
+        if checks and self._fast_limits and plan.local.admit(checks):
+            return ()
+        return checks  # refused (decided again, to say why), or for _limit to decide
 
     async def _limit(
         self, checks: tuple[Check, ...], with_key: bool

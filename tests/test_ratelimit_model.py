@@ -288,6 +288,19 @@ def test_the_limiter_decides_every_request_as_the_reference_all_or_nothing(
             assert_exact_wait(limiter, clock, checks, verdict.retry_after_ns)
 
 
+@given(scenarios())
+def test_admit_answers_as_decide_and_spends_the_same(scenario: Scenario) -> None:
+    """The request path's ``admit`` is ``decide(...).allowed``, state for state."""
+    own, path_limit, start, requests = scenario
+    clock = Clock(start)
+    deciding, admitting = LocalLimiter(clock=clock), LocalLimiter(clock=clock)
+    for number, (gap, caller, on_path) in enumerate(requests):
+        clock.now += gap
+        checks = checks_for(caller, own[caller], path_limit, on_path)
+        assert admitting.admit(checks) == deciding.decide(checks).allowed, number
+        assert snapshot(admitting) == snapshot(deciding), number
+
+
 def assert_exact_wait(
     limiter: LocalLimiter, clock: Clock, checks: Sequence[Check], wait: int
 ) -> None:

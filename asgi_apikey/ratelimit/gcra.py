@@ -175,6 +175,21 @@ class GCRA:
         state[key] = (rate, tat + rate.period_ns)
         return 0
 
+    def reserve(self, key: Hashable, rate: Rate, now: int) -> int | None:
+        """The TAT to :meth:`commit` if a request at ``now`` would be admitted, else ``None``.
+
+        Part of an all-or-nothing decision over several buckets, spending nothing.
+        """
+        count = rate.count
+        scaled_now = now * count
+        held = self._state.get(key)
+        tat = scaled_now
+        if held is not None and (held[0] is rate or held[0] == rate) and held[1] > scaled_now:
+            tat = held[1]
+        if tat - scaled_now > rate._slack:
+            return None
+        return tat + rate.period_ns
+
     def peek(self, key: Hashable, rate: Rate, now: int) -> tuple[Decision, int]:
         """What :meth:`decide` would answer at ``now``, and the TAT to :meth:`commit` then."""
         count, period = rate.count, rate.period_ns

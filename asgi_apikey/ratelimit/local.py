@@ -26,9 +26,9 @@ import time
 from collections.abc import Callable, Hashable, Sequence
 from typing import NamedTuple
 
-from .gcra import GCRA, Decision
+from .gcra import GCRA, Decision, Rate
 from .limits import RateLimit
-from .quota import QuotaCounter
+from .quota import Quota, QuotaCounter
 
 __all__ = ["Check", "LocalLimiter", "Part", "Verdict", "combine"]
 
@@ -109,6 +109,38 @@ class LocalLimiter:
     def __len__(self) -> int:
         """How many buckets and quota counters hold state."""
         return len(self.rates) + len(self.quotas)
+
+    def admit(self, checks: Sequence[Check]) -> bool:
+        """Whether every check admits a request now; if so, all of them are spent.
+
+        ``decide(checks).allowed`` without building the verdict: the request
+        path asks :meth:`decide` only to say why a request was refused.
+        """
+        rates, quotas = self.rates, self.quotas
+        mono = wall = None
+        spent_rates: list[tuple[Hashable, Rate, int]] = []
+        spent_quotas: list[tuple[Hashable, Quota, tuple[int, int]]] = []
+        for who, limit, _ in checks:
+            rate, quota = limit.rate, limit.quota
+            if rate is not None:
+                if mono is None:
+                    mono = self.rate_clock()
+                tat = rates.reserve(who, rate, mono)
+                if tat is None:
+                    return False
+                spent_rates.append((who, rate, tat))
+            if quota is not None:
+                if wall is None:
+                    wall = self._wall_clock()
+                held = quotas.reserve(who, quota, wall)
+                if held is None:
+                    return False
+                spent_quotas.append((who, quota, held))
+        for who, rate, tat in spent_rates:
+            rates.commit(who, rate, tat, mono)  # type: ignore[arg-type]  # set with them
+        for who, quota, (end, used) in spent_quotas:
+            quotas.commit(who, quota, end, used, wall)  # type: ignore[arg-type]
+        return True
 
     def decide(self, checks: Sequence[Check]) -> Verdict:
         """Admit or refuse a request under every check at once: all or nothing."""

@@ -152,6 +152,11 @@ def _required(value: object, where: str) -> RateLimit:
     return limit
 
 
+def _check(fields: tuple[Hashable, RateLimit, str]) -> Check:
+    # A Check without NamedTuple's Python-level __new__: this runs once per request.
+    return tuple.__new__(Check, fields)
+
+
 class LimitPlan:
     """The limits of one middleware, compiled: asked once per request for its checks.
 
@@ -241,10 +246,10 @@ class LimitPlan:
         """The checks of a request by ``who`` (a key_id, or ``("client", host)``)."""
         on_path = self.path_limit(path, root) if self.path_table is not None else None
         if on_path is None:
-            return () if limit is None else (Check(who, limit),)
+            return () if limit is None else (_check((who, limit, "")),)
         where, path_limit = on_path
-        extra = Check(("path", where, who), path_limit, "path-")
-        return (extra,) if limit is None else (Check(who, limit), extra)
+        extra = _check((("path", where, who), path_limit, "path-"))
+        return (extra,) if limit is None else (_check((who, limit, "")), extra)
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -113,6 +113,16 @@ class QuotaCounter:
             return Decision(False, quota.count, 0, left, left), end, used
         return Decision(True, quota.count, quota.count - used - 1, 0, left), end, used + 1
 
+    def reserve(self, key: Hashable, quota: Quota, now: int) -> tuple[int, int] | None:
+        """The (end, count) to :meth:`commit` if a request at ``now`` would be admitted.
+
+        ``None`` when the quota is spent; part of an all-or-nothing decision.
+        """
+        end = self._window(quota.window, now)[1]
+        held = self._state.get(key)
+        used = held[2] if held is not None and held[1] == end and held[0] == quota else 0
+        return None if used >= quota.count else (end, used + 1)
+
     def commit(self, key: Hashable, quota: Quota, end: int, used: int, now: int) -> None:
         """Record an admitted request: ``end`` and ``used`` are what :meth:`peek` returned."""
         state = self._state
