@@ -27,6 +27,19 @@ In Redis, under ``prefix`` (in a hash tag, so a cluster keeps them in one slot):
     {asgi_apikey}:epoch     a random token, new when the store is created or flushed
     {asgi_apikey}:changes   the channel: {"v": version, "e": epoch, "op": ..., "digest": ...}
 
+Rate limits shared by every instance live in the same Redis, under the same
+prefix: :class:`RedisRateLimiter` (``RateLimits(shared=RedisRateLimiter(url))``)
+decides a request's limits in one atomic script call on the Redis server's
+clock (``mode="exact"``), or spends tokens each instance leases in batches
+(``mode="batched"``, with its accuracy stated in ``limits``). Each caller's
+counters sit in a hash tag of their own, named by a hash (no key id or
+address in clear), and expire once idle::
+
+    {asgi_apikey:rl:<sha256 of the caller>}:rate, :quota, :path:<sha256 of the rule>:rate ...
+
+When Redis is slow or gone it decides locally or refuses with ``503``, as
+configured (``on_unavailable``), and tries Redis again after ``backoff``.
+
 Plain keys never reach Redis. Writes go through :class:`RedisKeyStore` (or
 ``python -m asgi_apikey keys add|revoke|list --redis URL``), whose Lua scripts
 change the hashes, the version and publish in one atomic step.
@@ -38,7 +51,10 @@ settings), ``admin`` (:class:`RedisKeyStore` and the functions for code
 without an event loop), and the follower: ``mirror`` (the records held),
 ``reads`` (what it reads from Redis), ``trust`` (the staleness bound),
 ``events`` (its log events), ``sync`` (keeping the copy equal to the store)
-and ``follower`` (:class:`RedisKeySource`: lifespan, reconnects, restarts).
+and ``follower`` (:class:`RedisKeySource`: lifespan, reconnects, restarts). The
+shared limits: ``limit_scripts`` (the Lua script, names and numbers),
+``limit_runner`` (calls within a timeout, the circuit breaker),
+``limit_leases`` (the batched mode) and ``limits`` (:class:`RedisRateLimiter`).
 """
 
 from __future__ import annotations
@@ -58,6 +74,7 @@ from .admin import list_keys as list_keys
 from .admin import revoke_key as revoke_key
 from .follower import RedisKeySource as RedisKeySource
 from .follower import State as State
+from .limits import RedisRateLimiter as RedisRateLimiter
 from .records import DEFAULT_PREFIX as DEFAULT_PREFIX
 from .records import StoredKey as StoredKey
 from .records import change
@@ -72,6 +89,7 @@ _why = why
 __all__ = [
     "RedisKeySource",
     "RedisKeyStore",
+    "RedisRateLimiter",
     "StoredKey",
     "add_key",
     "list_keys",
