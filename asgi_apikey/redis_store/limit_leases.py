@@ -204,12 +204,13 @@ class LeaseBook:
         try:
             answer = await self._runner.run("lease", [lease.spec.key for lease in leases], args)
             if answer is not None:
+                received = time.monotonic_ns()
                 for index, lease in enumerate(leases):
                     got, first, left_ns, end_s = answer_numbers(answer, index)
                     own_token = min(got, int(own))
                     lease.tokens += got - own_token
                     mine.append(own_token)
-                    self._granted(lease, got, first, left_ns, end_s, sent)
+                    self._granted(lease, (got, first, left_ns, end_s), sent, received)
         finally:
             for lease, extra in zip(leases, extras, strict=True):
                 lease.in_flight -= extra
@@ -225,19 +226,21 @@ class LeaseBook:
         return max(0, lease.cap - lease.tokens - lease.reserved - lease.in_flight)
 
     def _granted(
-        self, lease: Lease, got: int, first: int, left_ns: int, end_s: int, sent: int
+        self, lease: Lease, numbers: tuple[int, int, int, int], sent: int, received: int
     ) -> None:
-        """Note what Redis said of ``lease``'s part when it granted ``got`` tokens.
+        """Note what Redis said of ``lease``'s part when it granted some tokens.
 
-        When the part had nothing left after the grant (or refused), the
-        refusal is remembered until its next token is due, capped at
-        ``lease_seconds``: the requests meanwhile are refused with no call.
-        Times count from ``sent``, before Redis read its clock, so a refusal
-        is remembered no longer than Redis meant, and a quota's tokens die no
-        later than their window.
+        ``numbers`` are the part's in the script's answer; ``sent`` and
+        ``received`` frame the moment Redis read its clock. When nothing was
+        left after the grant (or it refused), the refusal is remembered until
+        the part's next token is due, counted from ``received`` and at most
+        ``lease_seconds``: the requests meanwhile are refused with no call
+        (at worst one round trip after the token is due). ``Retry-After``
+        and a quota's window end count from ``sent``: never late.
         """
+        got, first, left_ns, end_s = numbers
         spec = lease.spec
-        lease.expires = sent + self._lease_ns
+        lease.expires = received + self._lease_ns
         wait = 0
         if spec.rate is not None:
             rate = spec.rate
@@ -256,7 +259,7 @@ class LeaseBook:
                 wait = left_ns
         if wait:
             lease.retry_at = sent + wait
-            lease.recheck_at = sent + min(wait, self._lease_ns)
+            lease.recheck_at = received + min(wait, self._lease_ns)
 
     def _refill_low(self, leases: Sequence[Lease], now: int) -> None:
         """Refill, in the background, the leases that ran low: before they run out."""

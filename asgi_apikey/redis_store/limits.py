@@ -29,9 +29,11 @@ when Redis grants its token or when it spends a leased one:
   most ``I x batch``) more than the exact mode's ``burst + rate x t``;
 - false refusals: a request may be refused while tokens it could have had
   sit in other instances' leases, at most ``(I - 1) x b`` of a limit at any
-  moment, each given back within ``lease_seconds`` of idling; and a refusal
-  is remembered for up to ``lease_seconds`` (never past its
-  ``Retry-After``), so tokens given back meanwhile are seen only then;
+  moment, each given back within ``lease_seconds`` of idling; and a part
+  found empty is refused without asking Redis until its next token is due,
+  counted from when Redis's answer arrived (so up to one round trip late)
+  and for at most ``lease_seconds``, so tokens given back meanwhile are seen
+  only then;
 - the ``RateLimit`` fields' remaining counts are estimates from the last lease.
 
 **When Redis is slow or gone.** Every call gives up after ``timeout``
