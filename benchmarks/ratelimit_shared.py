@@ -289,7 +289,8 @@ def markdown(data: dict[str, Any]) -> str:
         "`exact` and `batched` decide one rate; `4 parts` a key's rate and quota and a path "
         "rule's rate and quota together. `PING` is redis-py's round trip with nothing to "
         "decide: what any decision in Redis costs at least. Each value includes the event "
-        "loop's turn and the timer.",
+        "loop's turn and the timer. Round trips vary from run to run on a shared machine: "
+        "compare the variants within one run (they are interleaved), not across runs.",
         "",
         f"## Accuracy ({settings['tasks']} tasks over 4 instances, "
         f"{settings['seconds']:g} s a run)",
