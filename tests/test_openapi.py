@@ -1,4 +1,4 @@
-"""The OpenAPI document says what the middleware does: asgi_apikey/openapi.py.
+"""The OpenAPI document says what the middleware does: asgi_apikey/openapi/.
 
 The strongest test is differential: a FastAPI app with many routes (path
 parameters, a mounted sub-app, scopes, optional and public rules, each
