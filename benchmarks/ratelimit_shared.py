@@ -249,13 +249,14 @@ async def _redis_version(url: str) -> str:
 
 
 def run(*, decisions: int, rounds: int, seconds: float, tasks: int) -> dict[str, Any]:
+    measured_on = environment()  # before: the load average and commit of the run itself
     with redis_server() as url:
         version = asyncio.run(_redis_version(url))
         times = asyncio.run(_latency(url, decisions, rounds))
         accuracy = asyncio.run(_accuracy(url, seconds, tasks))
     latency = {name: _summary(times[name]) for name in VARIANTS}
     return {
-        "environment": {**environment(), "redis_server": version},
+        "environment": {**measured_on, "redis_server": version},
         "settings": {"decisions": decisions, "rounds": rounds, "seconds": seconds, "tasks": tasks},
         "latency_us": latency,
         "accuracy": accuracy,
