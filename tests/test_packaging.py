@@ -26,9 +26,9 @@ def test_the_wheel_holds_every_module_and_py_typed(tmp_path: Path) -> None:
         ROOT / "asgi_apikey", source / "asgi_apikey", ignore=shutil.ignore_patterns("__pycache__")
     )
     wheels = tmp_path / "wheels"
+    pip = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
     built = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
-        + ["--wheel-dir", str(wheels), str(source)],
+        [*pip, "--wheel-dir", str(wheels), str(source)],
         capture_output=True,
         text=True,
         timeout=300,
