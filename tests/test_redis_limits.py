@@ -36,14 +36,15 @@ from starlette.testclient import TestClient
 from structlog.testing import capture_logs
 
 from asgi_apikey import APIKey, APIKeyMiddleware, ConfigurationError, RateLimits
-from asgi_apikey.cli_usage import run_usage
+from asgi_apikey.cli_usage import _duration, run_usage
 from asgi_apikey.ratelimit.gcra import MAX_COUNT, MAX_PERIOD, Rate
-from asgi_apikey.ratelimit.limits import RateLimit
+from asgi_apikey.ratelimit.limits import UNLIMITED, RateLimit
 from asgi_apikey.ratelimit.local import Check, LocalLimiter, Verdict
 from asgi_apikey.ratelimit.quota import Quota, window_of
 from asgi_apikey.ratelimit.shared import LimiterUnavailable, SharedLimiter
 from asgi_apikey.redis_store import RedisKeyStore, RedisRateLimiter
-from asgi_apikey.redis_store.limit_scripts import BIGNUM
+from asgi_apikey.redis_store.limit_runner import Breaker
+from asgi_apikey.redis_store.limit_scripts import BIGNUM, KeyNames
 from benchmarks import ratelimit_shared
 from tests.asgi import CANARY
 from tests.redis_server import RedisServer, redis_server_binary, running_redis
@@ -791,6 +792,25 @@ def test_two_app_instances_share_a_keys_limit_through_the_middleware(
     no_secret_in(logs, PASSWORD, CANARY)
 
 
+def test_a_redis_that_forgot_the_script_gets_it_again(redis: RedisServer) -> None:
+    checks = [Check("billing", RateLimit("3/hour"))]
+
+    async def scenario() -> list[bool]:
+        limiter = RedisRateLimiter(redis.url, timeout=5.0, on_unavailable="refuse")
+        try:
+            await limiter.start()  # loads the script
+            seen = [(await limiter.decide(checks)).allowed]
+            raw(redis).script_flush()  # as a restarted or failed-over Redis would
+            seen += [(await limiter.decide(checks)).allowed for _ in range(3)]
+            return seen
+        finally:
+            await limiter.stop()
+
+    with capture_logs() as logs:
+        assert run(scenario()) == [True, True, True, False]  # Redis's counts, not local ones
+    assert logs == []
+
+
 # -- what Redis holds -----------------------------------------------------------------------
 
 _NAME = re.compile(r"\{t?[a-z0-9_]*:rl:([0-9a-f]{32})\}:(?:path:[0-9a-f]{16}:)?(?:rate|quota)")
@@ -852,8 +872,9 @@ def test_every_key_expires_once_it_holds_nothing(redis: RedisServer) -> None:
 
 def _store_key(server: RedisServer, limit: object) -> None:
     """A key named billing in the store whose record carries ``limit`` (as records will)."""
-    run(_add(server.url))
     client = raw(server)
+    if client.hget("{asgi_apikey}:ids", "billing") is None:
+        run(_add(server.url))
     digest = client.hget("{asgi_apikey}:ids", "billing")
     assert digest is not None
     record = json.loads(client.hget("{asgi_apikey}:keys", digest) or b"{}")
@@ -961,3 +982,154 @@ def test_the_benchmark_smoke_run_measures_every_variant(tmp_path: Path) -> None:
     for row in data["accuracy"]:
         assert row["admitted"] <= row["bound"]
     assert "| exact |" in (tmp_path / "ratelimit_shared.md").read_text()
+
+
+# -- smaller pieces ---------------------------------------------------------------------------
+
+
+def test_the_breaker_closes_only_on_a_probe() -> None:
+    now = [100.0]
+    breaker = Breaker(
+        "redis://:***@cache:6379/0", backoff=1.0, policy="refuse", clock=lambda: now[0]
+    )
+    before = breaker.attempt()  # a call made before the outage ...
+    failing = breaker.attempt()
+    assert before is not None
+    assert failing is not None
+    with capture_logs() as logs:
+        breaker.failed(failing, "ConnectionError: refused")
+        assert breaker.attempt() is None  # open: nobody calls Redis
+        now[0] += 0.5
+        breaker.failed(before, "TimeoutError")  # ... failing late changes nothing
+        breaker.succeeded(before)  # ... nor does its late success close it
+        assert not breaker.available
+        assert breaker.retry_after() == 1
+        now[0] += 0.6
+        probe = breaker.attempt()
+        assert probe is not None
+        assert breaker.attempt() is None  # one probe at a time
+        breaker.abandoned(probe)  # its caller went away: another may probe
+        probe = breaker.attempt()
+        assert probe is not None
+        breaker.failed(probe, "ConnectionError: refused")  # open again, for backoff
+        assert breaker.attempt() is None
+        now[0] += 1.0
+        probe = breaker.attempt()
+        assert probe is not None
+        breaker.succeeded(probe)
+    assert breaker.available
+    assert breaker.attempt() is not None
+    assert [log["event"] for log in logs] == [
+        "rate_limit_store_unavailable",
+        "rate_limit_store_recovered",
+    ]
+    assert logs[0]["on_unavailable"] == "refuse"
+    assert logs[1]["down_seconds"] == pytest.approx(2.1)
+
+
+def test_key_names_are_stable_cached_and_refuse_what_cannot_be_named() -> None:
+    names = KeyNames("p")
+    first = names.base(("client", "203.0.113.7"))
+    assert (
+        names.base(("client", "203.0.113.7"))
+        == first
+        == KeyNames("p").base(("client", "203.0.113.7"))
+    )
+    assert names.base(("client", "203.0.113.8")) != first
+    assert names.base("client") != first  # a key_id is never a client's address
+    KeyNames.CACHED, cached = 2, KeyNames.CACHED
+    try:
+        for number in range(5):
+            names.base(f"key-{number}")
+        assert len(names._cache) <= 2
+    finally:
+        KeyNames.CACHED = cached
+    with pytest.raises(TypeError, match="must be a str or a tuple"):
+        names.base(object())
+
+
+def test_unlimited_checks_cost_no_call_and_usage_without_redis_follows_the_policy() -> None:
+    limit = RateLimit("3/hour", quota="5/day")
+
+    async def scenario() -> tuple[Verdict, dict[str, Any], dict[str, Any]]:
+        local = RedisRateLimiter("redis://127.0.0.1:1/0", timeout=0.2)
+        refuse = RedisRateLimiter("redis://127.0.0.1:1/0", timeout=0.2, on_unavailable="refuse")
+        try:
+            free = await refuse.decide([Check("billing", UNLIMITED)])
+            assert refuse.describe()["available"]  # nothing to count: Redis not asked
+            unlimited = await refuse.usage("billing", UNLIMITED)
+            with pytest.raises(LimiterUnavailable):
+                await refuse.usage("billing", limit)
+            return free, unlimited, await local.usage("billing", limit)
+        finally:
+            await local.stop()
+            await refuse.stop()
+
+    with capture_logs():
+        free, unlimited, usage = run(scenario())
+    assert free == Verdict(True, 0, ())
+    assert unlimited == {"limit": "unlimited"}
+    assert usage == LocalLimiter().usage("billing", limit) | {"quota": usage["quota"]}
+    assert usage["rate"]["remaining"] == 3
+    assert usage["quota"]["used"] == 0
+
+
+def test_batched_refusal_by_one_part_spends_nothing_of_the_others(redis: RedisServer) -> None:
+    rate, quota = RateLimit("5/hour"), RateLimit(quota="1000/day")
+
+    async def scenario() -> tuple[Verdict, dict[str, Any]]:
+        batched = RedisRateLimiter(redis.url, mode="batched", timeout=5.0, on_unavailable="refuse")
+        other = RedisRateLimiter(redis.url, timeout=5.0, on_unavailable="refuse")
+        try:
+            # This instance holds a spare quota token; another one spends the whole rate.
+            assert (await batched.decide([Check("billing", quota)])).allowed
+            for _ in range(5):
+                assert (await other.decide([Check("billing", rate)])).allowed
+            # Here the quota token is set aside while Redis refuses the rate: it must
+            # come back, not be lost with the refused request.
+            both = [Check("billing", RateLimit("5/hour", quota="1000/day"))]
+            refused = await batched.decide(both)
+            await batched.stop()  # every held token goes back
+            return refused, await other.usage("billing", quota)
+        finally:
+            await batched.stop()
+            await other.stop()
+
+    refused, usage = run(scenario())
+    assert not refused.allowed
+    assert refused.refused_by == "rate"
+    assert usage["quota"]["used"] == 1  # the one admitted request, and nothing else
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [(0.25, "0.25 s"), (42, "42 s"), (125, "2m 5s"), (3725, "1h 2m 5s"), (190_000, "2d 4h")],
+)
+def test_keys_usage_durations(seconds: float, shown: str) -> None:
+    assert _duration(seconds) == shown
+
+
+def test_keys_usage_of_a_spent_rate_a_bad_record_and_an_unlimited_key(redis: RedisServer) -> None:
+    _store_key(redis, "2/hour")
+
+    async def spend() -> None:
+        limiter = RedisRateLimiter(redis.url, timeout=5.0, on_unavailable="refuse")
+        try:
+            for _ in range(2):
+                await limiter.decide([Check("billing", RateLimit("2/hour"))])
+        finally:
+            await limiter.stop()
+
+    run(spend())
+    code, out, _ = _usage(redis, "billing")
+    assert code == 0
+    assert "rate:   0 of 2 left now; the next in 30m 0s" in out
+    _store_key(redis, "unlimited")
+    code, out, _ = _usage(redis, "billing")
+    assert "the key is not limited" in out
+    digest = raw(redis).hget("{asgi_apikey}:ids", "billing")
+    assert digest is not None
+    raw(redis).hset("{asgi_apikey}:keys", digest, "[1, 2]")
+    code, out, err = _usage(redis, "billing")
+    assert code == 1
+    assert "not a JSON object" in err

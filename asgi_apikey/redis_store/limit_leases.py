@@ -103,8 +103,8 @@ class LeaseBook:
         lease = self._leases.get(spec.key)
         if lease is not None and lease.spec == spec:
             return lease
-        if lease is not None:  # the caller's limit changed: the old tokens go back
-            self._give_back(lease)
+        # New, or the caller's limit changed: its state in Redis starts afresh under the
+        # new limit (as in the local limiter), so the old lease's tokens are simply dropped.
         limit = spec.rate.capacity if spec.rate is not None else spec.quota.count  # type: ignore[union-attr]
         lease = self._leases[spec.key] = Lease(spec, limit, holding_cap(limit, self._batch))
         return lease

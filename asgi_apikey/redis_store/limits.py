@@ -53,8 +53,8 @@ URL without the password.
 string per active caller and limit, each in its caller's hash tag (so one
 request's keys share a cluster slot, and callers spread over slots)::
 
-    {asgi_apikey:rl:<h>}:rate               "<count>/<period ns>/<burst>:<TAT x count>"
-    {asgi_apikey:rl:<h>}:quota              "<count>/<window>:<window end>:<used>"
+    {asgi_apikey:rl:<h>}:rate               "<count>/<period ns>/<burst or "">:<TAT x count>"
+    {asgi_apikey:rl:<h>}:quota              "<count>/<window>:<window end, s>:<used>"
     {asgi_apikey:rl:<h>}:path:<r>:rate      a path rule's limit of that caller
     {asgi_apikey:rl:<h>}:path:<r>:quota
 
