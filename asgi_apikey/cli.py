@@ -8,7 +8,9 @@
   prints the mode, key ids, path rules (with ``--app``) and warnings; bad
   configuration exits 1 with the message that says what to fix.
 - ``keys add | revoke | list --redis URL`` changes and lists the keys of a
-  Redis key store (the ``redis`` extra); ``list`` shows ids, never secrets.
+  Redis key store (the ``redis`` extra); ``list`` shows ids, never secrets;
+  ``keys usage KEY_ID`` shows what a key has left under limits shared
+  through that Redis (``RedisRateLimiter``).
 
 No output ever holds a key given as an argument or on stdin (a key that
 ``keygen`` or ``keys add`` makes is printed once, on purpose). Log events go
@@ -38,6 +40,7 @@ import structlog
 from . import __version__
 from .cli_check import run_check
 from .cli_keys import add_limit_options, run_hash, run_keygen, run_keys
+from .cli_usage import run_usage
 
 __all__ = ["configure_logging", "main", "run"]
 
@@ -87,6 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_keygen(args, sys.stdout, sys.stderr)
     if command == "hash":
         return run_hash(sys.stdin, _hidden_prompt, sys.stdout, sys.stderr)
+    if command == "keys" and args.action == "usage":
+        return run_usage(args, sys.stdout, sys.stderr)
     if command == "keys":
         return run_keys(args, sys.stdin, _hidden_prompt, sys.stdout, sys.stderr)
     return run_check(args, sys.stdout, sys.stderr)
@@ -172,7 +177,7 @@ def _parser() -> argparse.ArgumentParser:
 def _keys_parser(commands: Any) -> None:
     keys = commands.add_parser(
         "keys",
-        help="add, revoke or list the keys of a Redis key store",
+        help="add, revoke or list the keys of a Redis key store, or show a key's usage",
         description="Change or list the keys of a Redis key store that RedisKeySource "
         "follows; every instance sees a change within milliseconds. Needs the redis extra.",
     )
@@ -223,3 +228,19 @@ def _keys_parser(commands: Any) -> None:
         "key or its digest.",
     )
     listing.add_argument("--json", action="store_true", help="print the list as JSON")
+    usage = actions.add_parser(
+        "usage",
+        parents=[store],
+        help="show a key's remaining rate and quota under shared limits (spends nothing)",
+        description="Print where a key stands under its rate limit and quota as the "
+        "instances sharing limits through this Redis (RedisRateLimiter) count them: what "
+        "is left and when it comes back. The limit is the key's own, from its record; "
+        "give --limit for a key under the app's default limit. Never prints a key.",
+    )
+    usage.add_argument("key", metavar="KEY_ID", help="the key's key_id")
+    usage.add_argument(
+        "--limit",
+        metavar="TEXT",
+        help="the limit the app applies to a key without its own, such as 60/minute",
+    )
+    usage.add_argument("--json", action="store_true", help="print the usage as JSON")

@@ -1133,3 +1133,20 @@ def test_keys_usage_of_a_spent_rate_a_bad_record_and_an_unlimited_key(redis: Red
     code, out, err = _usage(redis, "billing")
     assert code == 1
     assert "not a JSON object" in err
+
+
+def test_keys_usage_runs_from_the_command_line(
+    redis: RedisServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The parser reaches ``keys usage``: its options, and the store's prefix option."""
+    from asgi_apikey.cli import main
+
+    _store_key(redis, {"rate": "100/minute"})
+    code = main(["keys", "usage", "billing", "--redis", redis.url, "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert json.loads(captured.out)["rate"]["remaining"] == 100
+    code = main(["keys", "usage", "billing", "--redis", redis.url, "--redis-prefix", "other"])
+    captured = capsys.readouterr()
+    assert code == 1  # no such key under that prefix
+    assert CANARY not in captured.out + captured.err
