@@ -21,7 +21,8 @@ the store's keys with ``503`` until Redis answers again, and recovers by itself.
 In Redis, under ``prefix`` (in a hash tag, so a cluster keeps them in one slot)::
 
     {asgi_apikey}:keys      hash: SHA-256 digest (hex) -> JSON record: key_id,
-                            name, scopes, metadata, not_before, expires_at, created_at
+                            name, scopes, metadata, not_before, expires_at, limit,
+                            created_at
     {asgi_apikey}:ids       hash: key_id -> digest (so names are unique)
     {asgi_apikey}:version   integer: one more for every change
     {asgi_apikey}:epoch     a random token, new when the store is created or flushed
