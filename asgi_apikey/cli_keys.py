@@ -33,6 +33,7 @@ __all__ = [
     "run_hash",
     "run_keygen",
     "run_keys",
+    "store_url",
 ]
 
 #: Reads a key at a terminal without echoing it (``getpass``); Ctrl-D raises EOFError.
@@ -237,15 +238,11 @@ def run_keys(
     args: argparse.Namespace, stdin: TextIO, prompt: Prompt, out: TextIO, err: TextIO
 ) -> int:
     """``keys add | revoke | list``: change or list the keys of a Redis key store."""
-    url = args.redis or os.environ.get("REDIS_URL")
-    if not url:
-        err.write("error: give --redis URL, or set REDIS_URL\n")
-        return 2
-    try:
-        from . import redis_store
-    except ImportError as error:
-        err.write(f"error: {error}\n")
-        return 1
+    url = store_url(args, err)
+    if isinstance(url, int):
+        return url
+    from . import redis_store
+
     try:
         if args.action == "list":
             stored = redis_store.list_keys(url, prefix=args.redis_prefix)
@@ -277,6 +274,23 @@ def run_keys(
         if made is not None:
             err.write("the key is shown this once: the store keeps only its digest\n")
     return 0
+
+
+def store_url(args: argparse.Namespace, err: TextIO) -> str | int:
+    """The Redis URL of a ``keys`` command, or its exit code once the problem is said.
+
+    2 without a URL (``--redis`` or ``REDIS_URL``); 1 without the ``redis`` extra.
+    """
+    url: str | None = args.redis or os.environ.get("REDIS_URL")
+    if not url:
+        err.write("error: give --redis URL, or set REDIS_URL\n")
+        return 2
+    try:
+        from . import redis_store  # noqa: F401 - says what is missing without the extra
+    except ImportError as error:
+        err.write(f"error: {error}\n")
+        return 1
+    return url
 
 
 def _revoke(redis_store: Any, url: str, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

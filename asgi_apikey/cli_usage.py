@@ -16,9 +16,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 from typing import Any, TextIO
 
+from .cli_keys import store_url
 from .errors import ConfigurationError, KeySourceError
 from .ratelimit.limits import RateLimit, as_rate_limit
 
@@ -30,15 +30,9 @@ TIMEOUT = 5.0
 
 def run_usage(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """``keys usage``: print the key's remaining rate and quota; the exit code."""
-    url = args.redis or os.environ.get("REDIS_URL")
-    if not url:
-        err.write("error: give --redis URL, or set REDIS_URL\n")
-        return 2
-    try:
-        from . import redis_store  # noqa: F401 - says what is missing without the extra
-    except ImportError as error:
-        err.write(f"error: {error}\n")
-        return 1
+    url = store_url(args, err)
+    if isinstance(url, int):
+        return url
     try:
         given = as_rate_limit(args.limit, "--limit") if args.limit is not None else None
         found = asyncio.run(_usage(url, args.redis_prefix, args.key, given))

@@ -78,30 +78,10 @@ class RateLimits:
     ) -> None:
         self.default = _limit(default, "rate_limits default")
         self.anonymous = _limit(anonymous, "rate_limits anonymous")
-        self.scopes: tuple[tuple[str, RateLimit], ...] = ()
-        if scopes is not None:
-            if not isinstance(scopes, Mapping):
-                raise ConfigurationError(
-                    "rate_limits scopes must map a scope to its limit, such as "
-                    "{'pro': '600/minute'}",
-                    setting="scopes",
-                )
-            names = check_scopes(list(scopes), "rate_limits scopes", setting="scopes")
-            del names  # checked: each is a valid scope name
-            self.scopes = tuple(
-                (scope, _required(limit, _entry("scopes", scope, index)))
-                for index, (scope, limit) in enumerate(scopes.items())
-            )
-        self.paths: dict[str, RateLimit] = {}
-        if paths is not None:
-            if not isinstance(paths, Mapping):
-                raise ConfigurationError(
-                    "rate_limits paths must map a path to its limit, such as "
-                    "{'/v1/chat': '10/minute'}",
-                    setting="paths",
-                )
-            for index, (path, limit) in enumerate(paths.items()):
-                self.paths[path] = _required(limit, _entry("paths", path, index))
+        by_scope = _limits_by_name(scopes, "scopes", "a scope", "{'pro': '600/minute'}")
+        check_scopes(list(by_scope), "rate_limits scopes", setting="scopes")
+        self.scopes: tuple[tuple[str, RateLimit], ...] = tuple(by_scope.items())
+        self.paths = _limits_by_name(paths, "paths", "a path", "{'/v1/chat': '10/minute'}")
         check_flag(headers, "headers")
         self.headers = headers
         if shared is not None and not isinstance(shared, SharedLimiter):
@@ -129,6 +109,23 @@ class RateLimits:
     def __repr__(self) -> str:
         shown = {k: v for k, v in self.describe().items() if v not in (None, {}, False)}
         return f"RateLimits({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
+
+
+def _limits_by_name(
+    given: Mapping[str, LimitValue] | None, setting: str, what: str, example: str
+) -> dict[str, RateLimit]:
+    """``scopes=`` or ``paths=``: each name with its limit, checked (in the order given)."""
+    if given is None:
+        return {}
+    if not isinstance(given, Mapping):
+        raise ConfigurationError(
+            f"rate_limits {setting} must map {what} to its limit, such as {example}",
+            setting=setting,
+        )
+    return {
+        name: _required(limit, _entry(setting, name, index))
+        for index, (name, limit) in enumerate(given.items())
+    }
 
 
 def _entry(table: str, name: object, index: int) -> str:
