@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import random
 import statistics
 import sys
@@ -28,6 +27,7 @@ from typing import Any
 from starlette.types import Message, Scope
 
 from asgi_apikey import APIKeyMiddleware
+from benchmarks.report import write_results
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SIZE = 64 * 1024
@@ -157,10 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     options = parser.parse_args(argv)
     rows = asyncio.run(_measure(3 if options.smoke else options.repeats, options.seed))
-    options.out.mkdir(parents=True, exist_ok=True)
-    (options.out / "paths.json").write_text(json.dumps(rows, indent=1) + "\n")
-    (options.out / "paths.md").write_text(markdown(rows))
-    print(markdown(rows))
+    write_results(options.out, "paths", rows, markdown(rows))
     return 0
 
 

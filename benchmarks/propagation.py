@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import random
 import shutil
 import socket
@@ -52,7 +51,7 @@ from asgi_apikey import APIKey, APIKeyAuth, APIKeyMiddleware
 from asgi_apikey.redis_store import RedisKeySource, RedisKeyStore, add_key, revoke_key
 from benchmarks import apps
 from benchmarks.driver import Summary, _time, verify
-from benchmarks.report import environment
+from benchmarks.report import environment, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results"
 HOST = "127.0.0.1"
@@ -323,11 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     except BenchmarkSetupError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    options.out.mkdir(parents=True, exist_ok=True)
-    (options.out / "propagation.json").write_text(json.dumps(data, indent=1) + "\n")
-    page = markdown(data)
-    (options.out / "propagation.md").write_text(page)
-    print(page)
+    write_results(options.out, "propagation", data, markdown(data))
     return 0
 
 

@@ -55,7 +55,7 @@ from benchmarks.apps import (
     keys,
 )
 from benchmarks.driver import BenchmarkError, Summary, answer, measure, scope_for, summarise
-from benchmarks.report import environment, verdict
+from benchmarks.report import environment, verdict, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results"
 #: Never refused while timing: 100 a second, ten million at once.
@@ -450,11 +450,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=options.seed,
         smoke=options.smoke,
     )
-    page = markdown(data)
-    options.out.mkdir(parents=True, exist_ok=True)
-    (options.out / "ratelimit_local.json").write_text(json.dumps(data, indent=1) + "\n")
-    (options.out / "ratelimit_local.md").write_text(page)
-    print(page)
+    write_results(options.out, "ratelimit_local", data, markdown(data))
     print(f"written to {options.out}")
     return 0
 

@@ -45,7 +45,7 @@ from asgi_apikey.ratelimit.local import Check, LocalLimiter
 from asgi_apikey.redis_store import RedisRateLimiter
 from asgi_apikey.redis_store.limit_leases import holding_cap
 from benchmarks.propagation import BenchmarkSetupError, redis_server
-from benchmarks.report import environment
+from benchmarks.report import environment, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results"
 VARIANTS = (
@@ -347,11 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     except BenchmarkSetupError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    options.out.mkdir(parents=True, exist_ok=True)
-    (options.out / "ratelimit_shared.json").write_text(json.dumps(data, indent=1) + "\n")
-    page = markdown(data)
-    (options.out / "ratelimit_shared.md").write_text(page)
-    print(page)
+    write_results(options.out, "ratelimit_shared", data, markdown(data))
     return 0
 
 

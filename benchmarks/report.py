@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import platform
 import subprocess
@@ -47,6 +48,14 @@ CAVEATS = (
     "Quartiles show how rounds vary, not a confidence interval; a median within a few per "
     "cent of its limit is a coin toss on this machine.",
 )
+
+
+def write_results(out: Path, name: str, data: object, page: str) -> None:
+    """Write ``<name>.json`` and ``<name>.md`` into ``out`` and print the page."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(data, indent=1) + "\n")
+    (out / f"{name}.md").write_text(page)
+    print(page)
 
 
 def environment() -> dict[str, Any]:

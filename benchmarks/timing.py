@@ -29,7 +29,6 @@ and a test that fails on noise teaches people to ignore it.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import statistics
 import sys
@@ -40,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from asgi_apikey import APIKeyAuth
+from benchmarks.report import write_results
 
 RESULTS = Path(__file__).resolve().parent / "results"
 KEY = "sk-live-7Hq2Zp9Lm4Xv8Rt1Nc6Bw3Ky5Jd0Fg2Sa4Qe"
@@ -261,11 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if options.smoke:
         options.rounds, options.calls, options.step = 3, 5, 12
     result = run(rounds=options.rounds, calls=options.calls, step=options.step, seed=options.seed)
-    page = markdown(result)
-    options.out.mkdir(parents=True, exist_ok=True)
-    (options.out / "timing.json").write_text(json.dumps(result, indent=1) + "\n")
-    (options.out / "timing.md").write_text(page)
-    print(page)
+    write_results(options.out, "timing", result, markdown(result))
     print(f"written to {options.out}")
     return 0
 
