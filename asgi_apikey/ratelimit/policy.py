@@ -149,6 +149,10 @@ def _required(value: object, where: str) -> RateLimit:
     return limit
 
 
+#: Tag sets whose longest path is remembered (see LimitPlan.path_limit).
+_MAX_TAG_SETS = 256
+
+
 def _check(fields: tuple[Hashable, RateLimit, str]) -> Check:
     # A Check without NamedTuple's Python-level __new__: this runs once per request.
     return tuple.__new__(Check, fields)
@@ -161,6 +165,7 @@ class LimitPlan:
     """
 
     __slots__ = (
+        "_by_tags",
         "anonymous",
         "configured",
         "default",
@@ -202,6 +207,7 @@ class LimitPlan:
             f"rate-limit-path-{index}": (path, limit)
             for index, (path, limit) in enumerate(config.paths.items())
         }
+        self._by_tags: dict[frozenset[str], tuple[str, RateLimit]] = {}
         self.path_table = None
         problem = None
         if config.paths:
@@ -233,9 +239,16 @@ class LimitPlan:
         rule = table.decide_under(path, root) if root else table.decide(path)
         if rule.access is not Access.PROTECTED or not rule.scopes:
             return None
-        # The longest path any reading is under wins, as for the rules.
-        tags = self.path_tags
-        return max((tags[tag] for tag in rule.scopes), key=lambda found: (len(found[0]), found[0]))
+        found = self._by_tags.get(rule.scopes)
+        if found is None:
+            # The longest path any reading is under wins, as for the rules. Tag sets come
+            # from the configured paths (a few), so this cache stays small; bounded anyway.
+            tags = self.path_tags
+            found = max((tags[tag] for tag in rule.scopes), key=lambda it: (len(it[0]), it[0]))
+            if len(self._by_tags) >= _MAX_TAG_SETS:
+                self._by_tags.clear()
+            self._by_tags[rule.scopes] = found
+        return found
 
     def checks(
         self, who: Hashable, limit: RateLimit | None, path: str, root: str
@@ -247,9 +260,3 @@ class LimitPlan:
         where, path_limit = on_path
         extra = _check((("path", where, who), path_limit, "path-"))
         return (extra,) if limit is None else (_check((who, limit, "")), extra)
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "default": None if self.default is None else self.default.as_data(),
-            "shared": self.shared is not None,
-        }
