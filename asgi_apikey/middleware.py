@@ -9,7 +9,9 @@ counted, and each refusal audited, by the authenticator's ``audit.Audit``.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from functools import lru_cache
 from typing import Any, cast
 
 from starlette.applications import Starlette
@@ -379,7 +381,7 @@ class APIKeyMiddleware:
             try:
                 verdict = await shared.decide(checks)
             except LimiterUnavailable as error:
-                return (), self._denials.unavailable(error.detail)
+                return (), self._denials.unavailable(error.detail, error.retry_after)
         if not verdict.allowed:
             return (), rate_limited(verdict, self._security, "API key" if with_key else "client")
         return (rate_limit_fields(verdict.parts) if plan.headers else ()), None
@@ -537,11 +539,27 @@ _RATELIMIT_FIELDS = frozenset({b"ratelimit", b"ratelimit-policy"})
 
 
 def _client_host(scope: Scope) -> str:
-    """The client's address, which anonymous limits count by (``"unknown"`` without one)."""
+    """The client address anonymous limits count by (``"unknown"`` without one).
+
+    An IPv6 client counts by its /64, the block one subscriber gets (anyone
+    holding one can use every address in it); an IPv4-mapped address as IPv4.
+    """
     client = scope.get("client")
     if isinstance(client, (tuple, list)) and client and isinstance(client[0], str):
-        return client[0]
+        host = client[0]
+        return _ipv6_block(host) if ":" in host else host
     return "unknown"
+
+
+@lru_cache(maxsize=4096)
+def _ipv6_block(host: str) -> str:
+    try:
+        address = ipaddress.IPv6Address(host.split("%", 1)[0])
+    except ValueError:
+        return host  # not an address (a unix socket's name, say): counted as it is
+    if address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(ipaddress.IPv6Network((address, 64), strict=False))
 
 
 class _Misinstalled:

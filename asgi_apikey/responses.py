@@ -199,7 +199,7 @@ class Denials:
         self.malformed = lru_cache(maxsize=64)(self._malformed)
         self.rejected = lru_cache(maxsize=64)(self._rejected)
         self.forbidden = lru_cache(maxsize=256)(self._forbidden)
-        self.unavailable = lru_cache(maxsize=8)(self._unavailable)
+        self.unavailable = lru_cache(maxsize=16)(self._unavailable)
 
     def _challenge(self, **params: str) -> str:
         fields = [f'realm="{self._realm}"', *(f'{key}="{value}"' for key, value in params.items())]
@@ -226,9 +226,10 @@ class Denials:
             description=description,
         )
 
-    def _unavailable(self, detail: str) -> Denial:
-        # A live key source that cannot be trusted: the key may be valid, so this is
-        # not the client's fault (no challenge), and it may work again soon.
+    def _unavailable(self, detail: str, retry_after: int = 5) -> Denial:
+        # A live key source that cannot be trusted, or a shared limiter that cannot
+        # decide: the key may be valid, so this is not the client's fault (no
+        # challenge), and it may work again soon (in retry_after seconds).
         return Denial(
             503,
             detail,
@@ -236,7 +237,7 @@ class Denials:
             self._security,
             reason="unavailable",
             description=detail,
-            extra=((b"retry-after", b"5"),),
+            extra=((b"retry-after", str(max(1, retry_after)).encode("ascii")),),
             close_code=1013,
         )
 

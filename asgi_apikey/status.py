@@ -7,6 +7,7 @@ True
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -120,7 +121,7 @@ class Reports:
     _empty: tuple[str, ...]
     _has_file: bool
     _live: bool
-    _limit_plans: list[LimitPlan]
+    _limit_plans: list[weakref.ref[LimitPlan]]
     _ring: KeyRing
     _source: KeySource | None
     _verifiers: tuple[Verifier, ...]
@@ -222,25 +223,35 @@ class Reports:
     # -- rate limits (the middleware registers its plan with use_limits) -----------------
 
     def use_limits(self, plan: LimitPlan) -> None:
-        """Called by each middleware built on this authenticator with its compiled limits."""
-        if plan not in self._limit_plans:
-            self._limit_plans.append(plan)
+        """Called by each middleware built on this authenticator with its compiled limits.
+
+        Held weakly: a middleware that is gone takes its limits with it.
+        """
+        if plan not in self._live_plans():
+            self._limit_plans.append(weakref.ref(plan))
+
+    def _live_plans(self) -> list[LimitPlan]:
+        plans = [plan for ref in self._limit_plans if (plan := ref()) is not None]
+        if len(plans) < len(self._limit_plans):
+            self._limit_plans[:] = [weakref.ref(plan) for plan in plans]
+        return plans
 
     def _limits_in_force(self) -> bool:
-        if any(plan.configured for plan in self._limit_plans):
+        plans = self._live_plans()
+        if any(plan.configured for plan in plans):
             return True
         entries = self._ring.snapshot.by_digest.values()
-        return bool(self._limit_plans) and any(entry.key.limit is not None for entry in entries)
+        return bool(plans) and any(entry.key.limit is not None for entry in entries)
 
     def usage(self, key_id: str) -> dict[str, Any] | None:
         """How much of its limit ``key_id`` has left now in this process, or ``None`` if unlimited.
 
-        This reports the limiter of the (first) middleware built on this
-        authenticator. Limits shared through Redis are counted there: the
+        This reports the limiter of the first middleware built on this
+        authenticator that limits the key. Limits shared through Redis are counted there: the
         report then holds the limit and ``"shared": True``, and the counts
         come from the store (``await limiter.usage(key_id, limit)`` or
         ``python -m asgi_apikey keys usage``). Raises ``KeyError`` for a key
-        id that is not current.
+        id that is not current (without quoting it).
 
         >>> from asgi_apikey import APIKey, APIKeyAuth, APIKeyMiddleware, RateLimit
         >>> key = APIKey("sk-test-0123456789abcdef", name="ci", limit=RateLimit("10/minute"))
@@ -251,18 +262,20 @@ class Reports:
         (10, 10)
         """
         snapshot = self._ring.snapshot
-        entry = snapshot.by_digest[snapshot.by_id[key_id]]
-        for plan in self._limit_plans:
+        digest = snapshot.by_id.get(key_id)
+        if digest is None:  # not quoted: a key may have been given where its key_id belongs
+            raise KeyError("no current key has that key_id")
+        entry = snapshot.by_digest[digest]
+        for plan in self._live_plans():
             limit = plan.limit_of_key(entry.key.limit, entry.context.scopes)
             if limit is None:
-                return None
+                continue  # another middleware may limit it
             if plan.shared is not None:  # the counts are in the shared store, not here
                 return {"limit": limit.as_data(), "shared": True}
             report = plan.local.usage(key_id, limit)
             report["shared"] = False
             return report
-        own = entry.key.limit
-        return None if own is None or own.unlimited else {"limit": own.as_data()}
+        return None
 
     def supports(self, feature: str) -> bool:
         """Whether ``feature`` (one of :data:`FEATURES`) is on.

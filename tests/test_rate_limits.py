@@ -701,7 +701,7 @@ def test_the_fields_name_each_policy_with_its_quota_and_window() -> None:
         whose="API key",
     )
     assert fields.policy == {
-        "rate": {"q": 5, "w": 60},
+        "rate": {"q": 5, "w": 3},  # 5 in the 3 s that 100 a minute refills them in
         "quota": {"q": 1000, "w": 86400},
         "path-rate": {"q": 10, "w": 3600},
     }

@@ -7,8 +7,9 @@ pinned here: both are Structured Field lists of named policies::
     RateLimit: "rate";r=0;t=12, "quota";r=9950;t=3600
 
 ``q`` is a policy's quota and ``w`` its window in seconds: for a rate, its
-count per period (``burst`` may allow more at once after a pause); for a
-quota, its count per calendar window (a month is advertised as 30 days).
+burst and the seconds the rate takes to refill it (``100/minute`` is
+``q=100;w=60``; with ``burst=5``, ``q=5;w=3``), so that ``q / w`` is the rate;
+for a quota, its count per calendar window (a month is advertised as 30 days).
 ``r`` is what is left now and ``t`` the seconds until it is whole again: a
 rate's full burst back, a quota's window end. A refusal also carries
 ``Retry-After``: the whole seconds until the request would be admitted, at

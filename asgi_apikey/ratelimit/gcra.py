@@ -69,7 +69,8 @@ class Rate:
     period_ns: int = field(init=False, repr=False, compare=False)
     capacity: int = field(init=False, repr=False, compare=False)
     _slack: int = field(init=False, repr=False, compare=False)
-    #: The period in whole seconds (at least 1): the ``w`` of the ``RateLimit-Policy`` field.
+    #: The seconds in which the rate refills the whole burst (at least 1): with ``q`` the
+    #: burst, the ``w`` of the ``RateLimit-Policy`` field, so that ``q / w`` is the rate.
     window_s: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -90,7 +91,7 @@ class Rate:
         set_(self, "period_ns", round(self.period * _NS))
         set_(self, "capacity", self.count if self.burst is None else self.burst)
         set_(self, "_slack", (self.capacity - 1) * self.period_ns)
-        set_(self, "window_s", max(1, round(self.period)))
+        set_(self, "window_s", max(1, -(-self.capacity * self.period_ns // (self.count * _NS))))
 
     @property
     def interval_ns(self) -> int:

@@ -165,6 +165,7 @@ class LimitPlan:
     """
 
     __slots__ = (
+        "__weakref__",
         "_by_tags",
         "anonymous",
         "configured",
