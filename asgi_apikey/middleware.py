@@ -311,7 +311,9 @@ class APIKeyMiddleware:
             elif self._limit_anonymous:
                 plan = self._limits
                 who = ("client", _client_host(scope))
-                checks = plan.checks(who, plan.anonymous, scope["path"], self._root_of(scope))
+                checks = plan.checks(
+                    who, plan.anonymous, scope["path"], self._root_of(scope), self._mounts
+                )
                 if checks and self._fast_limits and plan.local.admit(checks):
                     checks = ()
             if checks:
@@ -364,7 +366,7 @@ class APIKeyMiddleware:
                 if self._rates.admit(key_id, rate, self._rate_clock()):
                     return (Check(key_id, limit),)  # refused: decided again, to say why
                 return ()
-        checks = plan.checks(key_id, limit, scope["path"], self._root_of(scope))
+        checks = plan.checks(key_id, limit, scope["path"], self._root_of(scope), self._mounts)
         if checks and self._fast_limits and plan.local.admit(checks):
             return ()
         return checks  # refused (decided again, to say why), or for _limit to decide

@@ -158,9 +158,14 @@ class RuleTable:
         max_path_length: paths longer than this (in characters, after the
             mount point) are refused with 414 unless a public rule covers them
             as spelled (no dot segments, repeated slashes or control characters).
+        refuse: ``False`` for a table that judges without refusing (the path
+            limits of :mod:`asgi_apikey.ratelimit.policy`): a path with a
+            control character gets the strictest of its readings, and a long
+            path in plain spelling its rule, where the rules would refuse them
+            unless public.
     """
 
-    __slots__ = ("_decided", "_default", "_depth", "_max_path", "_rules")
+    __slots__ = ("_decided", "_default", "_depth", "_max_path", "_refuse", "_rules")
 
     def __init__(
         self,
@@ -170,7 +175,11 @@ class RuleTable:
         protected: Iterable[str] | Mapping[str, Iterable[str]] = (),
         default: str = "protected",
         max_path_length: int = DEFAULT_MAX_PATH_LENGTH,
+        refuse: bool = True,
     ) -> None:
+        # False for a table that only judges (rate limits by path): a path the rules
+        # would refuse unless public gets its strictest reading instead of the refusal.
+        self._refuse = refuse
         if (
             isinstance(max_path_length, bool)
             or not isinstance(max_path_length, int)
@@ -258,7 +267,7 @@ class RuleTable:
             # one linear pass; any other reading of it is not worth deciding.
             if canonical and path.isprintable():
                 rule = self.match(path)
-                if rule.access is Access.PUBLIC:
+                if rule.access is Access.PUBLIC or not self._refuse:
                     return rule
             return TOO_LONG  # never cached: the cache holds short paths only
         # The first is what nearly every request takes.
@@ -329,7 +338,7 @@ class RuleTable:
         rule = self.match(candidates[0])
         for candidate in candidates[1:]:
             rule = _stricter(rule, self.match(candidate))
-        if control and rule.access is not Access.PUBLIC:
+        if control and rule.access is not Access.PUBLIC and self._refuse:
             return CONTROL_CHARACTER
         return rule
 

@@ -217,6 +217,7 @@ class LimitPlan:
                     protected={path: {tag} for tag, (path, _) in self.path_tags.items()},
                     default="public",
                     max_path_length=max_path_length,
+                    refuse=False,  # a path the rules serve (public) still meets its limit
                 )
             except ConfigurationError as error:  # it says "protected:", the rules' setting
                 problem = str(error).removeprefix("protected: ")
@@ -232,12 +233,21 @@ class LimitPlan:
                 return limit
         return self.default
 
-    def path_limit(self, path: str, root: str) -> tuple[str, RateLimit] | None:
-        """The path limit over ``path`` (below the mount point ``root``): (its path, limit)."""
+    def path_limit(
+        self, path: str, root: str, mounts: tuple[str, ...] = ()
+    ) -> tuple[str, RateLimit] | None:
+        """The path limit over ``path`` (below the mount point ``root``): (its path, limit).
+
+        ``mounts`` are a wrapped Litestar app's mounts, which match as plain
+        prefixes (``/chatx`` reaches the app mounted at ``/chat``), read as the
+        rules read them.
+        """
         table = self.path_table
         if table is None:
             return None
         rule = table.decide_under(path, root) if root else table.decide(path)
+        if mounts:
+            rule = table.under_mounts(rule, path, root, mounts)
         if rule.access is not Access.PROTECTED or not rule.scopes:
             return None
         found = self._by_tags.get(rule.scopes)
@@ -252,10 +262,15 @@ class LimitPlan:
         return found
 
     def checks(
-        self, who: Hashable, limit: RateLimit | None, path: str, root: str
+        self,
+        who: Hashable,
+        limit: RateLimit | None,
+        path: str,
+        root: str,
+        mounts: tuple[str, ...] = (),
     ) -> tuple[Check, ...]:
         """The checks of a request by ``who`` (a key_id, or ``("client", host)``)."""
-        on_path = self.path_limit(path, root) if self.path_table is not None else None
+        on_path = self.path_limit(path, root, mounts) if self.path_table is not None else None
         if on_path is None:
             return () if limit is None else (_check((who, limit, "")),)
         where, path_limit = on_path
