@@ -164,13 +164,6 @@ def _jwt_verifier(token: str) -> AuthContext | None:
     return None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="finding 3: GCRA/QuotaCounter drop a caller's state when its limit differs from "
-    "the last one; a verifier's identity alternating two tokens of different scopes "
-    "switches between the scope's limit and the default on every request",
-)
 @pytest.mark.parametrize(
     ("default", "pro"),
     [("2/minute", "3/minute"), (RateLimit(quota="2/day"), RateLimit(quota="3/day"))],

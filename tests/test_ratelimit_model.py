@@ -288,6 +288,32 @@ def test_the_limiter_decides_every_request_as_the_reference_all_or_nothing(
             assert_exact_wait(limiter, clock, checks, verdict.retry_after_ns)
 
 
+@given(
+    limits=st.lists(limits(), min_size=2, max_size=3),
+    start=near_an_edge(3600),
+    requests=st.lists(
+        st.tuples(st.integers(0, 30 * NS), st.integers(0, 2), st.booleans()),
+        min_size=1,
+        max_size=80,
+    ),
+)
+def test_one_caller_under_several_limits_in_turn_keeps_a_bucket_for_each(
+    limits: list[RateLimit], start: int, requests: list[tuple[int, int, bool]]
+) -> None:
+    """A caller decided under two limits in turn (two middlewares, a token's scopes) never
+    starts afresh: each limit holds on its own, as the reference keeps them, through sweeps."""
+    clock = Clock(start)
+    limiter, reference = LocalLimiter(clock=clock), Reference()
+    for number, (gap, which, sweep) in enumerate(requests):
+        clock.now += gap
+        if sweep:  # idle buckets may go at any time: a caller's other bucket must not
+            limiter.rates.forget_idle(clock.now)
+            limiter.quotas.forget_ended(clock.now)
+        checks = [Check("key-0", limits[which % len(limits)])]
+        verdict = limiter.decide(checks)
+        check_verdict(verdict, reference.decide(checks, clock.now), (number, clock.now))
+
+
 @given(scenarios())
 def test_admit_answers_as_decide_and_spends_the_same(scenario: Scenario) -> None:
     """The request path's ``admit`` is ``decide(...).allowed``, state for state."""

@@ -33,13 +33,16 @@ from typing import NamedTuple
 
 from ..errors import ConfigurationError, not_shown_unless_word
 
-__all__ = ["GCRA", "MAX_COUNT", "MAX_PERIOD", "Decision", "Rate", "check_count"]
+__all__ = ["GCRA", "MAX_COUNT", "MAX_PERIOD", "OTHER_RATE", "Decision", "Rate", "check_count"]
 
 _NS = 1_000_000_000
 #: Idle keys are looked for when a new key would grow the table past twice its size
 #: after the last look (and at least this many keys): amortised O(1), and the table
 #: never holds more than twice the keys that were spending at that look, plus this.
 SWEEP_MIN = 1024
+#: Marks the place of a key's bucket under a second rate (see GCRA): no caller is a tuple
+#: that starts with it.
+OTHER_RATE = object()
 #: The largest count or burst of a limit.
 MAX_COUNT = 1_000_000_000
 #: The longest period of a rate, in seconds (a year).
@@ -125,26 +128,43 @@ class Decision(NamedTuple):
 
 
 class GCRA:
-    """Per-key GCRA state: one integer per active key, O(1) per decision.
+    """Per-key GCRA state: one integer per active key and rate, O(1) per decision.
 
     ``clock`` returns integer nanoseconds of a monotonic clock
     (:func:`time.monotonic_ns` by default; a fake one in tests). Keys are any
-    hashable value (a ``key_id``); the rate may differ per call (a key's own,
-    a rule's), and a key's state is kept in units of the rate it was last
-    decided with, so changing a key's rate starts it afresh.
+    hashable value (a ``key_id``). A key decided under two rates in turn (two
+    middlewares, a token's scopes, a changed limit) has a bucket for each, so
+    neither starts afresh: a key's state sits under the key itself for the rate
+    it met first, and under ``(OTHER_RATE, key, rate)`` for any other.
     """
 
     __slots__ = ("_clock", "_state", "_sweep_at")
 
     def __init__(self, clock: Callable[[], int] = time.monotonic_ns) -> None:
         self._clock = clock
-        # key -> (rate, TAT * count): the TAT scaled so that every step is exact.
+        # slot -> (rate, TAT * count): the TAT scaled so that every step is exact.
         self._state: dict[Hashable, tuple[Rate, int]] = {}
         self._sweep_at = SWEEP_MIN
 
     def __len__(self) -> int:
-        """How many keys have state (the others hold a full bucket)."""
+        """How many buckets have state (the others are full)."""
         return len(self._state)
+
+    def _slot(self, key: Hashable, rate: Rate) -> tuple[Hashable, tuple[Rate, int] | None]:
+        """Where ``key``'s bucket under ``rate`` is kept, and what it holds.
+
+        One place per (key, rate) while it holds state: the key itself when it
+        holds this rate or nothing (and no other place holds it), else its own.
+        """
+        state = self._state
+        held = state.get(key)
+        if held is not None and (held[0] is rate or held[0] == rate):
+            return key, held
+        other = (OTHER_RATE, key, rate)
+        found = state.get(other)
+        if found is not None or held is not None:
+            return other, found
+        return key, None
 
     def decide(self, key: Hashable, rate: Rate, now: int | None = None) -> Decision:
         """Admit or refuse one request of ``key`` under ``rate`` at ``now`` (the clock's)."""
@@ -164,12 +184,11 @@ class GCRA:
         scaled_now = now * count
         state = self._state
         held = state.get(key)
-        tat = scaled_now
-        if held is not None:
-            if (held[0] is rate or held[0] == rate) and held[1] > scaled_now:
-                tat = held[1]
-        elif len(state) >= self._sweep_at:
-            self._sweep(now)
+        if held is None or held[0] is not rate:  # rare: a new key, or another rate object
+            key, held = self._slot(key, rate)
+            if held is None and len(state) >= self._sweep_at:
+                self._sweep(now)
+        tat = held[1] if held is not None and held[1] > scaled_now else scaled_now
         waited = tat - scaled_now
         if waited > rate._slack:
             return -(-(waited - rate._slack) // count)
@@ -181,12 +200,9 @@ class GCRA:
 
         Part of an all-or-nothing decision over several buckets, spending nothing.
         """
-        count = rate.count
-        scaled_now = now * count
-        held = self._state.get(key)
-        tat = scaled_now
-        if held is not None and (held[0] is rate or held[0] == rate) and held[1] > scaled_now:
-            tat = held[1]
+        scaled_now = now * rate.count
+        held = self._slot(key, rate)[1]
+        tat = held[1] if held is not None and held[1] > scaled_now else scaled_now
         if tat - scaled_now > rate._slack:
             return None
         return tat + rate.period_ns
@@ -195,10 +211,8 @@ class GCRA:
         """What :meth:`decide` would answer at ``now``, and the TAT to :meth:`commit` then."""
         count, period = rate.count, rate.period_ns
         scaled_now = now * count
-        held = self._state.get(key)
-        tat = scaled_now
-        if held is not None and (held[0] is rate or held[0] == rate) and held[1] > scaled_now:
-            tat = held[1]
+        held = self._slot(key, rate)[1]
+        tat = held[1] if held is not None and held[1] > scaled_now else scaled_now
         # Admitted when the bucket holds a token: TAT - now <= (burst - 1) * interval,
         # all multiplied by count: (TAT - now) * count <= (burst - 1) * period.
         waited = tat - scaled_now
@@ -211,10 +225,11 @@ class GCRA:
 
     def commit(self, key: Hashable, rate: Rate, tat: int, now: int) -> None:
         """Record an admitted request: ``tat`` is what :meth:`peek` returned."""
-        state = self._state
-        if key not in state and len(state) >= self._sweep_at:
+        slot, held = self._slot(key, rate)
+        if held is None and len(self._state) >= self._sweep_at:
             self._sweep(now)
-        state[key] = (rate, tat)
+            slot = self._slot(key, rate)[0]  # the sweep may have emptied the key's own place
+        self._state[slot] = (rate, tat)
 
     def state(self, key: Hashable, rate: Rate, now: int | None = None) -> Decision:
         """Where ``key`` stands under ``rate`` at ``now``, deciding nothing (for usage reports)."""

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ..errors import ConfigurationError, not_shown_unless_word
-from .gcra import SWEEP_MIN, Decision, check_count
+from .gcra import OTHER_RATE, SWEEP_MIN, Decision, check_count
 
 __all__ = ["WINDOWS", "Quota", "QuotaCounter", "window_of"]
 
@@ -83,7 +83,8 @@ class QuotaCounter:
 
     ``clock`` returns integer nanoseconds since the epoch (:func:`time.time_ns`
     by default; a fake one in tests). A key whose window has ended is the same
-    as a key never seen, so it is forgotten.
+    as a key never seen, so it is forgotten. A key counted under two quotas in
+    turn has a count for each, kept as GCRA keeps a second rate.
     """
 
     __slots__ = ("_bounds", "_clock", "_state", "_sweep_at")
@@ -103,11 +104,25 @@ class QuotaCounter:
             bounds = self._bounds[window] = window_of(window, now)
         return bounds
 
+    def _slot(self, key: Hashable, quota: Quota) -> tuple[Hashable, tuple[Quota, int, int] | None]:
+        state = self._state
+        held = state.get(key)
+        if held is not None and (held[0] is quota or held[0] == quota):
+            return key, held
+        other = (OTHER_RATE, key, quota)
+        found = state.get(other)
+        if found is not None or held is not None:
+            return other, found
+        return key, None
+
+    def _used(self, key: Hashable, quota: Quota, end: int) -> int:
+        held = self._slot(key, quota)[1]
+        return held[2] if held is not None and held[1] == end else 0
+
     def peek(self, key: Hashable, quota: Quota, now: int) -> tuple[Decision, int, int]:
         """What :meth:`decide` would answer, and the (end, count) to :meth:`commit` if admitted."""
         end = self._window(quota.window, now)[1]
-        held = self._state.get(key)
-        used = held[2] if held is not None and held[1] == end and held[0] == quota else 0
+        used = self._used(key, quota, end)
         left = end - now
         if used >= quota.count:
             return Decision(False, quota.count, 0, left, left), end, used
@@ -119,17 +134,17 @@ class QuotaCounter:
         ``None`` when the quota is spent; part of an all-or-nothing decision.
         """
         end = self._window(quota.window, now)[1]
-        held = self._state.get(key)
-        used = held[2] if held is not None and held[1] == end and held[0] == quota else 0
+        used = self._used(key, quota, end)
         return None if used >= quota.count else (end, used + 1)
 
     def commit(self, key: Hashable, quota: Quota, end: int, used: int, now: int) -> None:
         """Record an admitted request: ``end`` and ``used`` are what :meth:`peek` returned."""
         state = self._state
-        if key not in state and len(state) >= self._sweep_at:
+        slot, held = self._slot(key, quota)
+        if held is None and len(state) >= self._sweep_at:
             self.forget_ended(now)
             self._sweep_at = max(SWEEP_MIN, 2 * len(state))
-        state[key] = (quota, end, used)
+        state[slot] = (quota, end, used)
 
     def decide(self, key: Hashable, quota: Quota, now: int | None = None) -> Decision:
         """Admit or refuse one request of ``key`` under ``quota`` at ``now`` (the clock's)."""
@@ -144,9 +159,7 @@ class QuotaCounter:
         """How many requests ``key`` spent of ``quota`` in the window holding ``now``."""
         if now is None:
             now = self._clock()
-        end = self._window(quota.window, now)[1]
-        held = self._state.get(key)
-        return held[2] if held is not None and held[1] == end and held[0] == quota else 0
+        return self._used(key, quota, self._window(quota.window, now)[1])
 
     def forget_ended(self, now: int | None = None) -> int:
         """Drop the keys whose window has ended; return how many were dropped."""
