@@ -195,13 +195,6 @@ def test_one_identity_under_one_limit_is_limited() -> None:
     assert statuses == [200, 200, 429, 429, 429, 429]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="finding 3: the script starts a caller afresh when the stored limit's signature "
-    "differs; instances configured with different limits (a rolling deploy) reset each "
-    "other's state on every request",
-)
 @pytest.mark.parametrize(
     ("old", "new"),
     [
@@ -256,12 +249,6 @@ def test_nested_middlewares_in_one_process_each_apply_their_limit() -> None:
     assert _statuses(_nested(None, "3/hour", "3/hour"), 6) == [200] * 3 + [429] * 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="finding 3: nested middlewares sharing a limiter store different limits in one "
-    "Redis key, each resetting the other's: the inner (stricter) limit never refuses",
-)
 def test_nested_middlewares_sharing_a_limiter_apply_the_inner_limit(redis: RedisServer) -> None:
     assert _statuses(_nested(shared(redis), "100/hour", "3/hour"), 6) == [200] * 3 + [429] * 3
 

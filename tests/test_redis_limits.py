@@ -732,7 +732,8 @@ def test_start_without_redis_does_not_raise_and_stop_is_idempotent(redis: RedisS
         await live.stop()
         assert (await live.decide(checks)).allowed  # and again after a stop
         await live.stop()
-        return dead_available, bool(raw(redis).exists(live._names.base("billing") + "rate"))
+        [part] = live._names.parts(checks)
+        return dead_available, bool(raw(redis).exists(part.key))
 
     with capture_logs() as logs:
         dead_available, stored = run(scenario())
@@ -813,7 +814,9 @@ def test_a_redis_that_forgot_the_script_gets_it_again(redis: RedisServer) -> Non
 
 # -- what Redis holds -----------------------------------------------------------------------
 
-_NAME = re.compile(r"\{t?[a-z0-9_]*:rl:([0-9a-f]{32})\}:(?:path:[0-9a-f]{16}:)?(?:rate|quota)")
+_NAME = re.compile(
+    r"\{t?[a-z0-9_]*:rl:([0-9a-f]{32})\}:(?:path:[0-9a-f]{16}:)?(?:rate|quota):[0-9a-f]{12}"
+)
 
 
 def test_names_in_redis_hide_callers_and_share_a_slot_per_caller(redis: RedisServer) -> None:
@@ -858,7 +861,9 @@ def test_every_key_expires_once_it_holds_nothing(redis: RedisServer) -> None:
 
     run(scenario())
     client = raw(redis)
-    rate_key, quota_key = limiter._names.base("a") + "rate", limiter._names.base("b") + "quota"
+    [rate_part] = limiter._names.parts([Check("a", fast)])
+    [quota_part] = limiter._names.parts([Check("b", hourly)])
+    rate_key, quota_key = rate_part.key, quota_part.key
     assert 0 < client.pttl(rate_key) <= 110
     end = window_of("hour", time.time_ns())[1]
     expected_ms = (end - time.time_ns()) / 1e6

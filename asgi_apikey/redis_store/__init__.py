@@ -36,7 +36,7 @@ clock (``mode="exact"``), or spends tokens each instance leases in batches
 counters sit in a hash tag of their own, named by a hash (no key id or
 address in clear), and expire once idle::
 
-    {asgi_apikey:rl:<sha256 of the caller>}:rate, :quota, :path:<sha256 of the rule>:rate ...
+    {asgi_apikey:rl:<sha256 of the caller>}:rate:<limit>, :quota:<limit>, :path:<rule>:rate:...
 
 When Redis is slow or gone it decides locally or refuses with ``503``, as
 configured (``on_unavailable``), and tries Redis again after ``backoff``.

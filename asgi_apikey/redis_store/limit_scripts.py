@@ -422,11 +422,15 @@ class KeyNames:
     """Where each caller's limits live in Redis: one hash tag per caller, names hashed.
 
     ``who`` (a ``key_id``, ``("client", host)``, or ``("path", rule, who)``)
-    becomes ``{<prefix>:rl:<32 hex of SHA-256 of who>}:rate`` (and ``:quota``);
-    a path rule's limit of that caller sits under the same tag, as
-    ``...:path:<16 hex of SHA-256 of the rule>:rate``. So every key of one
-    request's decision is in one cluster slot, callers spread over slots, and
-    no key id, host or path appears in clear.
+    becomes ``{<prefix>:rl:<32 hex of SHA-256 of who>}:rate:<limit>`` (and
+    ``:quota:<limit>``), where ``<limit>`` is 12 hex of the SHA-256 of the
+    rate's count, period and burst (the quota's count and window): a caller
+    decided under two limits (instances mid-deploy, nested middlewares, a
+    token's scopes) keeps a bucket for each, as the local limiter does, and
+    neither starts afresh. A path rule's limit of that caller sits under the
+    same tag, as ``...:path:<16 hex of SHA-256 of the rule>:rate:<limit>``. So
+    every key of one request's decision is in one cluster slot, callers spread
+    over slots, and no key id, host or path appears in clear.
 
     >>> names = KeyNames("asgi_apikey")
     >>> names.base("billing") == names.base(("path", "/v1/chat", "billing")).split("path:")[0]
@@ -435,7 +439,7 @@ class KeyNames:
     '{asgi_apikey:rl:faf2805a9391346f02697317fb8aae67}:'
     """
 
-    __slots__ = ("_cache", "_prefix")
+    __slots__ = ("_cache", "_prefix", "_signatures")
 
     #: Callers whose names are kept computed (the cache is emptied when full).
     CACHED = 10_000
@@ -443,6 +447,7 @@ class KeyNames:
     def __init__(self, prefix: str) -> None:
         self._prefix = prefix
         self._cache: dict[Hashable, str] = {}
+        self._signatures: dict[Rate | Quota, str] = {}
 
     def base(self, who: Hashable) -> str:
         """The start of every key name of ``who``'s limits (add ``rate`` or ``quota``)."""
@@ -467,14 +472,26 @@ class KeyNames:
             base = self.base(who)
             if limit.rate is not None:
                 rate = limit.rate
-                found.append(
-                    PartSpec(prefix + "rate", "rate", rate.window_s, base + "rate", rate, None)
-                )
+                key = f"{base}rate:{self.signature(rate)}"
+                found.append(PartSpec(prefix + "rate", "rate", rate.window_s, key, rate, None))
             if limit.quota is not None:
                 quota = limit.quota
-                found.append(
-                    PartSpec(prefix + "quota", "quota", quota.seconds, base + "quota", None, quota)
-                )
+                key = f"{base}quota:{self.signature(quota)}"
+                found.append(PartSpec(prefix + "quota", "quota", quota.seconds, key, None, quota))
+        return found
+
+    def signature(self, part: Rate | Quota) -> str:
+        """12 hex naming a rate (count, period, burst) or a quota (count, window)."""
+        found = self._signatures.get(part)
+        if found is None:
+            if isinstance(part, Rate):
+                text = f"rate {part.count}/{part.period_ns}/{part.capacity}"
+            else:
+                text = f"quota {part.count}/{part.window}"
+            found = hashlib.sha256(text.encode("ascii")).hexdigest()[:12]
+            if len(self._signatures) >= self.CACHED:
+                self._signatures.clear()
+            self._signatures[part] = found
         return found
 
 

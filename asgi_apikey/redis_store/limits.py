@@ -53,14 +53,16 @@ URL without the password.
 string per active caller and limit, each in its caller's hash tag (so one
 request's keys share a cluster slot, and callers spread over slots)::
 
-    {asgi_apikey:rl:<h>}:rate               "<count>/<period ns>/<burst or "">:<TAT x count>"
-    {asgi_apikey:rl:<h>}:quota              "<count>/<window>:<window end, s>:<used>"
-    {asgi_apikey:rl:<h>}:path:<r>:rate      a path rule's limit of that caller
-    {asgi_apikey:rl:<h>}:path:<r>:quota
+    {asgi_apikey:rl:<h>}:rate:<l>            "<count>/<period ns>/<burst or "">:<TAT x count>"
+    {asgi_apikey:rl:<h>}:quota:<l>           "<count>/<window>:<window end, s>:<used>"
+    {asgi_apikey:rl:<h>}:path:<r>:rate:<l>   a path rule's limit of that caller
+    {asgi_apikey:rl:<h>}:path:<r>:quota:<l>
 
 ``<h>`` is 32 hex digits of the SHA-256 of the caller's JSON (``"billing"``
 for a key, ``["client","203.0.113.7"]`` for an anonymous client), ``<r>`` 16
-of the rule path's: no key id, address or path in clear. A rate's key
+of the rule path's, ``<l>`` 12 of the limit's (so a caller decided under two
+limits, by instances mid-deploy or nested middlewares, keeps a count for
+each and neither starts afresh): no key id, address or path in clear. A rate's key
 expires once its bucket is full again, a quota's when its window ends, so
 idle callers take no memory. Needs Redis 5 or later.
 
