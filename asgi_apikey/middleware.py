@@ -317,7 +317,7 @@ class APIKeyMiddleware:
                 if checks and self._fast_limits and plan.local.admit(checks):
                     checks = ()
             if checks:
-                added_fields, denial = await self._limit(checks, accepted is not None)
+                added_fields, denial = await self._limit(checks, accepted is not None, scope)
                 if denial is not None and accepted is not None:
                     refused_id = accepted.context.key_id
 
@@ -372,18 +372,31 @@ class APIKeyMiddleware:
         return checks  # refused (decided again, to say why), or for _limit to decide
 
     async def _limit(
-        self, checks: tuple[Check, ...], with_key: bool
+        self, checks: tuple[Check, ...], with_key: bool, scope: Scope
     ) -> tuple[tuple[tuple[bytes, bytes], ...], Denial | None]:
-        """Decide a request's limits: the fields to add to its response, or its denial."""
+        """Decide a request's limits: the fields to add to its response, or its denial.
+
+        A shared limiter counts a request once: nested middlewares that share one
+        skip the checks an outer one has decided for this request (in the scope).
+        """
         plan = self._limits
         shared = plan.shared
         if shared is None:
             verdict = plan.local.decide(checks)
         else:
+            decided: set[tuple[int, Check]] | None = scope.get(_DECIDED)
+            if decided is not None:
+                checks = tuple(check for check in checks if (id(shared), check) not in decided)
+                if not checks:
+                    return (), None
             try:
                 verdict = await shared.decide(checks)
             except LimiterUnavailable as error:
                 return (), self._denials.unavailable(error.detail, error.retry_after)
+            if verdict.allowed:
+                if decided is None:
+                    decided = scope[_DECIDED] = set()
+                decided.update((id(shared), check) for check in checks)
         if not verdict.allowed:
             return (), rate_limited(verdict, self._security, "API key" if with_key else "client")
         return (rate_limit_fields(verdict.parts) if plan.headers else ()), None
@@ -538,6 +551,8 @@ def _with_fields(send: Send, added: tuple[tuple[bytes, bytes], ...]) -> Send:
 
 
 _RATELIMIT_FIELDS = frozenset({b"ratelimit", b"ratelimit-policy"})
+#: The scope's record of the checks a shared limiter has decided for this request.
+_DECIDED = "asgi_apikey.limits_decided"
 
 
 def _client_host(scope: Scope) -> str:

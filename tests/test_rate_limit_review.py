@@ -256,12 +256,6 @@ def test_nested_middlewares_sharing_a_limiter_apply_the_inner_limit(redis: Redis
 # ====================================== finding 4: nested middlewares spend twice
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="finding 4: nested middlewares sharing a limiter both spend the same Redis bucket "
-    "for one request: a key limited to 3 gets 1",
-)
 def test_nested_middlewares_sharing_a_limiter_spend_once_per_request(redis: RedisServer) -> None:
     assert _statuses(_nested(shared(redis), "3/hour", "3/hour"), 6) == [200] * 3 + [429] * 3
 
