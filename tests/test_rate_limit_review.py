@@ -1,9 +1,8 @@
 """An attacker's review of the rate limits (issue 18): each finding proved by a test.
 
-A test that fails on the current code is a strict ``xfail`` naming its finding
-(``raises=AssertionError``: it must fail on the behaviour, not on an error of
-its own); the others are regression tests for what was tried and held. The
-findings, in short:
+Each finding's test failed on the code it was found in and passes since its
+fix (see SECURITY.md, "Findings fixed"); the others are regression tests for
+what was tried and held. The findings, in short:
 
 1. a path limit on a public path is escaped by a path the limits' rule table
    refuses (longer than ``max_path_length``, or with a control character),
