@@ -29,11 +29,20 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from ..errors import ConfigurationError, not_shown_unless_word
 
-__all__ = ["GCRA", "MAX_COUNT", "MAX_PERIOD", "OTHER_RATE", "Decision", "Rate", "check_count"]
+__all__ = [
+    "GCRA",
+    "MAX_COUNT",
+    "MAX_PERIOD",
+    "OTHER_RATE",
+    "Decision",
+    "Rate",
+    "check_count",
+    "place",
+]
 
 _NS = 1_000_000_000
 #: Idle keys are looked for when a new key would grow the table past twice its size
@@ -127,6 +136,29 @@ class Decision(NamedTuple):
     reset_ns: int
 
 
+Held = TypeVar("Held", bound=tuple[Any, ...])
+
+
+def place(
+    state: dict[Hashable, Held], key: Hashable, limit: object
+) -> tuple[Hashable, Held | None]:
+    """Where ``key``'s state under ``limit`` is kept in ``state``, and what it holds.
+
+    One place per (key, limit) while it holds state: the key itself when it
+    holds this limit (its first item) or nothing and no other place holds it;
+    else ``(OTHER_RATE, key, limit)``. So a key met under two limits in turn
+    keeps a count for each, and neither starts afresh.
+    """
+    held = state.get(key)
+    if held is not None and (held[0] is limit or held[0] == limit):
+        return key, held
+    other = (OTHER_RATE, key, limit)
+    found = state.get(other)
+    if found is not None or held is not None:
+        return other, found
+    return key, None
+
+
 class GCRA:
     """Per-key GCRA state: one integer per active key and rate, O(1) per decision.
 
@@ -151,20 +183,7 @@ class GCRA:
         return len(self._state)
 
     def _slot(self, key: Hashable, rate: Rate) -> tuple[Hashable, tuple[Rate, int] | None]:
-        """Where ``key``'s bucket under ``rate`` is kept, and what it holds.
-
-        One place per (key, rate) while it holds state: the key itself when it
-        holds this rate or nothing (and no other place holds it), else its own.
-        """
-        state = self._state
-        held = state.get(key)
-        if held is not None and (held[0] is rate or held[0] == rate):
-            return key, held
-        other = (OTHER_RATE, key, rate)
-        found = state.get(other)
-        if found is not None or held is not None:
-            return other, found
-        return key, None
+        return place(self._state, key, rate)
 
     def decide(self, key: Hashable, rate: Rate, now: int | None = None) -> Decision:
         """Admit or refuse one request of ``key`` under ``rate`` at ``now`` (the clock's)."""

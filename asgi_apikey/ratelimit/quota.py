@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ..errors import ConfigurationError, not_shown_unless_word
-from .gcra import OTHER_RATE, SWEEP_MIN, Decision, check_count
+from .gcra import SWEEP_MIN, Decision, check_count, place
 
 __all__ = ["WINDOWS", "Quota", "QuotaCounter", "window_of"]
 
@@ -105,15 +105,7 @@ class QuotaCounter:
         return bounds
 
     def _slot(self, key: Hashable, quota: Quota) -> tuple[Hashable, tuple[Quota, int, int] | None]:
-        state = self._state
-        held = state.get(key)
-        if held is not None and (held[0] is quota or held[0] == quota):
-            return key, held
-        other = (OTHER_RATE, key, quota)
-        found = state.get(other)
-        if found is not None or held is not None:
-            return other, found
-        return key, None
+        return place(self._state, key, quota)  # a count per (key, quota), as GCRA's buckets
 
     def _used(self, key: Hashable, quota: Quota, end: int) -> int:
         held = self._slot(key, quota)[1]
