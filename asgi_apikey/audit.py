@@ -255,14 +255,22 @@ class Audit:
         """
         reason = denial.reason
         self.refused_by_reason[reason] += 1
-        if reason == "rate_limited" and key_id is not None:
+        if key_id is not None and reason == "rate_limited":
             limited = self.rate_limited_by_key_id
             if key_id in limited or len(limited) < MAX_COUNTED_KEY_IDS:
                 limited[key_id] = limited.get(key_id, 0) + 1
         throttle = self.throttle
         if throttle.due():
             self.flush()
-        host = _client(scope)
+        # What every server gives, inline: (host, port) with a short str host is the
+        # host as _client() returns it; anything else goes through _client().
+        client = scope.get("client")
+        if type(client) is tuple and client:
+            host = client[0]
+            if type(host) is not str or len(host) > _MAX_LOGGED_HOST:
+                host = _client(scope)
+        else:
+            host = _client(scope)
         if throttle.admit(reason, host):
             self._log_failure(scope, denial, realm, key_id, token, host)
             return

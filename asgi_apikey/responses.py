@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 from functools import lru_cache
+from typing import Any
 
 from starlette.types import Message, Receive, Scope, Send
 
@@ -51,9 +52,12 @@ class Denial:
 
     __slots__ = (
         "_body",
+        "_body_message",
         "_close_code",
         "_plain",
         "_secure",
+        "_start",
+        "_start_secure",
         "description",
         "detail",
         "reason",
@@ -91,17 +95,26 @@ class Denial:
         own = {name for name, _ in base}
         self._plain = base + tuple(p for p in security.for_scheme("http") if p[0] not in own)
         self._secure = base + tuple(p for p in security.for_scheme("https") if p[0] not in own)
+        # The messages as templates: a dict's copy() is cheaper than building it anew.
+        self._start: dict[str, Any] = {
+            "type": "http.response.start",
+            "status": status,
+            "headers": self._plain,
+        }
+        self._start_secure: dict[str, Any] = {**self._start, "headers": self._secure}
+        self._body_message: dict[str, Any] = {"type": "http.response.body", "body": self._body}
 
     def headers(self, scheme: str) -> Headers:
         return self._secure if scheme in ("https", "wss") else self._plain
 
     def http_messages(self, scheme: str) -> tuple[Message, Message]:
         """The two messages of the HTTP response, fresh (whoever is sent them may edit them)."""
-        headers = self._plain if scheme == "http" else self.headers(scheme)
-        return (
-            {"type": "http.response.start", "status": self.status, "headers": [*headers]},
-            {"type": "http.response.body", "body": self._body},
-        )
+        start = (self._start if scheme == "http" else self._secure_start(scheme)).copy()
+        start["headers"] = [*start["headers"]]  # a list of its own, for whoever edits it
+        return start, self._body_message.copy()
+
+    def _secure_start(self, scheme: str) -> dict[str, Any]:
+        return self._start_secure if scheme in ("https", "wss") else self._start
 
     async def send_websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Refuse a handshake: never accepted, whatever the server supports."""

@@ -144,6 +144,12 @@ class FailureThrottle:
             # Between threads an increment may be lost (the report counts a little
             # less), or re-add a pair another thread just forgot (one more for a moment).
             table[pair] = seen + 1
+            if seen >= self.per_client:
+                # A flood's common case, inline (what hold() does): this client has
+                # spent its own budget, so neither reason budget needs a look.
+                suppressed = self._suppressed
+                suppressed[reason] = suppressed.get(reason, 0) + 1
+                return False
         else:
             with self._lock:
                 seen = self._remember(pair)
