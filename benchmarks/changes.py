@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import gc
 import hashlib
+import json
 import random
 import statistics
 import sys
@@ -235,7 +236,7 @@ def _ms(values: Sequence[float]) -> str:
     shown = f"{statistics.median(values) * 1e3:,.2f}"
     if len(values) > 2:
         shown += f" ({min(values) * 1e3:,.2f} to {max(values) * 1e3:,.2f})"
-    return shown + f", {len(values)} runs"
+    return shown + f", {len(values)} run{'s' if len(values) > 1 else ''}"
 
 
 def _summary(summary: dict[str, float], digits: int = 2) -> str:
@@ -258,8 +259,8 @@ def markdown(data: dict[str, Any]) -> str:
         "Digest keys given in code (`APIKey(digest=..., name=...)`), the garbage collector on "
         "as a user has it. Each change is timed alone: medians in ms, with the lowest and "
         "highest in parentheses and the number of runs (the million-key rows repeat fewer "
-        "times: one construction, three adds and removes, two replaces). Another helper's "
-        "work shared this 2-core machine: single timings of a few ms vary by tens of per cent.",
+        "times: one construction, three adds and removes, two replaces). Other work may "
+        "share this 2-core machine: single timings of a few ms vary by tens of per cent.",
         "",
         "## Targets (issue 19)",
         "",
@@ -318,13 +319,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=20_000, help="resolves per variant a round")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--page-only", action="store_true", help="rewrite the page from the saved JSON"
+    )
     options = parser.parse_args(argv)
     sizes: tuple[int, ...] = (1_000, 100_000, 1_000_000)
     if options.smoke:
         sizes, options.rounds, options.calls = (10, 300), 2, 200
-    data = run(
-        sizes, smoke=options.smoke, rounds=options.rounds, calls=options.calls, seed=options.seed
-    )
+    if options.page_only:
+        data = json.loads((options.out / "changes.json").read_text())
+    else:
+        data = run(
+            sizes,
+            smoke=options.smoke,
+            rounds=options.rounds,
+            calls=options.calls,
+            seed=options.seed,
+        )
     write_results(options.out, "changes", data, markdown(data))
     return 0
 
