@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import io
 import json
 import re
-import sys
 import tempfile
 import time
 import tomllib
@@ -42,6 +40,7 @@ from asgi_apikey.ratelimit.quota import WINDOWS, Quota
 from asgi_apikey.redis_store import RedisKeySource, RedisKeyStore, StoredKey, add_key, list_keys
 from asgi_apikey.redis_store.records import decode, record
 from tests.asgi import CANARY, OTHER_KEY, chain, error_texts, plain_digest
+from tests.cli import run_cli
 from tests.redis_server import RedisServer, running_redis
 
 #: A key that is also a Python identifier: the shape a field name of a table can have.
@@ -508,17 +507,6 @@ def test_the_store_refuses_a_limit_no_record_can_hold(redis: RedisServer) -> Non
 
 
 # ======================================================== the command line
-
-
-def run_cli(*argv: str, stdin: str = "") -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    saved = sys.stdin, sys.stdout, sys.stderr
-    sys.stdin, sys.stdout, sys.stderr = io.StringIO(stdin), out, err
-    try:
-        code = main(list(argv))
-    finally:
-        sys.stdin, sys.stdout, sys.stderr = saved
-    return code, out.getvalue(), err.getvalue()
 
 
 #: Every form, as the options of keys add and keygen give it, and its text in keys list.

@@ -447,19 +447,24 @@ def test_batched_mode_overshoots_by_at_most_what_the_instances_hold(redis: Redis
     assert 100 <= admitted <= 100 + 100 * elapsed + instances * cap
 
 
+def count_calls(limiter: RedisRateLimiter, calls: list[str]) -> None:
+    """Record the name of each script call ``limiter`` makes, in ``calls``."""
+    run_script = limiter._runner.run
+
+    async def counted(job: str, keys: Sequence[str], args: Sequence[str]) -> list[Any] | None:
+        calls.append(job)
+        return await run_script(job, keys, args)
+
+    limiter._runner.run = counted  # type: ignore[method-assign]
+
+
 def test_batched_mode_serves_a_busy_caller_without_a_call_per_request(redis: RedisServer) -> None:
     checks = [Check("billing", RateLimit("1000000/hour", quota="1000000/day"))]
     calls: list[str] = []
 
     async def scenario() -> list[bool]:
         limiter = RedisRateLimiter(redis.url, mode="batched", timeout=5.0, batch=64)
-        run_script = limiter._runner.run
-
-        async def counted(job: str, keys: Sequence[str], args: Sequence[str]) -> list[Any] | None:
-            calls.append(job)
-            return await run_script(job, keys, args)
-
-        limiter._runner.run = counted  # type: ignore[method-assign]
+        count_calls(limiter, calls)
         try:
             seen = []
             for _ in range(2000):
@@ -480,13 +485,7 @@ def test_batched_mode_remembers_a_refusal_instead_of_asking_again(redis: RedisSe
 
     async def scenario() -> tuple[list[bool], int, list[bool]]:
         limiter = RedisRateLimiter(redis.url, mode="batched", timeout=5.0, lease_seconds=5)
-        run_script = limiter._runner.run
-
-        async def counted(job: str, keys: Sequence[str], args: Sequence[str]) -> list[Any] | None:
-            calls.append(job)
-            return await run_script(job, keys, args)
-
-        limiter._runner.run = counted  # type: ignore[method-assign]
+        count_calls(limiter, calls)
         try:
             one_by_one = []
             for _ in range(500):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import io
 import itertools
 import json
 import string
@@ -45,7 +44,6 @@ from starlette.websockets import WebSocket
 from structlog.testing import capture_logs
 
 from asgi_apikey import APIKey, APIKeyAuth, APIKeyMiddleware, ConfigurationError, KeySourceError
-from asgi_apikey.cli import main
 from asgi_apikey.redis_store import (
     UNAVAILABLE,
     RedisKeySource,
@@ -58,6 +56,7 @@ from asgi_apikey.redis_store import (
     revoke_key,
 )
 from tests.asgi import CANARY, OTHER_KEY, bearer, call, http_scope
+from tests.cli import run_cli
 from tests.redis_server import RedisServer, running_redis
 
 #: How long a change may take to reach another instance in these tests. The
@@ -626,17 +625,6 @@ def test_prefixes_keep_key_sets_apart(redis: RedisServer) -> None:
 
 
 # ======================================================== the command line
-
-
-def run_cli(*argv: str, stdin: str = "") -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    saved = sys.stdin, sys.stdout, sys.stderr
-    sys.stdin, sys.stdout, sys.stderr = io.StringIO(stdin), out, err
-    try:
-        code = main(list(argv))
-    finally:
-        sys.stdin, sys.stdout, sys.stderr = saved
-    return code, out.getvalue(), err.getvalue()
 
 
 def test_cli_add_list_revoke(redis: RedisServer) -> None:
