@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from asgi_apikey.audit import Audit, FailureThrottle, HeldBack
+from asgi_apikey.credentials import CredentialReader, Malformed, parse_token
 from asgi_apikey.responses import Denials, SecurityHeaders
 from tests.asgi import CANARY, http_scope
 
@@ -191,3 +192,32 @@ def test_denial_messages_are_fresh_copies_of_the_prepared_ones() -> None:
         assert again_body["body"] == b'{"detail": "Invalid API key"}'
         assert again is not start
         assert again["headers"] is not start["headers"]
+
+
+# -- a malformed bearer token: prepared descriptions, chosen by byte class ----------------------
+
+# Every byte class the grammar tells apart, often: b64token characters, "=", spaces,
+# other visible characters, controls, DEL and non-ASCII.
+_TOKEN_BYTES = st.lists(
+    st.one_of(
+        st.sampled_from(b"aZ09-._~+/"),
+        st.sampled_from(b"= "),
+        st.sampled_from(b'!"#,:;@\\'),
+        st.sampled_from(b"\x00\t\n\r\x0b\x0c\x7f\x80\xa0\xff"),
+        st.integers(0, 255),
+    ),
+    max_size=40,
+).map(bytes)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(token=_TOKEN_BYTES, max_length=st.integers(16, 40))
+def test_a_bearer_tokens_problem_is_the_one_parse_token_names(
+    token: bytes, max_length: int
+) -> None:
+    # The reader decides "Bearer <token>" from each byte's class with prepared
+    # answers; parse_token is the long way. Same token, same description.
+    reader = CredentialReader(max_token_length=max_length)
+    expected = parse_token(token.strip(b" "), "bearer token", max_length)
+    read = reader.read([(b"host", b"x"), (b"authorization", b"Bearer " + token)], b"")
+    assert read == (expected if isinstance(expected, Malformed) else (expected, False))
