@@ -9,6 +9,8 @@ how much of a real key an attacker has guessed.
 A :class:`KeySnapshot` is immutable: the key ring (``keyring.py``) builds a
 new one for every change and swaps it in with one attribute assignment, and a
 request reads it once, so it sees the old set or the new one, never a mix.
+Its two lookup tables (:class:`~asgi_apikey.keytable.KeyTable`) are
+immutable too: a change copies a few small parts of them, not every key.
 A token that matches no key goes to the verifiers, if any
 (:mod:`asgi_apikey.verifiers` says what they may answer).
 """
@@ -38,6 +40,7 @@ from .context import (
 from .context import MAX_KEY_NAME_LENGTH as _MAX_NAME_LENGTH
 from .credentials import DEFAULT_MAX_TOKEN_LENGTH, is_b64token
 from .errors import ConfigurationError
+from .keytable import DigestTable, KeyTable, NameTable
 from .ratelimit.limits import RateLimit, as_rate_limit
 from .verifiers import (
     Accepted,
@@ -344,9 +347,9 @@ class KeySnapshot:
     matches no key is then answered ``503`` with it, not ``401``.
     """
 
-    # Plain dicts for lookup speed; never mutated after index() returns them.
-    by_digest: dict[bytes, KeyEntry]
-    by_id: dict[str, bytes]
+    # Immutable tables: a change builds new ones (KeyTable.changed) and a new snapshot.
+    by_digest: KeyTable[bytes, KeyEntry]
+    by_id: KeyTable[str, bytes]
     anonymous: AuthContext
     development: bool = False
     verifiers: tuple[Verifier, ...] = ()
@@ -359,7 +362,8 @@ class KeySnapshot:
     def resolve(self, token: bytes) -> Accepted | Rejected | None:
         """What ``token`` (raw bytes) is: accepted, refused with a reason, or unknown (None)."""
         digest = _sha256(token).digest()
-        entry = self.by_digest.get(digest)
+        # The table's own get() inlined: a method call costs more than the lookup.
+        entry = self.by_digest.rows[digest[0]][digest[1]].get(digest)
         if entry is not None and _compare_digest(entry.digest, digest):
             if entry.not_before is None and entry.expires_at is None:
                 return entry
@@ -371,11 +375,11 @@ class KeySnapshot:
 
 def index(
     entries: Sequence[KeyEntry], labels: Sequence[str]
-) -> tuple[dict[bytes, KeyEntry], dict[str, bytes]]:
-    """The two lookup dicts of a key set; ``labels`` name each entry's source in errors.
+) -> tuple[KeyTable[bytes, KeyEntry], KeyTable[str, bytes]]:
+    """The two lookup tables of a key set; ``labels`` name each entry's source in errors.
 
-    Entries are immutable and reused across rotations: adding one key to
-    100,000 copies two dicts and builds one entry.
+    Entries are immutable and reused across rotations: a reload of 100,000
+    unchanged keys builds the tables again, not the entries.
     """
     by_digest: dict[bytes, KeyEntry] = {}
     by_id: dict[str, bytes] = {}
@@ -400,4 +404,4 @@ def index(
         by_digest[entry.digest] = entry
         by_id[key_id] = entry.digest
         where[entry.digest] = label
-    return by_digest, by_id
+    return DigestTable.build(by_digest.items()), NameTable.build(by_id.items())

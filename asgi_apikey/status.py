@@ -154,8 +154,8 @@ class Reports:
 
     @property
     def key_ids(self) -> tuple[str, ...]:
-        """The ids of the current keys (names or fingerprints), never the keys."""
-        return tuple(self._ring.snapshot.by_id)
+        """The ids of the current keys (names or fingerprints), sorted; never the keys."""
+        return tuple(sorted(self._ring.snapshot.by_id))
 
     @property
     def is_development_mode(self) -> bool:

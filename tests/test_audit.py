@@ -60,6 +60,7 @@ from asgi_apikey.audit import (
     token_fingerprint,
 )
 from asgi_apikey.keys import Accepted, KeySnapshot
+from asgi_apikey.keytable import DigestTable, NameTable
 from asgi_apikey.paths import DEFAULT_MAX_PATH_LENGTH
 from asgi_apikey.responses import Denials, SecurityHeaders
 from asgi_apikey.verifiers import _quotes
@@ -2350,7 +2351,10 @@ def test_verifier_failures_held_back_are_reported_before_the_next_interval_s_fir
 
 def test_a_snapshot_without_an_authenticator_logs_verifier_failures_itself() -> None:
     snapshot = KeySnapshot(
-        by_digest={}, by_id={}, anonymous=AuthContext(False), verifiers=(failing_verifier,)
+        by_digest=DigestTable.EMPTY,
+        by_id=NameTable.EMPTY,
+        anonymous=AuthContext(False),
+        verifiers=(failing_verifier,),
     )
     with capture_logs() as logs:
         assert snapshot.resolve(b"jwt-token") is None

@@ -1,0 +1,172 @@
+"""KeyTable against a dict: every change, every read, and old tables left as they were."""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from asgi_apikey.keytable import WIDTH, DigestTable, KeyTable, NameTable
+
+# Digests crowded into few shards (same first bytes) as well as spread ones, so that
+# shards and rows are shared, emptied and refilled.
+crowded = st.builds(
+    lambda a, b, rest: bytes([a, b]) + rest,
+    st.sampled_from([0, 1, 255]),
+    st.sampled_from([0, 7]),
+    st.binary(min_size=0, max_size=3),
+)
+spread = st.binary(min_size=32, max_size=32)
+digests = st.one_of(crowded, spread, st.binary(max_size=1))
+names = st.text(max_size=6)
+values = st.integers()
+
+
+def same(table: KeyTable[Any, Any], model: dict[Any, Any]) -> None:
+    """Every way of reading ``table`` gives what ``model`` has."""
+    assert len(table) == len(model)
+    assert dict(table.iter_items()) == model
+    assert sorted(table, key=repr) == sorted(model, key=repr)
+    assert sorted(table.iter_values()) == sorted(model.values())
+    assert table == model
+    for key, value in model.items():
+        assert key in table
+        assert table[key] == value
+        assert table.get(key) == value
+        i, j = table.slot(key)
+        assert table.rows[i][j].get(key) == value  # the hot path's own read
+
+
+class TableMachine(RuleBasedStateMachine):
+    """Random changes to a DigestTable and a NameTable, each beside a dict."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: list[tuple[KeyTable[Any, Any], dict[Any, Any]]] = [
+            (DigestTable.EMPTY, {}),
+            (NameTable.EMPTY, {}),
+        ]
+        self.history: list[tuple[KeyTable[Any, Any], dict[Any, Any]]] = []
+
+    def _change(self, which: int, put: list[tuple[Any, int]], drop: list[Any]) -> None:
+        table, model = self.tables[which]
+        self.history.append((table, dict(model)))
+        new_model = dict(model)
+        for key in drop:
+            new_model.pop(key, None)
+        new_model.update(put)
+        self.tables[which] = (table.changed(put=put, drop=drop), new_model)
+
+    @rule(put=st.lists(st.tuples(digests, values), max_size=8), drop=st.lists(digests, max_size=8))
+    def change_digests(self, put: list[tuple[bytes, int]], drop: list[bytes]) -> None:
+        self._change(0, put, drop)
+
+    @rule(put=st.lists(st.tuples(names, values), max_size=8), drop=st.lists(names, max_size=8))
+    def change_names(self, put: list[tuple[str, int]], drop: list[str]) -> None:
+        self._change(1, put, drop)
+
+    @precondition(lambda self: bool(self.tables[0][1]))
+    @rule(data=st.data())
+    def delete_a_present_digest(self, data: st.DataObject) -> None:
+        table, model = self.tables[0]
+        key = data.draw(st.sampled_from(sorted(model)))
+        self.history.append((table, dict(model)))
+        del model[key]
+        self.tables[0] = (table.delete(key), model)
+
+    @rule(key=digests, value=values)
+    def set_one(self, key: bytes, value: int) -> None:
+        table, model = self.tables[0]
+        self.history.append((table, dict(model)))
+        self.tables[0] = (table.set(key, value), {**model, key: value})
+
+    @rule(which=st.sampled_from([0, 1]))
+    def rebuild(self, which: int) -> None:
+        table, model = self.tables[which]
+        rebuilt = type(table).build(model.items())
+        same(rebuilt, model)
+        self.tables[which] = (rebuilt, model)
+
+    @invariant()
+    def tables_read_as_their_models(self) -> None:
+        for table, model in self.tables:
+            same(table, model)
+
+    @invariant()
+    def older_tables_never_change(self) -> None:
+        for table, model in self.history[-5:]:
+            same(table, model)
+
+    @invariant()
+    def empty_parts_are_shared(self) -> None:
+        # A table of n keys holds at most n rows of its own: the rest are the one
+        # shared empty row (memory stays proportional to the keys, not 65,536 dicts).
+        for table, model in self.tables:
+            own_rows = {id(row) for row in table.rows if any(row)}
+            assert len(own_rows) <= len(model)
+            assert sum(1 for row in table.rows if any(row)) <= len(model)
+
+
+TableMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=30, deadline=None)
+test_tables_behave_as_dicts = TableMachine.TestCase
+
+
+@given(st.lists(st.tuples(digests, values), max_size=40))
+def test_build_keeps_the_last_value_of_a_key(items: list[tuple[bytes, int]]) -> None:
+    same(DigestTable.build(items), dict(items))
+
+
+@given(st.dictionaries(names, values, max_size=30))
+def test_a_copy_is_rebuilt_from_its_items(model: dict[str, int]) -> None:
+    # NameTable places keys by hash(), which another process salts differently:
+    # a pickled table must not carry its rows across.
+    table = NameTable.build(model.items())
+    copy = pickle.loads(pickle.dumps(table))  # noqa: S301 (our own bytes)
+    assert type(copy) is NameTable
+    same(copy, model)
+
+
+def test_a_change_copies_one_path_and_shares_the_rest() -> None:
+    keys = [hashlib.sha256(str(n).encode()).digest() for n in range(5_000)]
+    table = DigestTable.build((key, n) for n, key in enumerate(keys))
+    new = hashlib.sha256(b"new").digest()
+    changed = table.set(new, -1)
+    i, _ = DigestTable.slot(new)
+    shared_rows = sum(a is b for a, b in zip(table.rows, changed.rows, strict=True))
+    assert shared_rows == WIDTH - 1
+    assert changed.rows[i] is not table.rows[i]
+    shared_shards = sum(a is b for a, b in zip(table.rows[i], changed.rows[i], strict=True))
+    assert shared_shards == WIDTH - 1
+    assert new not in table
+    assert changed[new] == -1
+    assert table.delete(new) is table  # absent: nothing to copy
+    assert changed.delete(new) == table
+
+
+def test_emptied_tables_return_to_the_shared_empty_parts() -> None:
+    keys = [bytes([n % 256, n // 256]) + b"x" * 30 for n in range(600)]
+    table = DigestTable.build((key, None) for key in keys)
+    emptied = table.changed(drop=keys)
+    assert len(emptied) == 0
+    assert emptied == {}
+    assert all(row is DigestTable.EMPTY.rows[0] for row in emptied.rows)
+
+
+def test_odd_keys_are_missing_not_errors() -> None:
+    table: KeyTable[Any, int] = DigestTable.build([(b"\x01\x02" + b"z" * 30, 1)])
+    for odd in (b"", b"\x01", "text", 12, None):
+        assert odd not in table
+        assert table.get(odd) is None
+        with pytest.raises(KeyError):
+            table[odd]
+
+
+def test_repr_shows_only_the_size() -> None:
+    secretish = "sk-live-" + "q" * 30
+    table = NameTable.build([(secretish, secretish)])
+    assert repr(table) == "NameTable(size=1)"
