@@ -20,6 +20,7 @@ they ask (:func:`set_default`) is here, as :meth:`APIKeyAuth.from_env` sets it.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -299,6 +300,23 @@ class APIKeyAuth(Reports):
             self._empty = read.empty
             fresh, labels = self._configuration.prepare(read.keys)
             return self._ring.replace_sourced(fresh, labels, unconfigured=not read.configured)
+
+    async def areload(self) -> KeyChanges:
+        """:meth:`reload` in a worker thread, for code on the event loop.
+
+        Reading and indexing a large key file takes a while (a million keys:
+        seconds); run there, it leaves the loop serving requests with the
+        current keys meanwhile. Same result and errors as :meth:`reload`.
+
+        >>> import asyncio
+        >>> auth = APIKeyAuth(keys=["sk-test-0123456789abcdef"])
+        >>> try:
+        ...     asyncio.run(auth.areload())
+        ... except ConfigurationError as error:
+        ...     print(error.context)
+        {'setting': 'reload'}
+        """
+        return await asyncio.to_thread(self.reload)
 
     # -- a live source (the follower applies what it reports) ---------------------------
 

@@ -8,6 +8,7 @@ the lifespan) is pinned without Redis; test_redis_store.py runs the real one.
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from asgi_apikey import (
     AuthSettings,
     ConfigurationError,
     EnvironmentSource,
+    KeyChanges,
     KeyFileSource,
     KeySink,
     KeySource,
@@ -55,6 +57,38 @@ def test_a_key_file_source_is_keys_file(tmp_path: Path) -> None:
     assert by_source.verify(CANARY) is None
     assert repr(KeyFileSource(path)) == f"KeyFileSource({str(path)!r})"
     assert by_source.status()["source"] == {"kind": "key_file"}
+
+
+def test_areload_reads_the_key_file_in_a_worker_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_keys(tmp_path / "keys.toml", CANARY)
+    auth = APIKeyAuth(keys_file=path)
+    write_keys(path, OTHER_KEY)
+    readers: list[int] = []
+    real_read = KeyFileSource.read
+
+    def read(self: KeyFileSource, config: AuthSettings) -> SourceKeys:
+        readers.append(threading.get_ident())
+        return real_read(self, config)
+
+    monkeypatch.setattr(KeyFileSource, "read", read)
+
+    async def reload_on_the_loop() -> tuple[int, KeyChanges]:
+        return threading.get_ident(), await auth.areload()
+
+    loop_thread, changes = asyncio.run(reload_on_the_loop())
+    assert changes == KeyChanges(
+        added=(APIKey(OTHER_KEY).key_id,), removed=(APIKey(CANARY).key_id,)
+    )
+    assert len(readers) == 1
+    assert readers[0] != loop_thread
+    assert auth.verify(OTHER_KEY) is not None
+    assert auth.verify(CANARY) is None
+    path.write_text("[[keys]]\nnot = 'a key'\n")
+    with pytest.raises(ConfigurationError):
+        asyncio.run(auth.areload())  # the same errors as reload(), and the keys stay
+    assert auth.verify(OTHER_KEY) is not None
 
 
 def test_the_environment_source_is_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
