@@ -1,10 +1,12 @@
 """Run the benchmark suite and write its results.
 
-    python3 dev.py bench                # the full suite: about 8 minutes on 2 cores
+    python3 dev.py bench                # the full suite: about 12 minutes on 2 cores
     python3 dev.py bench --smoke        # tiny rounds: proves it works, asserts no timing
 
 The results go to ``benchmarks/results/`` (``results.md``, ``results.json``,
-``chart.png``) unless ``--out`` names another directory.
+``chart.png``, and the end-to-end page ``e2e.md``, ``e2e.json``) unless ``--out``
+names another directory. ``python -m benchmarks.e2e --out DIR`` reruns the end-to-end
+part alone.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from types import FrameType
 from asgi_apikey.settings import AuthSettings
 from benchmarks import apps
 from benchmarks.driver import measure, summarise
+from benchmarks.e2e_report import e2e_page
 from benchmarks.report import chart, environment, markdown, targets
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -34,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny rounds; check, do not measure")
     parser.add_argument("--rounds", type=int, default=30, help="in-process rounds (default 30)")
     parser.add_argument("--requests", type=int, default=2000, help="requests per variant a round")
-    parser.add_argument("--no-e2e", action="store_true", help="skip the uvicorn end-to-end runs")
+    parser.add_argument("--no-e2e", action="store_true", help="skip the end-to-end server runs")
     parser.add_argument("--e2e-duration", type=float, default=3.0, help="seconds per e2e run")
     parser.add_argument("--e2e-rounds", type=int, default=8)
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the results go")
@@ -66,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     if not options.no_e2e:
         from benchmarks import e2e as end_to_end
 
-        print("end to end: uvicorn on 127.0.0.1", flush=True)
+        print("end to end: uvicorn and hypercorn on 127.0.0.1", flush=True)
         # A plain `kill` must stop the servers too: SIGTERM becomes an exception.
         previous = signal.signal(signal.SIGTERM, _terminated)
         try:
@@ -74,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
                 duration=options.e2e_duration,
                 rounds=options.e2e_rounds,
                 tool="httpx" if options.smoke else None,
+                encoding_rounds=2 if options.smoke else 15,
             )
         finally:
             signal.signal(signal.SIGTERM, previous)
@@ -90,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     (options.out / "results.json").write_text(json.dumps(data, indent=1) + "\n")
     (options.out / "results.md").write_text(markdown(data))
     chart(data, options.out / "chart.png")
+    if e2e is not None:
+        page = {"environment": env, "e2e": e2e}
+        (options.out / "e2e.json").write_text(json.dumps(page, indent=1) + "\n")
+        (options.out / "e2e.md").write_text(e2e_page(page))
     print(markdown(data))
     print(f"written to {options.out}")
     return 0

@@ -161,6 +161,15 @@ class HeadersMiddleware:
         await self.app(scope, receive, send_with_headers)
 
 
+def headers_only() -> Starlette:
+    """The headers-only variant: :class:`HeadersMiddleware` as an end-to-end ``--factory``.
+
+    Its accepted response is asgi_apikey's byte for byte (but for the date), so
+    asgi_apikey's requests per second over this one's is what the check costs.
+    """
+    return starlette([Middleware(HeadersMiddleware)])
+
+
 class Canned401Middleware:
     """The floor of refusal: sends a prepared 401 to every request."""
 

@@ -1,26 +1,35 @@
-"""End to end: requests per second through uvicorn, asgi_apikey against the bare app.
+"""End to end: requests per second through real servers, asgi_apikey against the bare app.
 
-Each timed run starts a fresh uvicorn (``--http h11`` or ``--http httptools``,
-``--loop asyncio``) on a free port of 127.0.0.1 serving one of the factories in
-:mod:`benchmarks.apps`, checks that it answers the way it must (the bare app
-serves :data:`~benchmarks.apps.BODY`; asgi_apikey serves it to the bearer
-request and refuses a request without credentials with 401), warms it up, puts
-a bounded load on it and stops it. The load generator is ``wrk`` where it is
-installed, else an async ``httpx2`` client in this process. Both send the same
-bearer request to both apps.
+Three apps: the bare app, the headers-only variant (a no-op middleware that adds
+exactly the security headers asgi_apikey adds, so the two responses are the same
+bytes but for the date) and asgi_apikey. Three servers: uvicorn with ``--http
+h11`` and with ``--http httptools`` (``--loop asyncio``, one worker), and
+hypercorn (HTTP/1.1 through h11, asyncio, no worker processes: ``-w 0``).
 
-Rounds are interleaved: each round runs, for every HTTP implementation, the
-bare app and asgi_apikey in a shuffled order, and the round's ratio
-asgi_apikey/bare compares two runs made moments apart, so a machine that slows
-down or speeds up during the suite moves both sides of a ratio together.
+Each timed run starts a fresh server on a free port of 127.0.0.1 serving one of
+the factories in :mod:`benchmarks.apps`, checks that it answers the way it must
+(status, body, the security headers exactly where they belong, and asgi_apikey
+refusing a request without credentials with 401), warms it up, puts a bounded
+load on it and stops it. The load generator is ``wrk`` where it is installed,
+else an async ``httpx2`` client in this process. All apps get the same bearer
+request.
 
-    python -m benchmarks.e2e --duration 5 --rounds 3
+Rounds are interleaved: each round runs, for every server, the three apps in a
+shuffled order, and the round's ratios (asgi_apikey/bare, asgi_apikey/headers,
+headers/bare) compare runs made moments apart, so a machine that slows down or
+speeds up during the suite moves both sides of a ratio together. Before the
+rounds, :mod:`benchmarks.encoding` times each server's own response-head code
+with and without the headers, to say how much of the headers' cost is the
+server's.
+
+    python -m benchmarks.e2e --duration 3 --rounds 10 --out benchmarks/results
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import json
 import math
 import os
@@ -44,13 +53,26 @@ from typing import IO, Any
 import httpx2
 
 from asgi_apikey.settings import AuthSettings
-from benchmarks.apps import BODY, KEY, ROUTE
+from benchmarks import encoding
+from benchmarks.apps import BODY, KEY, ROUTE, SECURITY_HEADERS
+from benchmarks.e2e_report import LABELS
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"  # the only address this module ever connects to
-APPS = ("bare", "asgi_apikey")
-FACTORIES = {"bare": "benchmarks.apps:bare", "asgi_apikey": "benchmarks.apps:apikey_named"}
-HTTP = ("h11", "httptools")
+APPS = ("bare", "headers", "asgi_apikey")
+FACTORIES = {
+    "bare": "benchmarks.apps:bare",
+    "headers": "benchmarks.apps:headers_only",
+    "asgi_apikey": "benchmarks.apps:apikey_named",
+}
+#: The servers: uvicorn with each HTTP implementation, and hypercorn (h11).
+HTTP = ("h11", "httptools", "hypercorn")
+#: Each round's ratios: name -> (numerator app, denominator app).
+RATIOS = {
+    "ratio": ("asgi_apikey", "bare"),
+    "vs_headers": ("asgi_apikey", "headers"),
+    "headers_ratio": ("headers", "bare"),
+}
 TOOLS = ("wrk", "httpx")
 BEARER = {"Authorization": f"Bearer {KEY}"}
 
@@ -69,7 +91,7 @@ CAVEATS = {
     "wrk": (
         "wrk (one thread) and the server run side by side, each pinned to its own CPU "
         "with taskset where it is available; the ratio is the server's own throughput "
-        "with and without the middleware, as far as one uvicorn worker and this "
+        "with and without the middleware, as far as one server process and this "
         "machine allow. Runs on a shared virtual machine vary by several per cent."
     ),
     "httpx": (
@@ -92,7 +114,7 @@ class BenchError(Exception):
 
 @dataclass
 class Server:
-    """One uvicorn subprocess; :attr:`returncode` is set once it has been stopped."""
+    """One server subprocess; :attr:`returncode` is set once it has been stopped."""
 
     app: str
     http: str
@@ -101,6 +123,11 @@ class Server:
     pid: int | None = None
     returncode: int | None = None
     log: IO[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def label(self) -> str:
+        """What runs, for messages: the server and the factory it serves."""
+        return f"{LABELS.get(self.http, self.http)} ({self.factory})"
 
     @property
     def url(self) -> str:
@@ -147,6 +174,21 @@ def pinned(cpu: int) -> list[str]:
 
 
 def server_command(factory: str, http: str, port: int) -> list[str]:
+    """A server's argv: ``http`` is ``h11`` or ``httptools`` (uvicorn), or ``hypercorn``."""
+    if http == "hypercorn":
+        return [
+            *pinned(1),
+            sys.executable,
+            "-m",
+            "hypercorn",
+            "--bind",
+            f"{HOST}:{port}",
+            "--workers",
+            "0",  # serve in this process: one process, like uvicorn's single worker
+            "--log-level",
+            "warning",
+            f"{factory}()",  # hypercorn evaluates the name: a call is its factory
+        ]
     return [
         *pinned(1),
         sys.executable,
@@ -190,7 +232,7 @@ def _wait_for_port(server: Server, child: subprocess.Popen[bytes], timeout: floa
     while True:
         if child.poll() is not None:
             raise BenchError(
-                f"uvicorn ({server.factory}, --http {server.http}) exited with status "
+                f"{server.label} exited with status "
                 f"{child.returncode} before answering on {HOST}:{server.port}:\n{server.output()}"
             )
         try:
@@ -200,7 +242,7 @@ def _wait_for_port(server: Server, child: subprocess.Popen[bytes], timeout: floa
             pass
         if time.monotonic() >= deadline:
             raise BenchError(
-                f"uvicorn ({server.factory}, --http {server.http}) did not answer on "
+                f"{server.label} did not answer on "
                 f"{HOST}:{server.port} within {timeout:g} s:\n{server.output()}"
             )
         time.sleep(0.05)
@@ -210,7 +252,9 @@ def _wait_for_port(server: Server, child: subprocess.Popen[bytes], timeout: floa
 def serve(
     app: str, http: str, factory: str, servers: list[Server] | None = None
 ) -> Iterator[Server]:
-    """Run ``factory`` under uvicorn until the block ends, then stop it (also on Ctrl-C).
+    """Run ``factory`` under the server ``http`` names until the block ends, then stop it.
+
+    Also on Ctrl-C.
 
     The server is appended to ``servers`` as soon as it has a process, so a caller
     can see every process it caused, and whether each has exited.
@@ -234,14 +278,14 @@ def serve(
                 try:
                     _wait_for_port(server, child, START_TIMEOUT)
                 except BenchError:
-                    # Another process took the port between our probe and uvicorn's bind.
+                    # Another process took the port between our probe and the server's bind.
                     if attempt < 2 and "address already in use" in server.output().lower():
                         continue
                     raise
                 yield server
                 if child.poll() is not None:
                     raise BenchError(
-                        f"uvicorn ({factory}, --http {http}) exited with status "
+                        f"{server.label} exited with status "
                         f"{child.returncode} during the run:\n{server.output()}"
                     )
                 return
@@ -253,29 +297,51 @@ def serve(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+#: The apps whose responses must carry the security headers, in asgi_apikey's order.
+SECURED = frozenset({"headers", "asgi_apikey"})
+_SECURITY_NAMES = frozenset(name for name, _ in SECURITY_HEADERS)
+
+
+def security_headers(headers: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The security headers among a response's raw headers, in the order they came."""
+    return [(name.lower(), value) for name, value in headers if name.lower() in _SECURITY_NAMES]
+
+
 def check(server: Server) -> None:
-    """The answers that make a number mean something; anything else is a :class:`BenchError`."""
+    """The answers that make a number mean something; anything else is a :class:`BenchError`.
+
+    Every app serves the bearer request; asgi_apikey refuses one without
+    credentials, the others serve it. The headers-only variant and asgi_apikey
+    answer with exactly :data:`~benchmarks.apps.SECURITY_HEADERS` (same names,
+    values and order), the bare app with none: so the two differ by the check alone.
+    """
     must_refuse = server.app == "asgi_apikey"
     with httpx2.Client(trust_env=False, timeout=REQUEST_TIMEOUT) as client:
         try:
             accepted = client.get(server.url, headers=BEARER)
             anonymous = client.get(server.url)
         except httpx2.HTTPError as error:
-            raise BenchError(f"{server.app} (--http {server.http}): {error!r}") from error
+            raise BenchError(f"{server.label}: {error!r}") from error
     if accepted.status_code != 200 or accepted.content != BODY:
         raise BenchError(
-            f"{server.app} (--http {server.http}) answered the bearer request with "
+            f"{server.label} answered the bearer request with "
             f"{accepted.status_code} {accepted.content[:200]!r}, not 200 {BODY!r}"
         )
     if must_refuse and anonymous.status_code != 401:
         raise BenchError(
-            f"{server.app} (--http {server.http}) answered a request without credentials "
+            f"{server.label} answered a request without credentials "
             f"with {anonymous.status_code}, not 401: it does not check keys"
         )
     if not must_refuse and (anonymous.status_code != 200 or anonymous.content != BODY):
         raise BenchError(
-            f"{server.app} (--http {server.http}) answered a request without credentials "
+            f"{server.label} answered a request without credentials "
             f"with {anonymous.status_code} {anonymous.content[:200]!r}, not 200 {BODY!r}"
+        )
+    expected = list(SECURITY_HEADERS) if server.app in SECURED else []
+    found = security_headers(accepted.headers.raw)
+    if found != expected:
+        raise BenchError(
+            f"{server.label} answered with the security headers {found!r}, not {expected!r}"
         )
 
 
@@ -463,13 +529,11 @@ def _loadavg() -> list[float] | None:
         return None
 
 
-def _uvicorn_version() -> str | None:
+def _version(package: str) -> str | None:
     try:
-        import uvicorn
-    except ImportError:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
         return None
-    version: str = uvicorn.__version__
-    return version
 
 
 def measure(
@@ -501,38 +565,49 @@ def run(
     tool: str | None = None,
     warmup: float | None = None,
     bare_factory: str = FACTORIES["bare"],
+    headers_factory: str = FACTORIES["headers"],
     apikey_factory: str = FACTORIES["asgi_apikey"],
+    apps: Sequence[str] = APPS,
+    encoding_rounds: int = 15,
     seed: int | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Time the bare app and asgi_apikey under uvicorn; JSON-ready results.
+    """Time the bare app, the headers-only variant and asgi_apikey on each server.
 
-    ``tool`` is ``"wrk"``, ``"httpx"`` or ``None`` (wrk where installed).
-    ``warmup`` seconds of httpx load precede each timed run (default: a fifth of
-    ``duration``, at most 1 s). The factories are uvicorn ``--factory`` import
-    strings; the checks expect the bare one to serve everyone and the asgi_apikey
-    one to refuse a request without credentials.
+    ``http`` names the servers (:data:`HTTP`). ``tool`` is ``"wrk"``, ``"httpx"``
+    or ``None`` (wrk where installed). ``warmup`` seconds of httpx load precede
+    each timed run (default: a fifth of ``duration``, at most 1 s). The factories
+    are import strings of app factories; the checks expect the bare and headers
+    ones to serve everyone and the asgi_apikey one to refuse a request without
+    credentials. ``apps`` may leave out ``"headers"`` (then only the ratio
+    asgi_apikey/bare is measured). ``encoding_rounds`` rounds of
+    :func:`benchmarks.encoding.measure` time the servers' own header encoding
+    first (0: skip it).
 
     A failed run (the server did not start, answered wrongly, or the load saw
-    errors) ends that HTTP implementation's rounds and is reported under its
-    ``error`` and in the top-level ``error``; the others go on. Every server is
-    stopped before this returns, also on Ctrl-C; ``servers`` lists each one's
-    pid, port and exit status.
+    errors) ends that server's rounds and is reported under its ``error`` and in
+    the top-level ``error``; the others go on. Every server is stopped before
+    this returns, also on Ctrl-C; ``servers`` lists each one's pid, port and
+    exit status.
     """
     if duration <= 0 or connections < 1 or rounds < 1:
         raise ValueError("duration must be positive, connections and rounds at least 1")
     if not http:
-        raise ValueError("http must name at least one implementation")
+        raise ValueError("http must name at least one server")
+    unknown = [name for name in (*http, *apps) if name not in (*HTTP, *APPS)]
+    if unknown or not {"bare", "asgi_apikey"} <= set(apps):
+        raise ValueError(f"http must be among {HTTP}, apps among {APPS} with bare and asgi_apikey")
     chosen = choose_tool(tool)
     if warmup is None:
         warmup = min(1.0, duration / 5)
-    factories = {"bare": bare_factory, "asgi_apikey": apikey_factory}
+    every = {"bare": bare_factory, "headers": headers_factory, "asgi_apikey": apikey_factory}
+    factories = {app: every[app] for app in APPS if app in apps}
     shuffle = random.Random(seed)
     servers: list[Server] = []
     effective = float(wrk_seconds(duration)) if chosen == "wrk" else duration
 
     per_http: dict[str, dict[str, Any]] = {
-        name: {"rounds": [], "error": None} for name in dict.fromkeys(http)
+        name: {"server": LABELS[name], "rounds": [], "error": None} for name in dict.fromkeys(http)
     }
     result: dict[str, Any] = {
         "benchmark": "e2e",
@@ -541,6 +616,7 @@ def run(
         "caveat": CAVEATS[chosen],
         "settings": {
             "http": list(per_http),
+            "apps": list(factories),
             "loop": "asyncio",
             "duration": duration,
             "effective_duration": effective,
@@ -550,9 +626,10 @@ def run(
             "seed": seed,
             "host": HOST,
             "route": ROUTE,
-            "request": "GET with Authorization: Bearer <KEY> (the same for both apps)",
+            "request": "GET with Authorization: Bearer <KEY> (the same for every app)",
             "factories": factories,
-            "server": "a fresh uvicorn process per timed run, one worker",
+            "security_headers": [name.decode() for name, _ in SECURITY_HEADERS],
+            "server": "a fresh server process per timed run, one worker (hypercorn: -w 0)",
         },
         "machine": {
             "cpu_count": os.cpu_count(),
@@ -560,22 +637,33 @@ def run(
             "loadavg_after": None,
             "python": platform.python_version(),
             "platform": platform.platform(),
-            "uvicorn": _uvicorn_version(),
+            "uvicorn": _version("uvicorn"),
+            "hypercorn": _version("hypercorn"),
+            "h11": _version("h11"),
+            "httptools": _version("httptools"),
         },
+        "encoding": None,
         "results": per_http,
         "servers": [],
         "error": None,
     }
+    if encoding_rounds > 0:
+        result["encoding"] = encoding.measure(tuple(per_http), rounds=encoding_rounds, seed=seed)
+        for name, entry in result["encoding"]["results"].items():
+            log(
+                f"  encoding  {name:<9}  the security headers add "
+                f"{entry['added_us']['median']:.2f} µs to a response head"
+            )
     log(
         f"e2e: {chosen}, {connections} connections, {effective:g} s per run, "
-        f"{rounds} round(s), http: {', '.join(per_http)}"
+        f"{rounds} round(s), servers: {', '.join(per_http)}, apps: {', '.join(factories)}"
     )
     try:
         for number in range(1, rounds + 1):
             for name, entry in per_http.items():
                 if entry["error"] is not None:
                     continue
-                order = list(APPS)
+                order = list(factories)
                 shuffle.shuffle(order)
                 this_round: dict[str, Any] = {"round": number, "order": order}
                 try:
@@ -598,24 +686,28 @@ def run(
                     entry["error"] = f"round {number}: {error}"
                     log(f"  {name}: ERROR {entry['error']}")
                     continue
-                this_round["ratio"] = this_round["asgi_apikey"]["rps"] / this_round["bare"]["rps"]
+                for ratio, (top, bottom) in RATIOS.items():
+                    if top in this_round and bottom in this_round:
+                        this_round[ratio] = this_round[top]["rps"] / this_round[bottom]["rps"]
                 entry["rounds"].append(this_round)
     finally:
         result["servers"] = [server.record() for server in servers]
         result["machine"]["loadavg_after"] = _loadavg()
 
     for entry in per_http.values():
-        bare_rps = [r["bare"]["rps"] for r in entry["rounds"]]
-        apikey_rps = [r["asgi_apikey"]["rps"] for r in entry["rounds"]]
-        ratios = [r["ratio"] for r in entry["rounds"]]
-        entry["bare_rps"] = bare_rps
-        entry["asgi_apikey_rps"] = apikey_rps
-        entry["ratio"] = ratios
-        entry["summary"] = {
-            "bare_rps": spread(bare_rps),
-            "asgi_apikey_rps": spread(apikey_rps),
-            "ratio": spread(ratios),
-        }
+        entry["summary"] = {}
+        for app in factories:
+            entry[f"{app}_rps"] = [r[app]["rps"] for r in entry["rounds"]]
+            entry["summary"][f"{app}_rps"] = spread(entry[f"{app}_rps"])
+            # One server process on one CPU: 1/rps is its time per request.
+            entry[f"{app}_us"] = [1e6 / r[app]["rps"] for r in entry["rounds"]]
+        for ratio, (top, bottom) in RATIOS.items():
+            if top in factories and bottom in factories:
+                entry[ratio] = [r[ratio] for r in entry["rounds"]]
+                entry["summary"][ratio] = spread(entry[ratio])
+                entry[f"{top}_minus_{bottom}_us"] = [
+                    a - b for a, b in zip(entry[f"{top}_us"], entry[f"{bottom}_us"], strict=True)
+                ]
     errors = [f"{name}: {entry['error']}" for name, entry in per_http.items() if entry["error"]]
     result["error"] = "; ".join(errors) if errors else None
     return result
@@ -631,19 +723,19 @@ def _number(value: float | int | None, digits: int) -> str:
 
 
 def table(result: dict[str, Any]) -> str:
-    """Medians and [min, max] per HTTP implementation, as plain text."""
-    lines = [
-        f"{'http':<10} {'bare req/s':>28} {'asgi_apikey req/s':>28} {'ratio':>24}",
-    ]
+    """Medians and [min, max] per server, as plain text."""
+    columns = [(f"{app}_rps", 0) for app in result["settings"]["apps"]]
+    columns += [(ratio, 3) for ratio in RATIOS if ratio in next(iter(result["results"].values()))]
+    lines = [f"{'server':<10} " + " ".join(f"{column:>26}" for column, _ in columns)]
     for name, entry in result["results"].items():
         cells = []
-        for column, digits in (("bare_rps", 0), ("asgi_apikey_rps", 0), ("ratio", 3)):
+        for column, digits in columns:
             s = entry["summary"][column]
             cells.append(
                 f"{_number(s['median'], digits)} "
                 f"[{_number(s['min'], digits)}, {_number(s['max'], digits)}]"
             )
-        lines.append(f"{name:<10} {cells[0]:>28} {cells[1]:>28} {cells[2]:>24}")
+        lines.append(f"{name:<10} " + " ".join(f"{cell:>26}" for cell in cells))
         if entry["error"]:
             lines.append(f"{'':<10} error: {entry['error']}")
     machine = result["machine"]
@@ -668,11 +760,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="append",
         choices=HTTP,
         default=None,
-        help="an HTTP implementation (repeat for several; default: both)",
+        help="a server: uvicorn's h11 or httptools, or hypercorn (repeatable; default: all)",
+    )
+    parser.add_argument(
+        "--encoding-rounds", type=int, default=15, help="rounds of the header-encoding measure"
     )
     parser.add_argument("--warmup", type=float, default=None, help="seconds before each run")
     parser.add_argument("--seed", type=int, default=None, help="seed of the shuffled orders")
     parser.add_argument("--json", type=Path, default=None, help="also write the JSON here")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="write e2e.json and e2e.md into this directory"
+    )
     args = parser.parse_args(argv)
 
     # A plain `kill` should stop the servers too: turn SIGTERM into an exception.
@@ -688,6 +786,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             rounds=args.rounds,
             tool=args.tool,
             warmup=args.warmup,
+            encoding_rounds=args.encoding_rounds,
             seed=args.seed,
         )
     except ValueError as error:
@@ -704,6 +803,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(text)
     if args.json is not None:
         args.json.write_text(text + "\n")
+    if args.out is not None:
+        from benchmarks.e2e_report import e2e_page
+        from benchmarks.report import environment, write_results
+
+        data = {"environment": environment(), "e2e": result}
+        write_results(args.out, "e2e", data, e2e_page(data))
     return 1 if result["error"] else 0
 
 

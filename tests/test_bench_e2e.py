@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import shutil
 import time
@@ -10,7 +11,10 @@ from typing import Any
 
 import pytest
 
-from benchmarks import e2e
+from benchmarks import apps, e2e, encoding
+from benchmarks.driver import answer, scope_for
+from benchmarks.e2e_report import e2e_page, explanation
+from benchmarks.report import environment, targets
 
 # httpx always; wrk only where it is installed (the fallback is what CI without wrk runs).
 TOOLS = ["httpx", *(["wrk"] if shutil.which("wrk") else [])]
@@ -40,38 +44,119 @@ def assert_all_stopped(result: dict[str, Any]) -> None:
             assert uvicorn_cmdlines(server["port"]) == []
 
 
-@pytest.mark.parametrize("tool", TOOLS)
-def test_run_measures_both_apps_and_stops_every_server(tool: str) -> None:
+# Every server with httpx; with wrk (where installed) hypercorn only, to keep CI short.
+RUNS = [("httpx", e2e.HTTP), *([("wrk", ("hypercorn",))] if "wrk" in TOOLS else [])]
+
+
+@pytest.mark.parametrize(("tool", "servers"), RUNS, ids=[tool for tool, _ in RUNS])
+def test_run_measures_every_app_on_every_server_and_stops_them(
+    tool: str, servers: tuple[str, ...]
+) -> None:
     lines: list[str] = []
-    result = e2e.run(duration=0.5, rounds=1, connections=4, tool=tool, log=lines.append)
+    result = e2e.run(
+        http=servers,
+        duration=0.5,
+        rounds=1,
+        connections=4,
+        tool=tool,
+        encoding_rounds=1,
+        log=lines.append,
+    )
 
     assert result["error"] is None, result["error"]
     assert result["tool"] == tool
     assert result["caveat"] == e2e.CAVEATS[tool]
     assert result["settings"]["connections"] == 4
-    assert result["settings"]["http"] == ["h11", "httptools"]
+    assert result["settings"]["http"] == list(servers)
+    assert result["settings"]["apps"] == ["bare", "headers", "asgi_apikey"]
     assert result["machine"]["cpu_count"] >= 1
-    assert set(result["results"]) == {"h11", "httptools"}
+    assert set(result["results"]) == set(servers)
+    assert set(result["encoding"]["results"]) == set(servers)
     for entry in result["results"].values():
         assert entry["error"] is None
         assert len(entry["rounds"]) == 1
         this_round = entry["rounds"][0]
-        assert sorted(this_round["order"]) == ["asgi_apikey", "bare"]
-        for app in ("bare", "asgi_apikey"):
+        assert sorted(this_round["order"]) == ["asgi_apikey", "bare", "headers"]
+        for app in ("bare", "headers", "asgi_apikey"):
             assert this_round[app]["rps"] > 0
             assert this_round[app]["requests"] > 0
-        assert entry["bare_rps"] == [this_round["bare"]["rps"]]
-        assert entry["asgi_apikey_rps"] == [this_round["asgi_apikey"]["rps"]]
-        (ratio,) = entry["ratio"]
-        assert math.isfinite(ratio)
-        assert ratio > 0
-        assert ratio == pytest.approx(this_round["asgi_apikey"]["rps"] / this_round["bare"]["rps"])
-        assert entry["summary"]["ratio"]["median"] == ratio
-    # One fresh server per timed run: 2 implementations x 2 apps x 1 round.
-    assert len(result["servers"]) == 4
+            assert entry[f"{app}_rps"] == [this_round[app]["rps"]]
+            assert entry[f"{app}_us"] == [pytest.approx(1e6 / this_round[app]["rps"])]
+        for name, (top, bottom) in e2e.RATIOS.items():
+            (ratio,) = entry[name]
+            assert math.isfinite(ratio)
+            assert ratio > 0
+            assert ratio == pytest.approx(this_round[top]["rps"] / this_round[bottom]["rps"])
+            assert entry["summary"][name]["median"] == ratio
+        (check_cost,) = entry["asgi_apikey_minus_headers_us"]
+        assert check_cost == pytest.approx(entry["asgi_apikey_us"][0] - entry["headers_us"][0])
+    # One fresh server per timed run: servers x 3 apps x 1 round.
+    assert len(result["servers"]) == 3 * len(servers)
     assert_all_stopped(result)
     assert any("req/s" in line for line in lines)
     assert "caveat" in e2e.table(result)
+
+
+def test_hypercorn_serves_on_loopback_in_one_process() -> None:
+    argv = e2e.server_command("benchmarks.apps:bare", "hypercorn", 40123)
+    assert argv[argv.index("--bind") + 1] == "127.0.0.1:40123"
+    assert argv[argv.index("--workers") + 1] == "0"
+    assert argv[-1] == "benchmarks.apps:bare()"
+    uvicorn = e2e.server_command("benchmarks.apps:bare", "h11", 40123)
+    assert uvicorn[uvicorn.index("--host") + 1] == "127.0.0.1"
+
+
+def test_the_headers_only_variant_answers_with_asgi_apikeys_headers() -> None:
+    """Same names, values and order: so the two apps differ by the check alone."""
+    variant = next(v for v in apps.variants((1,)) if v.name == "asgi_apikey")
+    scope = scope_for(variant)
+    with_check = asyncio.run(answer(apps.apikey_named(), dict(scope)))
+    headers_only = asyncio.run(answer(apps.headers_only(), dict(scope)))
+    assert with_check.status == headers_only.status == 200
+    assert with_check.headers == headers_only.headers
+    assert e2e.security_headers(with_check.headers) == list(apps.SECURITY_HEADERS)
+    assert e2e.security_headers(asyncio.run(answer(apps.bare(), dict(scope))).headers) == []
+
+
+def test_a_headers_variant_without_the_headers_is_an_error() -> None:
+    result = e2e.run(
+        http=("h11",),
+        duration=0.5,
+        rounds=1,
+        connections=2,
+        tool="httpx",
+        warmup=0,
+        headers_factory="benchmarks.apps:bare",
+        encoding_rounds=0,
+        log=lambda line: None,
+    )
+    error = result["results"]["h11"]["error"]
+    assert error is not None
+    assert "security headers [], not" in error
+    assert result["encoding"] is None
+    assert_all_stopped(result)
+
+
+def test_the_encoding_measure_times_each_servers_own_code() -> None:
+    found = encoding.measure(rounds=2, seconds=0.002, seed=1)
+    assert set(found["results"]) == set(encoding.SERVERS)
+    assert found["settings"]["headers"] == len(apps.SECURITY_HEADERS)
+    for entry in found["results"].values():
+        assert entry["us_without"]["median"] > 0
+        assert entry["us_with"]["median"] > 0
+        assert entry["repeats"] >= 20
+
+
+def test_the_encoding_check_refuses_a_server_that_drops_a_header() -> None:
+    async def drops_one(headers: list[tuple[bytes, bytes]]) -> bytes:
+        return b"HTTP/1.1 200 OK\r\n" + b"".join(
+            name + b": " + value + b"\r\n" for name, value in headers[:-1]
+        )
+
+    with pytest.raises(RuntimeError, match="missing"):
+        encoding.check(drops_one)
+    for server in encoding.SERVERS:
+        encoding.check(encoding.ANSWERS[server]())
 
 
 def test_a_factory_that_does_not_load_fails_fast_and_leaves_nothing() -> None:
@@ -160,3 +245,55 @@ def test_wrong_arguments_are_refused_before_any_server_starts() -> None:
         e2e.run(duration=0, log=lambda line: None)
     assert e2e.wrk_seconds(0.5) == 1
     assert e2e.wrk_seconds(5.0) == 5
+
+
+def synthetic(bare: float, headers: float, apikey: float, encoded: float) -> dict[str, Any]:
+    """An e2e result of two rounds with these requests/s, as run() would summarise it."""
+    rps = {"bare": [bare, bare * 1.01], "headers": [headers, headers], "asgi_apikey": [apikey] * 2}
+    entry: dict[str, Any] = {"error": None}
+    for app, values in rps.items():
+        entry[f"{app}_rps"] = values
+        entry[f"{app}_us"] = [1e6 / value for value in values]
+    for name, (top, bottom) in e2e.RATIOS.items():
+        entry[name] = [a / b for a, b in zip(rps[top], rps[bottom], strict=True)]
+        entry[f"{top}_minus_{bottom}_us"] = [
+            a - b for a, b in zip(entry[f"{top}_us"], entry[f"{bottom}_us"], strict=True)
+        ]
+    added = {"median": encoded, "q1": encoded, "q3": encoded}
+    return {
+        "settings": {"security_headers": ["a", "b", "c", "d"]},
+        "encoding": {"results": {"h11": {"added_us": added, "added_us_per_header": encoded / 4}}},
+        "results": {"h11": entry},
+    }
+
+
+def test_targets_hold_asgi_apikey_to_097_of_the_headers_only_variant() -> None:
+    rows = {row["target"]: row for row in targets({}, synthetic(5_000, 4_800, 4_700, 4.0))}
+    against_headers = rows["end to end, uvicorn + h11: requests/s / the headers-only variant's"]
+    assert against_headers["limit"] == 0.97
+    assert against_headers["measured"]["median"] == pytest.approx(4_700 / 4_800)
+    assert against_headers["verdict"] == "met"
+    assert rows["end to end, uvicorn + h11: requests/s / the bare app's"]["met"] is False
+    missed = {row["target"]: row for row in targets({}, synthetic(5_000, 4_800, 4_500, 4.0))}
+    assert missed["end to end, uvicorn + h11: requests/s / the headers-only variant's"]["met"] is (
+        False
+    )
+    unmeasured = rows["end to end, hypercorn: requests/s / the headers-only variant's"]
+    assert unmeasured["verdict"] == "not measured"
+
+
+def test_the_explanation_says_when_the_servers_encoding_dominates() -> None:
+    # 200 µs bare, 208.3 µs with the headers: the headers cost about 8 µs end to end.
+    dominated = explanation(synthetic(5_000, 4_800, 4_750, encoded=6.0))
+    (line,) = dominated
+    assert "uvicorn + h11" in line
+    assert "6.0 µs encoding the 4 headers (1.50 µs a header)" in line
+    assert "dominates" in line
+    elsewhere = explanation(synthetic(5_000, 4_800, 4_750, encoded=1.0))[0]
+    assert "dominates" not in elsewhere
+    assert "most of it is elsewhere" in elsewhere
+    noise = explanation(synthetic(5_000, 5_050, 5_000, encoded=6.0))[0]
+    assert "within this run's noise" in noise
+    page = e2e_page({"environment": environment(), "e2e": synthetic(5_000, 4_800, 4_750, 6.0)})
+    assert "## Where the time goes" in page
+    assert "| uvicorn + h11 | 5,025 | 4,800 | 4,750 |" in page
