@@ -259,9 +259,6 @@ class Audit:
             limited = self.rate_limited_by_key_id
             if key_id in limited or len(limited) < MAX_COUNTED_KEY_IDS:
                 limited[key_id] = limited.get(key_id, 0) + 1
-        throttle = self.throttle
-        if throttle.due():
-            self.flush()
         # What every server gives, inline: (host, port) with a short str host is the
         # host as _client() returns it; anything else goes through _client().
         client = scope.get("client")
@@ -271,7 +268,12 @@ class Audit:
                 host = _client(scope)
         else:
             host = _client(scope)
-        if throttle.admit(reason, host):
+        throttle = self.throttle
+        admitted = throttle.admit_in_interval(reason, host)
+        if admitted is None:  # the interval has ended: report what it held back first
+            self.flush()
+            admitted = throttle.admit(reason, host)
+        if admitted:
             self._log_failure(scope, denial, realm, key_id, token, host)
             return
         self.suppressed_events += 1

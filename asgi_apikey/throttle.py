@@ -81,6 +81,8 @@ class FailureThrottle:
         "_max_clients",
         "_repeats",
         "_retired",
+        "_run",
+        "_run_pair",
         "_suppressed",
         "_window_end",
         "interval",
@@ -116,6 +118,11 @@ class FailureThrottle:
         self._by_client: dict[tuple[str, str], int] = {}
         self._retired: dict[tuple[str, str], int] = {}
         self._suppressed: dict[str, int] = {}
+        # A flood's run: refusals of the pair held back last, over its own budget,
+        # counted here and added to the tables (settled) before anything else is
+        # decided or read. The pair stays over its budget until the interval ends.
+        self._run_pair: tuple[str, str] | None = None
+        self._run = 0
 
     def hold(self, reason: str) -> None:
         """Count one refusal of ``reason`` as held back."""
@@ -131,6 +138,8 @@ class FailureThrottle:
         are atomic), and the lock is taken only to remember a new client or to
         spend budget.
         """
+        if self._run_pair is not None:
+            self._settle()
         if client is None:
             if self._by_reason.get(reason, 0) >= self.limit:
                 self.hold(reason)
@@ -146,9 +155,11 @@ class FailureThrottle:
             table[pair] = seen + 1
             if seen >= self.per_client:
                 # A flood's common case, inline (what hold() does): this client has
-                # spent its own budget, so neither reason budget needs a look.
+                # spent its own budget, so neither reason budget needs a look; its
+                # next refusals, while no other comes between, are a run.
                 suppressed = self._suppressed
                 suppressed[reason] = suppressed.get(reason, 0) + 1
+                self._run_pair, self._run = pair, 0
                 return False
         else:
             with self._lock:
@@ -162,6 +173,35 @@ class FailureThrottle:
             return False
         with self._lock:
             return self._spend(reason, repeat=seen > 0)
+
+    def admit_in_interval(self, reason: str, client: str | None) -> bool | None:
+        """:meth:`admit`, or ``None`` (nothing counted) when the interval has ended.
+
+        One call for what a refusal asks (has the interval ended? may it be
+        logged?): the caller drains the ended interval, then calls :meth:`admit`.
+        A flood's common case, the same client as the refusal before, over its
+        own budget, is one comparison and one increment.
+
+        >>> throttle = FailureThrottle(limit=2, interval=60.0, per_client=1, clock=lambda: 0.0)
+        >>> [throttle.admit_in_interval("invalid", "10.0.0.1") for _ in range(3)]
+        [True, False, False]
+        """
+        if self._clock() >= self._window_end:
+            return None
+        run = self._run_pair
+        if run is not None and run[1] == client and run[0] == reason:
+            self._run += 1
+            return False
+        return self.admit(reason, client)
+
+    def _settle(self) -> None:
+        """Add the run's refusals to the tables, and end it."""
+        pair, run = self._run_pair, self._run
+        self._run_pair, self._run = None, 0
+        if pair is not None and run:
+            table, suppressed = self._by_client, self._suppressed
+            table[pair] = table.get(pair, 0) + run
+            suppressed[pair[0]] = suppressed.get(pair[0], 0) + run
 
     def _remember(self, pair: tuple[str, str]) -> int:
         """Count a refusal of a pair not in the table (under the lock); its earlier refusals."""
@@ -213,6 +253,7 @@ class FailureThrottle:
             now = self._clock()
             if not force and now < self._window_end:
                 return {}
+            self._settle()
             suppressed, table, retired = self._suppressed, self._by_client, self._retired
             # New tables, not cleared ones: a lock-free write racing with this lands
             # in the old table, which is dropped.
@@ -236,12 +277,12 @@ class FailureThrottle:
     @property
     def clients(self) -> int:
         """How many (reason, client) pairs the current interval remembers."""
-        return len(self._by_client)
+        return len(self._by_client)  # a run's pair is in the table already
 
     @property
     def holding(self) -> bool:
         """Whether the current interval has held back any refusal."""
-        return bool(self._suppressed)
+        return bool(self._suppressed)  # a run's first refusal is in it already
 
     @property
     def remaining(self) -> float:
