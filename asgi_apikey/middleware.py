@@ -244,16 +244,16 @@ class APIKeyMiddleware:
         token: bytes | None = None
         refused_id: str | None = None  # the key_id of a known key that is refused
         via_query = False
+        path: str = scope["path"]
+        rooted = self._rooted
+        root: str = (rooted.root_path if rooted is not None else "") or scope.get("root_path") or ""
         if not keys.development:
-            rooted = self._rooted
-            root = (rooted.root_path if rooted is not None else "") or scope.get("root_path")
             if root:
-                rule = self._rules.decide_under(scope["path"], root)
+                rule = self._rules.decide_under(path, root)
             else:
-                path = scope["path"]
                 rule = self._decided.get(path) or self._rules.decide(path)  # the cache first
             if self._mounts:  # a Litestar app's mounts, matched as plain prefixes
-                rule = self._rules.under_mounts(rule, scope["path"], root or "", self._mounts)
+                rule = self._rules.under_mounts(rule, path, root, self._mounts)
             access = rule.access
             query = scope.get("query_string", b"")
             if access is _REFUSED:  # the path alone decides (see paths.RuleTable)
@@ -348,6 +348,35 @@ class APIKeyMiddleware:
 
         if added_fields:
             send = _with_fields(send, added_fields)
+        starts = self._header_starts
+        if (
+            kind == "http"
+            and not via_query
+            and scope.get("scheme", "http") == "http"
+            and not (
+                starts
+                and (path.startswith(starts) or (root and path.startswith(starts, len(root))))
+            )
+        ):
+            # What nearly every request is (plain http behind a TLS proxy, no key in
+            # the URL, not a docs page): its headers chosen inline, and a plain
+            # function that returns send's awaitable, no coroutine to drive per
+            # message. The other cases go through _sender.
+            added, names = self._plain
+            if not added:
+                await self.app(scope, receive, send)
+                return
+
+            def send_with_headers(message: Message) -> Awaitable[None]:
+                if message["type"] == "http.response.start":
+                    # In place, as Starlette's own middleware edit the message they
+                    # pass on; merging again adds nothing, so a reused message stays right.
+                    headers = message.get("headers") or ()
+                    message["headers"] = merge_headers(headers, added, names)
+                return send(message)
+
+            await self.app(scope, receive, send_with_headers)
+            return
         await self.app(scope, receive, self._sender(scope, send, via_query))
 
     def _key_checks(
@@ -409,6 +438,7 @@ class APIKeyMiddleware:
         self._headers = headers
         self._added = headers.base
         self._header_starts = headers.starts  # () when every path gets the base headers
+        self._plain = headers.base.plain  # plain http, no key in the URL, no docs page
 
     def _see_first_scope(self, scope: Scope) -> None:
         self._first_scope = False
@@ -428,7 +458,11 @@ class APIKeyMiddleware:
             hook_openapi(self, self.app, scope)
 
     def _sender(self, scope: Scope, send: Send, via_query: bool) -> Send:
-        """``send``, or ``send`` wrapped to add the path's security headers to the response."""
+        """``send``, or ``send`` wrapped to add the path's security headers to the response.
+
+        ``__call__`` wraps the common case (plain http, no key in the URL, not a
+        docs page) itself; this is every case, read the long way.
+        """
         scheme = scope.get("scheme", "http")
         chosen = self._added
         starts = self._header_starts
@@ -436,29 +470,13 @@ class APIKeyMiddleware:
             # One C-level prefix test rules out nearly every API path: no reading of a
             # path that does not start with a prefix (after the mount point) is under it.
             path = scope["path"]
-            rooted = self._rooted
-            root = (rooted.root_path if rooted is not None else "") or scope.get("root_path") or ""
+            root = self._root_of(scope)
             if path.startswith(starts) or (root and path.startswith(starts, len(root))):
                 chosen = self._headers.choose(path, root)
-        if scheme == "http" and not via_query:
-            added, names = chosen.plain  # what nearly every request behind a proxy is
-        else:
-            added, names = chosen.pick(scheme, via_query)
-        if via_query or scope["type"] != "http":
-            return _careful_sender(send, scope["type"], added, names, via_query)
-        if not added:
+        added, names = chosen.pick(scheme, via_query)
+        if not added and not via_query:
             return send
-
-        # A plain function that returns send's awaitable: no extra coroutine to
-        # drive for each message, which is most of what adding headers costs.
-        def send_with_headers(message: Message) -> Awaitable[None]:
-            if message["type"] == "http.response.start":
-                # In place, as Starlette's own middleware edit the message they pass on;
-                # merging again adds nothing, so a message an app reuses stays right.
-                message["headers"] = merge_headers(message.get("headers") or (), added, names)
-            return send(message)
-
-        return send_with_headers
+        return _careful_sender(send, scope["type"], added, names, via_query)
 
     async def _call_observed(
         self,
@@ -520,8 +538,9 @@ class APIKeyMiddleware:
 def _careful_sender(
     send: Send, kind: str, added: Headers, names: frozenset[bytes], via_query: bool
 ) -> Send:
-    """The header wrapper for the rarer cases: a websocket's denial response, or a
-    response to a URL that holds a key (never cached publicly, RFC 6750 §2.3)."""
+    """The header wrapper for the rarer cases: https, a websocket's denial response, a
+    docs page, or a response to a URL that holds a key (never cached publicly, RFC 6750
+    §2.3)."""
     start = "http.response.start" if kind == "http" else "websocket.http.response.start"
 
     def send_with_headers(message: Message) -> Awaitable[None]:
