@@ -27,8 +27,9 @@ def test_the_scale_benchmark_runs_and_checks_every_answer(tmp_path: Path) -> Non
     assert [row["keys"] for row in data["memory"]] == [300]
     assert data["key_file"]["keys"] == 2_000
     assert data["key_file"]["reload"]["ticks"] > 0
-    assert data["redis"]["after_start"] == {"state": "live", "key_count": 2_000}
+    assert data["redis"]["after_start"] == {"state": "live", "key_count": 2_000, "verified": True}
     assert data["redis"]["after_resync"]["full_loads"] >= 2
+    assert data["redis"]["after_resync"]["verified"]
     (churn,) = data["churn"]
     assert [phase["churn"] for phase in churn["phases"]] == [False, True, False]
     for phase in churn["phases"]:
