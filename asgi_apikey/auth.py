@@ -263,7 +263,9 @@ class APIKeyAuth(Reports):
         The new keys count as given in code: a later :meth:`reload` adds the
         keys of the sources to them, and never takes them away.
         """
-        entries, labels = self._configuration.prepare(explicit_keys(keys, "replace_keys"))
+        entries, labels = self._configuration.prepare(
+            explicit_keys(keys, "replace_keys"), self._ring.snapshot.by_digest
+        )
         return self._ring.replace(entries, labels)
 
     def reload(self) -> KeyChanges:
@@ -298,7 +300,7 @@ class APIKeyAuth(Reports):
             config = self._configuration.read() if self._from_env else self._config
             read = self._read_source(config)
             self._empty = read.empty
-            fresh, labels = self._configuration.prepare(read.keys)
+            fresh, labels = self._configuration.prepare(read.keys, self._ring.snapshot.by_digest)
             return self._ring.replace_sourced(fresh, labels, unconfigured=not read.configured)
 
     async def areload(self) -> KeyChanges:

@@ -71,11 +71,26 @@ class Configuration:
         """The settings read again from the environment, with the same overrides."""
         return read_settings(self.settings_class, **self.overrides)
 
-    def prepare(self, labelled: Sequence[tuple[str, APIKey]]) -> tuple[list[KeyEntry], list[str]]:
-        """The entries of keys this configuration admits (:meth:`admit`), and their labels."""
+    def prepare(
+        self,
+        labelled: Sequence[tuple[str, APIKey]],
+        current: Mapping[bytes, KeyEntry] | None = None,
+    ) -> tuple[list[KeyEntry], list[str]]:
+        """The entries of keys this configuration admits (:meth:`admit`), and their labels.
+
+        An entry in ``current`` (the keys in use) whose key equals the one given
+        is reused: a reload of a million keys of which a few changed builds a
+        few entries, not a million.
+        """
         for label, key in labelled:
             self.admit(key, label)
-        return [entry_for(key, self.mode) for _, key in labelled], [label for label, _ in labelled]
+        entries = []
+        for _, key in labelled:
+            entry = current.get(key._digest) if current is not None else None
+            entries.append(
+                entry if entry is not None and entry.key == key else entry_for(key, self.mode)
+            )
+        return entries, [label for label, _ in labelled]
 
     def admit(self, key: APIKey, label: str) -> None:
         """Raise :class:`ConfigurationError` if this configuration refuses ``key``.

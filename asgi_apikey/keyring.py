@@ -256,7 +256,7 @@ def digest_set(digests: Iterable[bytes]) -> KeyTable[bytes, bool]:
 
 
 def _ids(these: KeyTable[bytes, KeyEntry], not_in: KeyTable[bytes, KeyEntry]) -> tuple[str, ...]:
-    return tuple(sorted(e.key.key_id for d, e in these.iter_items() if d not in not_in))
+    return tuple(sorted(entry.key.key_id for _, entry in these.missing_from(not_in)))
 
 
 def _find(snapshot: KeySnapshot, key_or_name: str | APIKey) -> bytes | None:

@@ -177,6 +177,22 @@ class KeyTable(Mapping[K, V], Generic[K, V]):
         for shard in self._shards():
             yield from shard.items()
 
+    def missing_from(self, other: KeyTable[K, V]) -> Iterator[tuple[K, V]]:
+        """The (key, value) pairs of this table whose key ``other`` lacks.
+
+        Shard by shard (both tables place keys alike), skipping the shards the
+        two share: the difference of two tables one change apart costs one shard.
+        """
+        if type(other) is not type(self):
+            raise TypeError(f"missing_from compares two {type(self).__name__}s")
+        for mine_row, their_row in zip(self.rows, other.rows, strict=True):
+            if mine_row is their_row:
+                continue
+            for mine, theirs in zip(mine_row, their_row, strict=True):
+                if mine is not theirs and mine:
+                    for key in mine.keys() - theirs.keys():
+                        yield key, mine[key]
+
     def __reduce__(self) -> tuple[Any, ...]:
         # A NameTable places keys by hash(), which differs between processes:
         # a copy is rebuilt from its items, never from the rows.

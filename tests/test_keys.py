@@ -14,7 +14,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from asgi_apikey import APIKey, APIKeyAuth, APIKeyUser, AuthContext, ConfigurationError
+from asgi_apikey import (
+    APIKey,
+    APIKeyAuth,
+    APIKeyUser,
+    AuthContext,
+    ConfigurationError,
+    KeyChanges,
+)
 from asgi_apikey.context import FrozenMapping
 from asgi_apikey.keys import Accepted, KeyEntry, Rejected
 from tests.asgi import CANARY, OTHER_KEY, error_texts, plain_digest
@@ -591,6 +598,23 @@ def test_status_and_key_ids_hold_no_secret() -> None:
     auth.remove_key("ci")
     assert auth.status()["key_count"] == 1
     assert auth.status()["key_ids"] == [APIKey(CANARY).key_id]
+
+
+def test_replace_keys_reuses_the_entries_of_unchanged_keys() -> None:
+    kept = APIKey(CANARY, name="kept", scopes={"read"})
+    changed = APIKey(OTHER_KEY, name="changed", scopes={"read"})
+    auth = APIKeyAuth(keys=[kept, changed])
+    before = auth.snapshot.by_digest
+    new_record = APIKey(OTHER_KEY, name="changed", scopes={"read", "write"})
+    changes = auth.replace_keys([APIKey(CANARY, name="kept", scopes={"read"}), new_record])
+    assert changes == KeyChanges(added=(), removed=())  # the same ids
+    after = auth.snapshot.by_digest
+    assert after[kept._digest] is before[kept._digest]  # an equal key: the same entry
+    assert after[changed._digest] is not before[changed._digest]
+    assert after[changed._digest].key is new_record
+    context = auth.verify(OTHER_KEY)
+    assert context is not None
+    assert "write" in context.scopes
 
 
 def test_rotation_is_atomic_under_threads() -> None:

@@ -170,3 +170,27 @@ def test_repr_shows_only_the_size() -> None:
     secretish = "sk-live-" + "q" * 30
     table = NameTable.build([(secretish, secretish)])
     assert repr(table) == "NameTable(size=1)"
+
+
+@given(
+    st.dictionaries(digests, values, max_size=30),
+    st.lists(st.tuples(digests, values), max_size=10),
+    st.lists(digests, max_size=10),
+    st.booleans(),
+)
+def test_missing_from_is_the_difference_of_the_keys(
+    model: dict[bytes, int], put: list[tuple[bytes, int]], drop: list[bytes], rebuild: bool
+) -> None:
+    table = DigestTable.build(model.items())
+    other = table.changed(put=put, drop=drop)  # shares every shard it did not touch
+    if rebuild:
+        other = DigestTable.build(other.iter_items())  # shares nothing
+    other_model = dict(other.iter_items())
+    assert dict(table.missing_from(other)) == {
+        k: v for k, v in model.items() if k not in other_model
+    }
+    assert dict(other.missing_from(table)) == {
+        k: v for k, v in other_model.items() if k not in model
+    }
+    with pytest.raises(TypeError, match="compares two DigestTables"):
+        list(table.missing_from(NameTable.EMPTY))
