@@ -626,6 +626,24 @@ def _verdict(data: dict[str, Any], met: bool) -> str:
     return "met" if met else "**missed**"
 
 
+def _resync_note(rd: dict[str, Any]) -> str:
+    if "resync" not in rd:
+        if not rd["after_start"]["verified"]:
+            return (
+                "Its keys were not served: the load ended later than `max_staleness` "
+                "(30 s) after it asked the store's version. No resync was measured."
+            )
+        return (
+            "The second follower (the sampler's run of the start) loaded more slowly under the "
+            "sampler, up to the `max_staleness` bound (30 s): its watchdog distrusted the keys "
+            "as soon as they were in (the `expire` line below) and it reloaded, so no resync "
+            "was measured."
+        )
+    if not rd["after_resync"]["verified"]:
+        return "After the resync the keys were not served: it took longer than `max_staleness`."
+    return f"The resync came every {rd['resync_interval_s']:.0f} s."
+
+
 def _stall_cells(found: dict[str, Any]) -> str:
     return (
         f"{found['seconds']:,.2f} | {found['max_ms']:,.1f} | {found['p99_ms']:.2f} "
@@ -697,19 +715,7 @@ def markdown(data: dict[str, Any]) -> str:
         ),
         f"Filling the store through `RedisKeyStore.add` (32 at once) took {rd['fill_s']:,.1f} s. "
         f"After the start the source was `{rd['after_start']['state']}` with "
-        f"{rd['after_start']['key_count']:,} keys"
-        + (
-            "."
-            if "resync" in rd
-            else ": the load took longer than `max_staleness` (30 s) after it asked the "
-            "store's version, so the follower refused to trust it and kept the keys "
-            "unavailable (503); no resync was measured."
-        )
-        + (
-            " After the resync the keys were no longer served: it took longer than `max_staleness`."
-            if not rd.get("after_resync", {}).get("verified", True)
-            else ""
-        ),
+        f"{rd['after_start']['key_count']:,} keys. " + _resync_note(rd),
     ]
     causes = [
         (name, found["explained"])
