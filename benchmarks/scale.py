@@ -64,6 +64,7 @@ STALL_TARGET_MS = 20.0  # issue 19: the longest event-loop stall during a load
 TICK = 0.001
 URL_VARIABLE = "ASGI_APIKEY_SCALE_REDIS"  # the follower app's store, for the uvicorn factory
 STATUS_ROUTE = "/scale-status"
+PARTS = frozenset({"memory", "key_file", "redis", "churn"})
 CHURN_BASE = 50_000_000  # numbers of the keys the churn adds: clear of the loaded ones
 
 
@@ -399,6 +400,7 @@ async def _requests(client: httpx2.AsyncClient, base: str, rate: float, duration
     loop = asyncio.get_running_loop()
     start, total = loop.time() + 0.05, int(rate * duration)
     latencies: list[float] = []
+    slow: list[float] = []  # seconds into the phase of each request over the stall target
     counter = iter(range(total))
     headers = {"Authorization": f"Bearer {apps.KEY}"}
 
@@ -410,9 +412,11 @@ async def _requests(client: httpx2.AsyncClient, base: str, rate: float, duration
             response = await client.get(base + apps.ROUTE, headers=headers)
             _check(response.status_code == 200, f"a request answered {response.status_code}")
             latencies.append(loop.time() - due)
+            if latencies[-1] * 1e3 > STALL_TARGET_MS:
+                slow.append(due - start)
 
     await asyncio.gather(*(worker() for _ in range(8)))
-    return latencies
+    return latencies, sorted(slow)
 
 
 async def _probe(client: httpx2.AsyncClient, base: str, url: str, stop: asyncio.Event) -> Any:
@@ -463,10 +467,12 @@ async def _phase(
                 await asyncio.sleep(1.0)
 
         watcher = asyncio.create_task(watch())
-        latencies = await _requests(client, base, rate, duration)
+        latencies, slow = await _requests(client, base, rate, duration)
         stop.set()
         propagation, _ = await asyncio.gather(probe, watcher)
         row: dict[str, Any] = {"churn": churn is not None, "latency_ms": _ms(latencies)}
+        # One event (a reload) or the steady cost of changes: when the slow requests came.
+        row["slow"] = {"count": len(slow), "first_s": slow[0], "last_s": slow[-1]} if slow else None
         if writer is not None:
             out, _ = await asyncio.to_thread(writer.communicate, timeout=duration + 60)
             _check(writer.returncode == 0, "the churn writer failed")
@@ -546,23 +552,34 @@ def run(
     duration: float,
     request_rate: float,
     smoke: bool,
+    parts: frozenset[str] = PARTS,
+    previous: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     env = environment()
     data: dict[str, Any] = {"smoke": smoke, "environment": env, "memory": [], "churn": []}
-    for n in memory_sizes:
+    if previous is not None:  # a rerun of some parts: the others stay as measured
+        data = {**previous, "smoke": smoke}
+        data.setdefault("reruns", []).append({"parts": sorted(parts), "environment": env})
+    if "memory" in parts:
+        data["memory"] = []
+    for n in memory_sizes if "memory" in parts else ():
         print(f"memory, {n:,} keys", flush=True)
         data["memory"].append({"keys": n, **memory(n)})
         print(json.dumps(data["memory"][-1]), flush=True)
-    print(f"key file, {load_keys:,} keys", flush=True)
-    with tempfile.TemporaryDirectory() as directory:
-        data["key_file"] = key_file_loads(load_keys, Path(directory))
-    print(json.dumps({"key file": data["key_file"]}), flush=True)
-    print(f"Redis store, {load_keys:,} keys", flush=True)
-    asyncio.run(_flush(url))
-    fill_s = asyncio.run(fill(url, range(load_keys)))
-    data["redis"] = {"fill_s": fill_s, **asyncio.run(redis_loads(url, load_keys))}
-    print(json.dumps({"redis": data["redis"]}), flush=True)
-    for n in churn_keys:
+    if "key_file" in parts:
+        print(f"key file, {load_keys:,} keys", flush=True)
+        with tempfile.TemporaryDirectory() as directory:
+            data["key_file"] = key_file_loads(load_keys, Path(directory))
+        print(json.dumps({"key file": data["key_file"]}), flush=True)
+    if "redis" in parts:
+        print(f"Redis store, {load_keys:,} keys", flush=True)
+        asyncio.run(_flush(url))
+        fill_s = asyncio.run(fill(url, range(load_keys)))
+        data["redis"] = {"fill_s": fill_s, **asyncio.run(redis_loads(url, load_keys))}
+        print(json.dumps({"redis": data["redis"]}), flush=True)
+    if "churn" in parts:
+        data["churn"] = []
+    for n in churn_keys if "churn" in parts else ():
         asyncio.run(_flush(url))
         data["churn"].append(
             churn_run(url, n, rate=rate, duration=duration, request_rate=request_rate)
@@ -644,6 +661,12 @@ def _resync_note(rd: dict[str, Any]) -> str:
     return f"The resync came every {rd['resync_interval_s']:.0f} s."
 
 
+def _slow(slow: dict[str, Any] | None) -> str:
+    if slow is None:
+        return "0"
+    return f"{slow['count']:,}, {slow['first_s']:.1f} to {slow['last_s']:.1f}"
+
+
 def _stall_cells(found: dict[str, Any]) -> str:
     return (
         f"{found['seconds']:,.2f} | {found['max_ms']:,.1f} | {found['p99_ms']:.2f} "
@@ -664,10 +687,15 @@ def markdown(data: dict[str, Any]) -> str:
         "2-core machine shared with other work: a stall of a few ms, or a p99 latency, "
         "moves by tens of per cent from run to run.",
         "",
+        *(
+            f"Rerun of {', '.join(r['parts'])} on commit {r['environment']['commit']}, "
+            f"{r['environment']['date']}."
+            for r in data.get("reruns", [])
+        ),
+        "",
         "## Targets (issue 19)",
         "",
-        "| target | measured | limit | verdict |",
-        "|---|---|---|---|",
+        "| target | measured | limit | verdict ||---|---|---|---|",
     ]
     lines += [
         f"| {t['target']} | {t['measured']} | {t['limit']} | {t['verdict']} |"
@@ -757,8 +785,8 @@ def markdown(data: dict[str, Any]) -> str:
             "",
             "| phase | p50 ms | p99 ms | max ms | requests | changes/s done "
             "| add seen, p50 / p99 ms | revoke seen, p50 / p99 ms | max version lag "
-            "| caught up after | full loads / repairs |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
+            "| caught up after | full loads / repairs | requests over 20 ms, when (s) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for phase in run_["phases"]:
             lat, prop = phase["latency_ms"], phase["propagation_ms"]
@@ -769,7 +797,8 @@ def markdown(data: dict[str, Any]) -> str:
                 f"| {prop['add']['p50']:.1f} / {prop['add']['p99']:.1f} "
                 f"| {prop['revoke']['p50']:.1f} / {prop['revoke']['p99']:.1f} "
                 f"| {phase['version_lag']['max']:,} | {phase['caught_up_s'] * 1e3:,.0f} ms "
-                f"| {phase['follower']['full_loads']} / {phase['follower']['repairs']} |"
+                f"| {phase['follower']['full_loads']} / {phase['follower']['repairs']} "
+                f"| {_slow(phase.get('slow'))} |"
             )
     lines += [
         "",
@@ -797,6 +826,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--request-rate", type=float, default=300.0)
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--page-only", action="store_true", help="the page from the saved JSON")
+    parser.add_argument(
+        "--part",
+        action="append",
+        choices=sorted(PARTS),
+        help="run only this part (repeatable); the others are kept from the saved JSON",
+    )
     parser.add_argument("--churn-writer", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--keys", type=int, help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
@@ -825,6 +860,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "request_rate": options.request_rate,
         "smoke": options.smoke,
     }
+    if options.part:
+        settings["parts"] = frozenset(options.part)
+        settings["previous"] = json.loads((options.out / "scale.json").read_text())
     if options.redis:
         data = run(options.redis, **settings)
     else:
