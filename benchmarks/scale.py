@@ -695,7 +695,8 @@ def markdown(data: dict[str, Any]) -> str:
         "",
         "## Targets (issue 19)",
         "",
-        "| target | measured | limit | verdict ||---|---|---|---|",
+        "| target | measured | limit | verdict |",
+        "|---|---|---|---|",
     ]
     lines += [
         f"| {t['target']} | {t['measured']} | {t['limit']} | {t['verdict']} |"

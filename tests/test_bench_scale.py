@@ -40,6 +40,7 @@ def test_the_scale_benchmark_runs_and_checks_every_answer(tmp_path: Path) -> Non
     assert writer["changes"] == 400  # 2 s of 10 ms ticks, two changes a tick
     assert {t["verdict"] for t in data["targets"]} == {"not measured (smoke)"}
     page = (out / "scale.md").read_text()
+    assert "| target | measured | limit | verdict |\n|---|---|---|---|\n" in page
     assert "## Churn: 200 changes a second at 1,000 keys" in page
     assert "sk-" not in page  # no key in the results
 
