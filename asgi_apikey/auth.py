@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from .arguments import as_key, check_clock, check_source, check_verifiers, explicit_keys
 from .audit import Audit
+from .collector import bulk_load
 from .configuration import Configuration, configure, read_source, without_keys
 from .context import AuthContext
 from .credentials import is_b64token
@@ -134,41 +135,43 @@ class APIKeyAuth(Reports):
         self._source = check_source(source, keys, keys_file)
         self._from_env = isinstance(self._source, EnvironmentSource)
         self._live = isinstance(self._source, LiveKeySource)
-        explicit = [] if keys is None else explicit_keys(keys)
-        read = self._read_source(config)
-        self._has_file = isinstance(self._source, KeyFileSource) or (
-            self._from_env and config.api_keys_file is not None
-        )
-        entries, labels = options.prepare([*explicit, *read.keys])
-        self._empty = read.empty
-        # Development mode only when no key source is configured at all. A source
-        # that yields no key (keys=[], an empty file) refuses every request instead.
-        development = not self._verifiers and keys is None and not read.configured
-        unguarded = not entries and not self._verifiers and not self._live
-        if options.strict and unguarded:
-            # From the environment, the variables to set (the starter template named them).
-            fields = ("api_key", "additional_api_keys", "api_keys_file")
-            names = [options.names[field] for field in fields] if self._from_env else []
-            raise ConfigurationError(
-                options.no_keys_refused(self._from_env),
-                setting="environment",
-                **({"variables": names} if names else {}),
+        # A bulk load: the collector paused, a large key set frozen (collector.py).
+        with bulk_load():
+            explicit = [] if keys is None else explicit_keys(keys)
+            read = self._read_source(config)
+            self._has_file = isinstance(self._source, KeyFileSource) or (
+                self._from_env and config.api_keys_file is not None
             )
-        # The digests from the source: reload() and a live source replace only these.
-        # A live source's keys are unavailable until it has started and loaded them.
-        self._ring = options.key_ring(
-            verifiers=self._verifiers,
-            clock=self._clock,
-            report_verifier_failure=self._audit.verifier_failed,
-            warn_when_emptied=not self._live,
-        )
-        self._ring.fill(
-            entries,
-            labels,
-            sourced=frozenset(key._digest for _, key in read.keys),
-            development=development,
-            unavailable=NOT_STARTED if self._live else None,
-        )
+            entries, labels = options.prepare([*explicit, *read.keys])
+            self._empty = read.empty
+            # Development mode only when no key source is configured at all. A source
+            # that yields no key (keys=[], an empty file) refuses every request instead.
+            development = not self._verifiers and keys is None and not read.configured
+            unguarded = not entries and not self._verifiers and not self._live
+            if options.strict and unguarded:
+                # From the environment, the variables to set (the starter template named them).
+                fields = ("api_key", "additional_api_keys", "api_keys_file")
+                names = [options.names[field] for field in fields] if self._from_env else []
+                raise ConfigurationError(
+                    options.no_keys_refused(self._from_env),
+                    setting="environment",
+                    **({"variables": names} if names else {}),
+                )
+            # The digests from the source: reload() and a live source replace only these.
+            # A live source's keys are unavailable until it has started and loaded them.
+            self._ring = options.key_ring(
+                verifiers=self._verifiers,
+                clock=self._clock,
+                report_verifier_failure=self._audit.verifier_failed,
+                warn_when_emptied=not self._live,
+            )
+            self._ring.fill(
+                entries,
+                labels,
+                sourced=frozenset(key._digest for _, key in read.keys),
+                development=development,
+                unavailable=NOT_STARTED if self._live else None,
+            )
         self._sink = LiveFollower(self._ring, self._source)
         options.warn_without_keys(development=development, unguarded=unguarded, empty=self._empty)
 
@@ -263,10 +266,11 @@ class APIKeyAuth(Reports):
         The new keys count as given in code: a later :meth:`reload` adds the
         keys of the sources to them, and never takes them away.
         """
-        entries, labels = self._configuration.prepare(
-            explicit_keys(keys, "replace_keys"), self._ring.snapshot.by_digest
-        )
-        return self._ring.replace(entries, labels)
+        with bulk_load():
+            entries, labels = self._configuration.prepare(
+                explicit_keys(keys, "replace_keys"), self._ring.snapshot.by_digest
+            )
+            return self._ring.replace(entries, labels)
 
     def reload(self) -> KeyChanges:
         """Read the key sources again and swap in the keys they hold now.
@@ -296,7 +300,7 @@ class APIKeyAuth(Reports):
                 setting="reload",
             )
         # Read with the writer lock held: two reloads cannot land in the opposite order.
-        with self._ring.lock:
+        with self._ring.lock, bulk_load():
             config = self._configuration.read() if self._from_env else self._config
             read = self._read_source(config)
             self._empty = read.empty

@@ -34,7 +34,9 @@ from .ratelimit.limits import as_rate_limit
 
 __all__ = ["load_key_file"]
 
-_MAX_KEY_FILE_BYTES = 64 * 1024 * 1024
+# A million keys with a digest and a name take about 111 MiB; a file far larger is
+# more likely the wrong file (a log, a dump) than a key set.
+_MAX_KEY_FILE_BYTES = 256 * 1024 * 1024
 _FILE_FIELDS = frozenset(
     {"digest", "name", "scopes", "metadata", "not_before", "expires_at", "limit"}
 )
@@ -134,7 +136,7 @@ def _read_once(path: Path, setting: str) -> tuple[bytes, str | None, bool]:
     except OSError as error:
         return b"", f"cannot be read ({error.strerror})", True
     if len(data) > _MAX_KEY_FILE_BYTES:
-        return b"", "is larger than 64 MiB: is it the right file?", True
+        return b"", "is larger than 256 MiB: is it the right file?", True
     try:
         now = os.stat(path)  # still the same file at that path (not renamed over since)?
     except OSError:

@@ -1780,3 +1780,29 @@ def test_a_password_spelled_any_way_never_reaches_status_events_or_errors(
     for text in texts:
         assert password not in text
         assert case.written not in text
+
+
+def test_a_full_load_runs_with_the_collector_paused(
+    redis: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The decode and the swap of a full load are a bulk load (collector.py): a
+    # million keys must not run the full collection again and again meanwhile.
+    import gc
+
+    from asgi_apikey.redis_store import mirror
+
+    add_key(redis.url, APIKey(CANARY, name="one"))
+    seen: list[bool] = []
+    real = mirror.Mirror.reloaded
+
+    def reloaded(self: mirror.Mirror, records: dict[bytes, bytes]) -> mirror.Mirror:
+        seen.append(gc.isenabled())
+        return real(self, records)
+
+    monkeypatch.setattr(mirror.Mirror, "reloaded", reloaded)
+    app, _ = instance(slow_source(redis.url))
+    with TestClient(app) as client:
+        assert status_with(client, CANARY) == 200
+    assert seen
+    assert not any(seen)
+    assert gc.isenabled()

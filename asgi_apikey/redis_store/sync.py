@@ -18,6 +18,7 @@ from typing import Literal
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
+from ..collector import bulk_load
 from ..sources import KeySink
 from . import reads
 from .events import FollowerLog
@@ -195,14 +196,15 @@ class StoreSync:
         sink = self._sink
         if sink is None:
             return False
-        reloaded = self._loaded.reloaded(records)
-        keys = reloaded.keys()
 
         def swap() -> None:  # under the trust's lock: served exactly while trusted
             sink.replace(keys)
             self._loaded = reloaded
 
-        return self._trust.swap(generation, asked, swap)
+        with bulk_load():  # the collector paused; a large key set frozen (collector.py)
+            reloaded = self._loaded.reloaded(records)
+            keys = reloaded.keys()
+            return self._trust.swap(generation, asked, swap)
 
     # -- losses, expiry and recovery ----------------------------------------------------
 

@@ -1,0 +1,73 @@
+"""Bulk key loads and CPython's garbage collector.
+
+A key costs about ten objects the cyclic collector tracks (the key, its
+entry, context, user, scopes, metadata). Loading a million of them makes the
+collector run its full collection again and again as the heap grows, each a
+pass over every tracked object with the GIL held: seconds during which no
+other thread, the event loop included, runs (``benchmarks/results/scale.md``
+measured 1.4 s stalls loading a million keys from Redis and 14 s reading a
+key file). Once loaded, the same keys make every later full collection long.
+
+So a bulk load (construction, :meth:`~asgi_apikey.APIKeyAuth.reload`,
+:meth:`~asgi_apikey.APIKeyAuth.replace_keys`, a live store's full load) runs
+inside :func:`bulk_load`: the automatic collector is paused while it
+allocates, and if the load left at least :data:`FREEZE_AFTER` new tracked
+objects, they are moved out of the collector's way with :func:`gc.freeze`
+(what CPython's documentation advises for large, long-lived data) before the
+collector is resumed. Frozen objects are still freed by reference counting
+when a key is removed; only cyclic garbage that exists at that moment is
+never collected. An application that manages the collector itself (it
+disabled it, or sets ``asgi_apikey.collector.PAUSE = False``) is left
+alone.
+
+>>> with bulk_load():
+...     keys = [object() for _ in range(3)]
+>>> import gc
+>>> gc.isenabled()
+True
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+__all__ = ["FREEZE_AFTER", "PAUSE", "bulk_load"]
+
+#: Whether bulk loads pause the collector (and freeze what a large one loaded).
+PAUSE = True
+#: New tracked objects a load must leave to be frozen: about 10,000 keys. A
+#: smaller load is left to the collector (a young collection of it is short).
+FREEZE_AFTER = 100_000
+
+_lock = threading.Lock()
+_loads = 0  # bulk loads running now, on any thread
+_paused = False  # whether the first of them paused the collector
+
+
+@contextmanager
+def bulk_load() -> Iterator[None]:
+    """Pause the automatic collector for a bulk load; freeze what a large one left.
+
+    Loads on several threads share one pause: the collector resumes when the
+    last ends.
+    """
+    global _loads, _paused
+    with _lock:
+        if _loads == 0:
+            _paused = PAUSE and gc.isenabled()
+            if _paused:
+                gc.disable()
+        _loads += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _loads -= 1
+            if _loads == 0 and _paused:
+                _paused = False
+                if gc.get_count()[0] >= FREEZE_AFTER:
+                    gc.freeze()
+                gc.enable()
