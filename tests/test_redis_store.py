@@ -1806,3 +1806,44 @@ def test_a_full_load_runs_with_the_collector_paused(
     assert seen
     assert not any(seen)
     assert gc.isenabled()
+
+
+def test_a_full_load_is_fresh_from_the_end_of_its_scan_unless_the_store_moved(
+    redis: RedisServer,
+) -> None:
+    # The trust window of a full load starts when the version was last seen
+    # unchanged: after the scan when nothing changed during it, else before it.
+    from redis.asyncio import Redis as AsyncRedis
+
+    from asgi_apikey.redis_store import reads
+    from asgi_apikey.redis_store.records import DEFAULT_PREFIX, Names
+
+    names = Names.of(DEFAULT_PREFIX)
+    for n in range(3):
+        add_key(redis.url, APIKey(f"sk-scan-{n}-0123456789abcdef", name=f"k{n}"))
+
+    async def scan(change_meanwhile: bool) -> tuple[float, float | None, int]:
+        client = AsyncRedis(host="127.0.0.1", port=redis.port, password=redis.password)
+        real_hscan = client.hscan
+
+        async def hscan(*args: Any, **kwargs: Any) -> Any:
+            if change_meanwhile:
+                await asyncio.to_thread(
+                    add_key, redis.url, APIKey("sk-scan-late-0123456789abcdef", name="late")
+                )
+            return await real_hscan(*args, **kwargs)
+
+        client.hscan = hscan  # type: ignore[method-assign]
+        before = time.monotonic()
+        try:
+            _, _, records, confirmed = await reads.everything(client, names)
+        finally:
+            await client.aclose()
+        return before, confirmed, len(records)
+
+    before, confirmed, count = asyncio.run(scan(change_meanwhile=False))
+    assert count == 3
+    assert confirmed is not None
+    assert before < confirmed <= time.monotonic()
+    _, moved, _ = asyncio.run(scan(change_meanwhile=True))
+    assert moved is None

@@ -6,6 +6,7 @@ knows which state of the store it holds.
 
 from __future__ import annotations
 
+import time
 from typing import Any, cast
 
 from redis.asyncio import Redis
@@ -26,13 +27,21 @@ async def head(redis: Redis, names: Names) -> tuple[int, bytes | None]:
     return version_of(version), cast(bytes | None, epoch)
 
 
-async def everything(redis: Redis, names: Names) -> tuple[int, bytes | None, Records]:
-    """Every record, and the version and epoch read just before them.
+async def everything(
+    redis: Redis, names: Names
+) -> tuple[int, bytes | None, Records, float | None]:
+    """Every record, the version and epoch read just before them, and when they were confirmed.
 
     In chunks (HSCAN), so that no reply is large enough to hold up the event
     loop: a change made during the scan may or may not be in it, but its
     message (a later version) is applied next, and applying a change again
     leaves the same keys.
+
+    The version is read again after the scan: if it has not moved, no change
+    was made meanwhile, and the records are the store as it was at that
+    second reading (``time.monotonic()``, the last item; None if it moved).
+    A million keys take seconds to scan; the keys are fresh from the end of
+    the scan, not its start.
     """
     version, epoch = await head(redis, names)
     records: Records = {}
@@ -42,7 +51,9 @@ async def everything(redis: Redis, names: Names) -> tuple[int, bytes | None, Rec
         records.update(cast(Records, chunk))
         if cursor == 0:
             break
-    return version, epoch, records
+    again = time.monotonic()
+    unchanged = await head(redis, names) == (version, epoch)
+    return version, epoch, records, again if unchanged else None
 
 
 async def changed(

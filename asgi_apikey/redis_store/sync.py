@@ -170,12 +170,16 @@ class StoreSync:
     async def _full_load(self, *, repair: bool = False) -> None:
         """Read every key, and the version and epoch they are at, into a new snapshot.
 
-        The keys are trusted for max_staleness from the moment the version was asked.
+        The keys are trusted for max_staleness from the moment the version was
+        asked: again after the scan when it did not move meanwhile (a million
+        keys take seconds to scan), else before it.
         """
         redis = self._connection()
         generation = self._trust.current()
         asked = time.monotonic()
-        store_version, epoch, records = await reads.everything(redis, self._names)
+        store_version, epoch, records, confirmed = await reads.everything(redis, self._names)
+        if confirmed is not None:
+            asked = confirmed  # nothing changed during the scan: fresh from its end
         # Decoding and indexing 100,000 keys takes a while: off the event loop, so
         # requests keep being served from the current snapshot meanwhile.
         loaded = await asyncio.to_thread(self._replace, records, generation, asked)
