@@ -168,6 +168,7 @@ def test_a_factory_that_does_not_load_fails_fast_and_leaves_nothing() -> None:
         connections=2,
         tool="httpx",
         bare_factory="benchmarks.apps:does_not_exist",
+        headers_factory="benchmarks.apps:does_not_exist",
         apikey_factory="benchmarks.apps:does_not_exist",
         log=lambda line: None,
     )
