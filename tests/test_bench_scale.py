@@ -11,6 +11,8 @@ import asyncio
 import json
 from pathlib import Path
 
+import pytest
+
 from asgi_apikey import APIKeyAuth
 from asgi_apikey import keyfile as keyfile_module
 from benchmarks import scale
@@ -18,6 +20,7 @@ from benchmarks.changes import secret
 from tests.redis_server import running_redis
 
 
+@pytest.mark.usefixtures("uncached_structlog")
 def test_the_scale_benchmark_runs_and_checks_every_answer(tmp_path: Path) -> None:
     out = tmp_path / "out"
     with running_redis(tmp_path) as server:
