@@ -20,6 +20,11 @@ never collected. An application that manages the collector itself (it
 disabled it, or sets ``asgi_apikey.collector.PAUSE = False``) is left
 alone.
 
+Freeing is the other long call: when the last reference to a dict of a
+million records goes, CPython frees all of them in one C call, with the GIL
+held for tens of milliseconds. :func:`release` empties such a container a
+slice at a time on the loading thread instead.
+
 >>> with bulk_load():
 ...     keys = [object() for _ in range(3)]
 >>> import gc
@@ -33,8 +38,10 @@ import gc
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from itertools import islice
+from typing import Any
 
-__all__ = ["FREEZE_AFTER", "PAUSE", "bulk_load"]
+__all__ = ["FREEZE_AFTER", "PAUSE", "bulk_load", "release"]
 
 #: Whether bulk loads pause the collector (and freeze what a large one loaded).
 PAUSE = True
@@ -71,3 +78,27 @@ def bulk_load() -> Iterator[None]:
                 if gc.get_count()[0] >= FREEZE_AFTER:
                     gc.freeze()
                 gc.enable()
+
+
+#: Items freed at a time by :func:`release`: well under a millisecond each.
+RELEASE_STEP = 5_000
+
+
+def release(items: list[Any] | dict[Any, Any]) -> None:
+    """Empty ``items`` a slice at a time, so that freeing them never holds the GIL long.
+
+    Between slices other threads (the event loop) get their turn; one
+    ``clear()`` of a million records would hold it for the whole of them.
+
+    >>> records = {n: str(n) for n in range(12_345)}
+    >>> release(records)
+    >>> records
+    {}
+    """
+    if isinstance(items, list):
+        while items:
+            del items[-RELEASE_STEP:]
+        return
+    while items:
+        for key in list(islice(items, RELEASE_STEP)):
+            del items[key]

@@ -117,3 +117,16 @@ def test_construction_reload_and_replace_keys_are_bulk_loads(
     assert seen == [False] * len(seen)
     assert gc.isenabled()
     assert auth.verify("sk-three-0123456789abcdef") is not None
+
+
+@pytest.mark.parametrize("size", [0, 1, 4_999, 5_000, 5_001, 15_007])
+def test_release_empties_a_list_and_a_dict_of_any_size(size: int) -> None:
+    items = [[n] for n in range(size)]
+    records = {str(n).encode(): (n, [n]) for n in range(size)}
+    survivor = records.get(b"0")
+    collector.release(items)
+    collector.release(records)
+    assert items == []
+    assert records == {}
+    if size:
+        assert survivor == (0, [0])  # what another reference holds stays whole

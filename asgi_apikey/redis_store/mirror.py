@@ -8,6 +8,7 @@ that changed.
 
 from __future__ import annotations
 
+from ..collector import release
 from ..keys import APIKey
 from .records import decode
 
@@ -20,6 +21,10 @@ class Mirror:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def release(self) -> None:
+        """Empty this copy a slice at a time (:func:`~asgi_apikey.collector.release`)."""
+        release(self._entries)
 
     def keys(self) -> list[APIKey]:
         return [key for _, key in self._entries.values()]

@@ -18,7 +18,7 @@ from typing import Literal
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
-from ..collector import bulk_load
+from ..collector import bulk_load, release
 from ..sources import KeySink
 from . import reads
 from .events import FollowerLog
@@ -206,9 +206,16 @@ class StoreSync:
             self._loaded = reloaded
 
         with bulk_load():  # the collector paused; a large key set frozen (collector.py)
-            reloaded = self._loaded.reloaded(records)
+            before = self._loaded
+            reloaded = before.reloaded(records)
+            # Freed here a slice at a time, not all at once on the event loop
+            # when _full_load returns (a million records: tens of ms).
+            release(records)
             keys = reloaded.keys()
-            return self._trust.swap(generation, asked, swap)
+            swapped = self._trust.swap(generation, asked, swap)
+            if swapped:
+                before.release()  # the records it held that the new copy did not keep
+            return swapped
 
     # -- losses, expiry and recovery ----------------------------------------------------
 
