@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from .arguments import as_key, check_clock, check_source, check_verifiers, explicit_keys
 from .audit import Audit
-from .collector import bulk_load
+from .collector import bulk_load, release
 from .configuration import Configuration, configure, read_source, without_keys
 from .context import AuthContext
 from .credentials import is_b64token
@@ -303,9 +303,16 @@ class APIKeyAuth(Reports):
         with self._ring.lock, bulk_load():
             config = self._configuration.read() if self._from_env else self._config
             read = self._read_source(config)
-            self._empty = read.empty
-            fresh, labels = self._configuration.prepare(read.keys, self._ring.snapshot.by_digest)
-            return self._ring.replace_sourced(fresh, labels, unconfigured=not read.configured)
+            self._empty, configured = read.empty, read.configured
+            labelled = list(read.keys)
+            del read  # its tuple goes; what it held lives on in labelled, until released
+            fresh, labels = self._configuration.prepare(labelled, self._ring.snapshot.by_digest)
+            changes = self._ring.replace_sourced(fresh, labels, unconfigured=not configured)
+            # A million keys read again, most of them equal to those in use: the
+            # new copies are freed a slice at a time here, not in one long call.
+            for done in (labelled, labels, fresh):
+                release(done)
+            return changes
 
     async def areload(self) -> KeyChanges:
         """:meth:`reload` in a worker thread, for code on the event loop.
