@@ -130,3 +130,17 @@ def test_release_empties_a_list_and_a_dict_of_any_size(size: int) -> None:
     assert records == {}
     if size:
         assert survivor == (0, [0])  # what another reference holds stays whole
+
+
+def test_a_load_that_frees_as_much_as_it_makes_is_still_frozen(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # gc.get_count() counts allocations less deallocations: freeing old objects
+    # while making as many new ones counts nothing, though the new ones are young.
+    monkeypatch.setattr(collector, "FREEZE_AFTER", 1_000)
+    old = [[n] for n in range(5_000)]
+    gc.collect()  # old is old now
+    with bulk_load():
+        new = [[n] for n in range(5_000)]
+        old.clear()
+    assert gc.get_freeze_count() >= len(new)
