@@ -27,9 +27,7 @@ async def head(redis: Redis, names: Names) -> tuple[int, bytes | None]:
     return version_of(version), cast(bytes | None, epoch)
 
 
-async def everything(
-    redis: Redis, names: Names
-) -> tuple[int, bytes | None, Records, float | None]:
+async def everything(redis: Redis, names: Names) -> tuple[int, bytes | None, Records, float | None]:
     """Every record, the version and epoch read just before them, and when they were confirmed.
 
     In chunks (HSCAN), so that no reply is large enough to hold up the event
