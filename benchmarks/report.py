@@ -147,6 +147,7 @@ def targets(times: dict[str, list[float]], e2e: dict[str, Any] | None) -> list[d
         limit=15.0,
         at_most=False,
     )
+
     def time_ratio(variant: str, baseline: str) -> Summary | None:
         """The round-by-round ratio of two variants' whole times per request."""
         if variant not in times or baseline not in times:
