@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, Generic, Protocol, Self, TypeVar
 
 from benchmarks.driver import Summary
-from benchmarks.report import environment, write_results
+from benchmarks.report import environment, measured_on, write_results
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -643,15 +643,10 @@ def _s(summary: dict[str, float], digits: int = 1) -> str:
 
 
 def markdown(data: dict[str, Any], notes: str = "") -> str:
-    env = data["environment"]
-    load = ", ".join(f"{x:.2f}" for x in env["load_average"] or [])
-    smoke = " **Smoke run: these numbers mean nothing.**" if data["smoke"] else ""
     lines = [
         "# Key table designs: the cost of a change, of a lookup, and memory",
         "",
-        f"Measured {env['date']} on {env['platform']}, {env['cpu_count']} CPUs, "
-        f"{env['implementation']} {env['python']}, commit {env['commit']}; load average "
-        f"before: {load}.{smoke}",
+        measured_on(data),
         "A change is one add (or one remove) in both maps of a key table (digest -> entry, "
         "key_id -> digest), timed one by one: a new key added, then an old one removed, in "
         "turn (hundreds of changes; 20 for design a at a million keys). Medians "

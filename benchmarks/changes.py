@@ -38,7 +38,7 @@ from typing import Any
 from asgi_apikey import APIKey, APIKeyAuth
 from asgi_apikey.keys import Accepted
 from benchmarks.driver import BenchmarkError, Summary
-from benchmarks.report import environment, verdict, write_results
+from benchmarks.report import environment, measured_on, verdict, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results"
 #: The issue's targets: a change under 1 ms at a million keys; the lookup at most 1.10x.
@@ -247,15 +247,11 @@ def _summary(summary: dict[str, float], digits: int = 2) -> str:
 
 
 def markdown(data: dict[str, Any]) -> str:
-    env, settings = data["environment"], data["settings"]
-    load = ", ".join(f"{x:.2f}" for x in env["load_average"] or [])
-    smoke = " **Smoke run: these numbers mean nothing.**" if data["smoke"] else ""
+    settings = data["settings"]
     lines = [
         "# Key changes: construction, add, remove, replace, lookup, memory",
         "",
-        f"Measured {env['date']} on {env['platform']}, {env['cpu_count']} CPUs, "
-        f"{env['implementation']} {env['python']}, commit {env['commit']}; load average "
-        f"before: {load}.{smoke}",
+        measured_on(data),
         "Digest keys given in code (`APIKey(digest=..., name=...)`), the garbage collector on "
         "as a user has it. Each change is timed alone: medians in ms, with the lowest and "
         "highest in parentheses and the number of runs (the million-key rows repeat fewer "

@@ -55,7 +55,7 @@ from benchmarks.apps import (
     keys,
 )
 from benchmarks.driver import BenchmarkError, Summary, answer, measure, scope_for, summarise
-from benchmarks.report import environment, verdict, write_results
+from benchmarks.report import environment, measured_on, verdict, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results"
 #: Never refused while timing: 100 a second, ten million at once.
@@ -362,15 +362,11 @@ def _ns(summary: dict[str, float], scale: float = 1000.0) -> str:
 
 
 def markdown(data: dict[str, Any]) -> str:
-    env, settings, target = data["environment"], data["settings"], data["target"]
-    load = ", ".join(f"{x:.2f}" for x in env["load_average"] or [])
-    smoke = " **Smoke run: these numbers mean nothing.**" if data["smoke"] else ""
+    settings, target = data["settings"], data["target"]
     lines = [
         "# Local rate limits: cost on the accepted path, and memory",
         "",
-        f"Measured {env['date']} on {env['platform']}, {env['cpu_count']} CPUs, "
-        f"{env['implementation']} {env['python']}, commit {env['commit']}; load average "
-        f"before: {load}.{smoke}",
+        measured_on(data),
         f"In process, no network: {settings['rounds']} rounds of {settings['requests']:,} "
         "requests per variant, shuffled each round; medians of per-round values, quartiles "
         "in parentheses; added = over the 'no limit' variant of the same round.",

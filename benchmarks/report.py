@@ -64,6 +64,18 @@ def write_results(out: Path, name: str, data: object, page: str) -> None:
     print(page)
 
 
+def measured_on(data: dict[str, Any]) -> str:
+    """A results page's first line: when, on what, at which commit, and whether a smoke run."""
+    env = data["environment"]
+    load = ", ".join(f"{x:.2f}" for x in env["load_average"] or [])
+    smoke = " **Smoke run: these numbers mean nothing.**" if data.get("smoke") else ""
+    return (
+        f"Measured {env['date']} on {env['platform']}, {env['cpu_count']} CPUs, "
+        f"{env['implementation']} {env['python']}, commit {env['commit']}; load average "
+        f"before: {load}.{smoke}"
+    )
+
+
 def environment() -> dict[str, Any]:
     """What the numbers were measured on."""
     versions: dict[str, str | None] = {}

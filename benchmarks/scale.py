@@ -56,7 +56,7 @@ from benchmarks import apps, e2e
 from benchmarks.changes import digest_key, memory, secret
 from benchmarks.driver import BenchmarkError
 from benchmarks.propagation import redis_server
-from benchmarks.report import environment, write_results
+from benchmarks.report import environment, measured_on, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results"
 HOST = "127.0.0.1"
@@ -675,15 +675,11 @@ def _stall_cells(found: dict[str, Any]) -> str:
 
 
 def markdown(data: dict[str, Any]) -> str:
-    env, settings = data["environment"], data["settings"]
-    load = ", ".join(f"{x:.2f}" for x in env["load_average"] or [])
-    smoke = " **Smoke run: these numbers mean nothing.**" if data["smoke"] else ""
+    settings = data["settings"]
     lines = [
         "# A million keys: memory, loads, event-loop stalls, churn",
         "",
-        f"Measured {env['date']} on {env['platform']}, {env['cpu_count']} CPUs, "
-        f"{env['implementation']} {env['python']}, commit {env['commit']}; load average "
-        f"before: {load}.{smoke} Reproduce: `python -m benchmarks.scale`. Single runs on a "
+        f"{measured_on(data)} Reproduce: `python -m benchmarks.scale`. Single runs on a "
         "2-core machine shared with other work: a stall of a few ms, or a p99 latency, "
         "moves by tens of per cent from run to run.",
         "",
