@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,11 @@ def test_the_scale_benchmark_runs_and_checks_every_answer(tmp_path: Path) -> Non
 
 def _one_big_call() -> None:
     frozenset(range(3_000_000))  # one C call: it holds the GIL throughout
+    # Python code after it, still in this function: the GIL is let go here, so the
+    # sampler wakes while this frame is on the stack (not after it has returned).
+    until = time.perf_counter() + 0.05
+    while time.perf_counter() < until:
+        pass
 
 
 def test_the_ticker_sees_a_stall_and_the_sampler_names_its_cause() -> None:
