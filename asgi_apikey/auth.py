@@ -40,6 +40,9 @@ from .settings import AuthSettings
 from .sources import EnvironmentSource, KeyFileSource, KeySource, LiveKeySource, SourceKeys
 from .status import FEATURES, Reports
 
+# Sources whose read() returns a list nothing else holds (see reload()).
+_OWN_SOURCES = (EnvironmentSource, KeyFileSource)
+
 if TYPE_CHECKING:  # at run time, from compat on first use (__getattr__ below): no cycle
     from .compat import get_auth_status, verify_api_key_string
 
@@ -304,8 +307,13 @@ class APIKeyAuth(Reports):
             config = self._configuration.read() if self._from_env else self._config
             read = self._read_source(config)
             self._empty, configured = read.empty, read.configured
-            labelled = list(read.keys)
-            del read  # its tuple goes; what it held lives on in labelled, until released
+            # A source of this package hands over a new list, released below a
+            # slice at a time; another's sequence may be its own, and is copied.
+            keys = read.keys
+            del read
+            own = type(self._source) in _OWN_SOURCES
+            labelled = keys if own and isinstance(keys, list) else list(keys)
+            del keys
             fresh, labels = self._configuration.prepare(labelled, self._ring.snapshot.by_digest)
             changes = self._ring.replace_sourced(fresh, labels, unconfigured=not configured)
             # A million keys read again, most of them equal to those in use: the

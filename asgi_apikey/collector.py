@@ -98,11 +98,12 @@ def _young() -> int:
 RELEASE_STEP = 5_000
 
 
-def release(items: list[Any] | dict[Any, Any]) -> None:
-    """Empty ``items`` a slice at a time, so that freeing them never holds the GIL long.
+def release(items: list[Any] | dict[Any, Any], step: int = RELEASE_STEP) -> None:
+    """Empty ``items`` ``step`` at a time, so that freeing them never holds the GIL long.
 
     Between slices other threads (the event loop) get their turn; one
     ``clear()`` of a million records would hold it for the whole of them.
+    Items that each hold many objects (a row of a key table) go a few at a time.
 
     >>> records = {n: str(n) for n in range(12_345)}
     >>> release(records)
@@ -111,8 +112,8 @@ def release(items: list[Any] | dict[Any, Any]) -> None:
     """
     if isinstance(items, list):
         while items:
-            del items[-RELEASE_STEP:]
+            del items[-step:]
         return
     while items:
-        for key in list(islice(items, RELEASE_STEP)):
+        for key in list(islice(items, step)):
             del items[key]

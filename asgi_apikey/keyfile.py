@@ -25,6 +25,7 @@ import stat
 import time
 import tomllib
 from datetime import datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -62,19 +63,14 @@ def _load(path: Path, setting: str) -> tuple[list[tuple[str, APIKey]], str | Non
         f"{setting} ({shown})" if shown else f"{setting} (a path of {len(str(path))} characters)"
     )
     data, problem = _read_file(path, setting)
-    if problem is None:
-        text, problem = _decode(data)
-    if problem is None:
-        document, problem = _parse(text)
     if problem is not None:
         return [], f"{where} {problem}"
-    unknown = set(document) - {"keys"}
-    if unknown:
-        entries = _names(unknown, "top-level entry", "top-level entries")
-        return [], f"{where} has {entries}: list keys as [[keys]] tables"
-    tables = document.get("keys", [])
-    if not isinstance(tables, list) or not all(isinstance(table, dict) for table in tables):
-        return [], f"{where}: 'keys' must be an array of tables, written [[keys]]"
+    tables = _in_pieces(data)
+    if tables is None:
+        tables, problem = _whole(data)
+    del data  # up to 256 MiB: not kept while the keys are made
+    if problem is not None:
+        return [], where + problem
     keys = []
     for index, table in enumerate(tables):
         label = f"{where} keys[{index}]"
@@ -84,6 +80,74 @@ def _load(path: Path, setting: str) -> tuple[list[tuple[str, APIKey]], str | Non
         keys.append((label, key))
     release(tables)  # a million parsed tables: freed a slice at a time (collector.py)
     return keys, None
+
+
+def _whole(data: bytes) -> tuple[list[Any], str | None]:
+    """The [[keys]] tables of the whole file, or what is wrong with it (after its name)."""
+    text, problem = _decode(data)
+    if problem is None:
+        document, problem = _parse(text)
+    if problem is not None:
+        return [], f" {problem}"
+    unknown = set(document) - {"keys"}
+    if unknown:
+        entries = _names(unknown, "top-level entry", "top-level entries")
+        return [], f" has {entries}: list keys as [[keys]] tables"
+    tables = document.get("keys", [])
+    if not isinstance(tables, list) or not all(isinstance(table, dict) for table in tables):
+        return [], ": 'keys' must be an array of tables, written [[keys]]"
+    return tables, None
+
+
+#: About how many bytes of a large key file are decoded and parsed at a time.
+_PIECE_BYTES = 1024 * 1024
+_HEADER = b"\n[[keys]]"
+_FIRST_HEADER = re.compile(
+    rb"(?:^(?:\xef\xbb\xbf)?|\n)\[\[keys\]\]\r?\n"
+)  # after a BOM, or a line break
+
+
+def _in_pieces(data: bytes) -> list[Any] | None:
+    """The [[keys]] tables of a large file, parsed a piece at a time; None: parse it whole.
+
+    Decoding and parsing 111 MiB (a million keys) whole are calls that each
+    hold the GIL for a tenth of a second or more, while the event loop waits
+    (:meth:`~asgi_apikey.APIKeyAuth.areload` reads in a thread). So the file
+    is cut before a ``[[keys]]`` line about every MiB, and each piece is
+    decoded and parsed alone, which gives what the whole file gives when the
+    pieces hold nothing but ``[[keys]]`` tables: the first piece has a
+    ``[[keys]]`` line, each other starts with one, and each parses to ``keys``
+    alone. Anything else (another top-level entry, a cut inside a multi-line
+    string, a syntax error, bytes that are not UTF-8) is left to the
+    whole-file parse, whose error says where.
+    """
+    cuts = [0]
+    at = _PIECE_BYTES
+    while at < len(data):
+        cut = data.find(_HEADER, at)
+        if cut < 0:
+            break
+        after = data[cut + len(_HEADER) : cut + len(_HEADER) + 2]
+        if after[:1] == b"\n" or after == b"\r\n":
+            cuts.append(cut + 1)
+            at = cut + 1 + _PIECE_BYTES
+        else:
+            at = cut + 1
+    if len(cuts) == 1 or not _FIRST_HEADER.search(data, 0, cuts[1]):
+        return None
+    cuts.append(len(data))
+    tables: list[Any] = []
+    for start, end in pairwise(cuts):
+        try:
+            text = data[start:end].decode("utf-8-sig" if start == 0 else "utf-8")
+            document = tomllib.loads(text)
+        except (UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError):
+            return None  # the whole-file parse says what is wrong, and where
+        found = document.get("keys")
+        if len(document) != 1 or not isinstance(found, list):
+            return None
+        tables.extend(found)
+    return tables
 
 
 def _read_file(path: Path, setting: str) -> tuple[bytes, str | None]:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from hashlib import sha256 as _sha256  # module globals: the request path skips two lookups
 from hmac import compare_digest as _compare_digest
-from typing import Any
+from typing import Any, NoReturn
 
 from .context import (
     AUTHENTICATED,
@@ -40,7 +40,7 @@ from .context import (
 from .context import MAX_KEY_NAME_LENGTH as _MAX_NAME_LENGTH
 from .credentials import DEFAULT_MAX_TOKEN_LENGTH, is_b64token
 from .errors import ConfigurationError
-from .keytable import DigestTable, KeyTable, NameTable
+from .keytable import DigestTable, KeyTable, NameTable, TableBuilder
 from .ratelimit.limits import RateLimit, as_rate_limit
 from .verifiers import (
     Accepted,
@@ -374,34 +374,48 @@ class KeySnapshot:
 
 
 def index(
-    entries: Sequence[KeyEntry], labels: Sequence[str]
+    entries: Sequence[KeyEntry],
+    labels: Sequence[str],
+    like: tuple[KeyTable[bytes, KeyEntry], KeyTable[str, bytes]] | None = None,
 ) -> tuple[KeyTable[bytes, KeyEntry], KeyTable[str, bytes]]:
     """The two lookup tables of a key set; ``labels`` name each entry's source in errors.
 
-    Entries are immutable and reused across rotations: a reload of 100,000
-    unchanged keys builds the tables again, not the entries.
+    Entries are immutable and reused across rotations, and ``like`` (the
+    tables in use) lends the new tables every part of them that holds the same
+    entries: a reload of 100,000 unchanged keys makes next to nothing new.
     """
-    by_digest: dict[bytes, KeyEntry] = {}
-    by_id: dict[str, bytes] = {}
-    where: dict[bytes, str] = {}
+    if len(entries) != len(labels):
+        raise ValueError(f"{len(entries)} entries and {len(labels)} labels")
+    by_digest: TableBuilder[bytes, KeyEntry] = DigestTable.builder()
+    by_id: TableBuilder[str, bytes] = NameTable.builder()
+    for entry in entries:
+        if not (by_digest.add(entry.digest, entry) and by_id.add(entry.key.key_id, entry.digest)):
+            _clash(entries, labels)
+    if like is None:
+        return by_digest.table(), by_id.table()
+    return by_digest.table(like[0]), by_id.table(like[1])
+
+
+def _clash(entries: Sequence[KeyEntry], labels: Sequence[str]) -> NoReturn:
+    """Raise the error of the first entry that repeats a key or a key_id before it."""
+    first_of: dict[bytes, tuple[str, str]] = {}  # digest: (key_id, label)
+    id_of: dict[str, str] = {}  # key_id: label
     for entry, label in zip(entries, labels, strict=True):
-        if entry.digest in by_digest:
-            first = by_digest[entry.digest].key.key_id
+        key_id = entry.key.key_id
+        if entry.digest in first_of:
+            first, where = first_of[entry.digest]
             raise ConfigurationError(
-                f"{label} is the same key as {where[entry.digest]} (key_id {first!r}): "
-                "give each key once",
+                f"{label} is the same key as {where} (key_id {first!r}): give each key once",
                 where=label,
                 key_id=first,
             )
-        key_id = entry.key.key_id
-        if key_id in by_id:
+        if key_id in id_of:
             raise ConfigurationError(
-                f"{label} reuses the key_id {key_id!r} of {where[by_id[key_id]]}: "
+                f"{label} reuses the key_id {key_id!r} of {id_of[key_id]}: "
                 "give each key its own name",
                 where=label,
                 key_id=key_id,
             )
-        by_digest[entry.digest] = entry
-        by_id[key_id] = entry.digest
-        where[entry.digest] = label
-    return DigestTable.build(by_digest.items()), NameTable.build(by_id.items())
+        first_of[entry.digest] = key_id, label
+        id_of[key_id] = label
+    raise AssertionError("index() found a clash that _clash() did not")  # pragma: no cover

@@ -27,9 +27,10 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Iterator, Mapping
 from itertools import chain
+from operator import is_
 from typing import Any, ClassVar, Generic, TypeVar, overload
 
-__all__ = ["DigestTable", "KeyTable", "NameTable"]
+__all__ = ["DigestTable", "KeyTable", "NameTable", "TableBuilder"]
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -69,8 +70,17 @@ class KeyTable(Mapping[K, V], Generic[K, V]):
     # -- making tables -------------------------------------------------------------------
 
     @classmethod
-    def build(cls, items: Iterable[tuple[K, V]]) -> KeyTable[K, V]:
-        """A table of ``items`` (key, value); a later value for the same key wins."""
+    def build(
+        cls, items: Iterable[tuple[K, V]], *, like: KeyTable[K, V] | None = None
+    ) -> KeyTable[K, V]:
+        """A table of ``items`` (key, value); a later value for the same key wins.
+
+        ``like`` is the table this one replaces: where a shard of it holds the
+        same keys with the same values (the same objects), the new table holds
+        that shard instead of an equal copy, and a row of such shards is that
+        row. A reload of a million keys of which a few changed then makes a
+        few new shards, not 65,536 that would all replace equal ones.
+        """
         slot = cls.slot
         shards: dict[tuple[int, int], dict[K, V]] = {}
         for key, value in items:
@@ -79,18 +89,37 @@ class KeyTable(Mapping[K, V], Generic[K, V]):
             if shard is None:
                 shard = shards[where] = {}
             shard[key] = value
-        # Only the rows that hold a key are made: a few keys cost a few rows.
+        return cls._assemble(shards, like)
+
+    @classmethod
+    def builder(cls) -> TableBuilder[K, V]:
+        """An empty :class:`TableBuilder` for a table of this kind."""
+        return TableBuilder(cls)
+
+    @classmethod
+    def _assemble(
+        cls, shards: dict[tuple[int, int], dict[K, V]], like: KeyTable[K, V] | None
+    ) -> KeyTable[K, V]:
+        # Takes the shards out of ``shards`` one at a time, so that a new shard
+        # equal to one of ``like`` is freed at once, not all of them at the end
+        # in one long call.
+        old = like.rows if like is not None and type(like) is cls else None
         rows: dict[int, list[dict[K, V]]] = {}
         size = 0
-        for (i, j), shard in shards.items():
+        for where in list(shards):
+            shard = shards.pop(where)
+            i, j = where
+            size += len(shard)
+            if old is not None and same_items(old[i][j], shard):
+                shard = old[i][j]
             row = rows.get(i)
             if row is None:
                 row = rows[i] = list(_EMPTY_ROW)
             row[j] = shard
-            size += len(shard)
+        # Only the rows that hold a key are made: a few keys cost a few rows.
         outer: list[tuple[dict[K, V], ...]] = [_EMPTY_ROW] * WIDTH
         for i, row in rows.items():
-            outer[i] = tuple(row)
+            outer[i] = old[i] if old is not None and all(map(is_, row, old[i])) else tuple(row)
         return cls(tuple(outer), size)
 
     def changed(self, put: Iterable[tuple[K, V]] = (), drop: Iterable[K] = ()) -> KeyTable[K, V]:
@@ -201,6 +230,60 @@ class KeyTable(Mapping[K, V], Generic[K, V]):
     def __repr__(self) -> str:
         # The size only: the values may be entries, and a repr is for logs.
         return f"{type(self).__name__}(size={self._size})"
+
+
+def same_items(old: dict[Any, Any], new: dict[Any, Any]) -> bool:
+    """Whether two shards hold the same keys, each with the same value object."""
+    return (
+        len(old) == len(new)
+        and old.keys() == new.keys()
+        and all(map(is_, map(old.__getitem__, new), new.values()))
+    )
+
+
+class TableBuilder(Generic[K, V]):
+    """A new :class:`KeyTable` gathered an item at a time, with no dict of all its items.
+
+    A dict of a million items is a long call twice: when it grows (CPython
+    copies it whole, with the GIL held) and when it is freed. A builder holds
+    the items in their shards (at most 65,536 small dicts), which become the
+    table's own.
+
+    >>> names = NameTable.builder()
+    >>> names.add("ci", 1), names.add("web", 2), names.add("ci", 3)
+    (True, True, False)
+    >>> "web" in names, sorted(names.table().items())
+    (True, [('ci', 1), ('web', 2)])
+    """
+
+    __slots__ = ("_kind", "_shards")
+
+    def __init__(self, kind: type[KeyTable[K, V]]) -> None:
+        self._kind = kind
+        self._shards: dict[tuple[int, int], dict[K, V]] = {}
+
+    def __contains__(self, key: object) -> bool:
+        shard = self._shards.get(self._kind.slot(key))
+        return shard is not None and key in shard
+
+    def add(self, key: K, value: V) -> bool:
+        """Add ``key`` unless it is present already; whether it was added (the first wins)."""
+        where = self._kind.slot(key)
+        shard = self._shards.get(where)
+        if shard is None:
+            self._shards[where] = {key: value}
+            return True
+        if key in shard:
+            return False
+        shard[key] = value
+        return True
+
+    def table(self, like: KeyTable[K, V] | None = None) -> KeyTable[K, V]:
+        """The table of the items added (see :meth:`KeyTable.build` for ``like``).
+
+        The builder is empty afterwards: its shards are the table's now.
+        """
+        return self._kind._assemble(self._shards, like)
 
 
 class DigestTable(KeyTable[bytes, V]):

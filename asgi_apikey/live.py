@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .audit import emit
-from .keyring import KeyRing, digest_set
+from .collector import release
+from .keyring import KeyRing, rows_of
 from .keys import APIKey, KeyEntry, _parse_digest, index
-from .keytable import DigestTable, NameTable
+from .keytable import DigestTable, NameTable, TableBuilder
 from .sources import KeySource, LiveKeySource
 
 __all__ = ["NOT_STARTED", "STOPPED", "LiveFollower"]
@@ -87,23 +88,34 @@ class LiveFollower:
         for key in keys:
             entry = current.get(key._digest)
             built.append(entry if entry is not None and entry.key is key else ring.entry(key))
+        del current  # the old tables go in rows_of() below, not with this frame
         with ring.lock:
             if not self._started:
+                release(built)
                 return  # a load that finished after stop(): the keys stay unavailable
-            kept = ring.kept()
-            by_digest = {entry.digest: entry for entry in kept}
-            by_id = {entry.key.key_id: entry.digest for entry in kept}
-            sourced = []
+            # Gathered in shards, not in dicts of a million (collector.py: long calls).
+            by_digest: TableBuilder[bytes, KeyEntry] = DigestTable.builder()
+            by_id: TableBuilder[str, bytes] = NameTable.builder()
+            sourced: TableBuilder[bytes, bool] = DigestTable.builder()
+            for entry in ring.kept():
+                by_digest.add(entry.digest, entry)
+                by_id.add(entry.key.key_id, entry.digest)
             for entry in built:
-                if _admitted(entry.key, entry.digest in by_digest, entry.key.key_id in by_id):
-                    by_digest[entry.digest] = entry
-                    by_id[entry.key.key_id] = entry.digest
-                    sourced.append(entry.digest)
+                digest, key_id = entry.digest, entry.key.key_id
+                if _admitted(entry.key, digest in by_digest, key_id in by_id):
+                    by_digest.add(digest, entry)
+                    by_id.add(key_id, digest)
+                    sourced.add(digest, True)
+            release(built)
+            old = ring.snapshot
+            rows = rows_of(old.by_digest, old.by_id, ring.sourced)
             ring.commit(
-                DigestTable.build(by_digest.items()),
-                NameTable.build(by_id.items()),
-                digest_set(sourced),
+                by_digest.table(like=old.by_digest),
+                by_id.table(like=old.by_id),
+                sourced.table(like=ring.sourced),
             )
+            del old
+            release(rows, step=1)
 
     def change(self, added: Sequence[APIKey], removed: Sequence[str]) -> None:
         """Keys added (or changed), and the digests of keys removed.

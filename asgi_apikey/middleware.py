@@ -331,11 +331,15 @@ class APIKeyMiddleware:
                 await denial.send_websocket(scope, receive, send)
             return
 
+        # The key set is not held while the app runs (a stream may last minutes):
+        # the writer that swapped it out frees it (keyring.rows_of), not this task.
         if accepted is None:
             self._audit.anonymous += 1
             scope["auth"] = keys.anonymous
+            del keys
             scope["user"] = ANONYMOUS_USER
         else:
+            del keys
             context = scope["auth"] = accepted.context
             scope["user"] = accepted.user
             try:

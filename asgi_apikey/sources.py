@@ -51,9 +51,11 @@ class SourceKeys:
     ``configured`` is false only when the source names no key at all (no key
     variable is set): the one case in which an authenticator may run in
     development mode. ``empty`` lists the key variables set to nothing.
+    ``keys`` is a tuple or a list of (label, key) pairs, which the
+    authenticator reads and never changes.
     """
 
-    keys: tuple[Labelled, ...]
+    keys: Sequence[Labelled]
     configured: bool = True
     empty: tuple[str, ...] = ()
 
@@ -96,7 +98,7 @@ class EnvironmentSource(KeySource):
     def read(self, config: AuthSettings) -> SourceKeys:
         empty = empty_key_variables(config)
         configured = bool(empty) or any(getattr(config, field) is not None for field in KEY_FIELDS)
-        return SourceKeys(tuple(environment_keys(config)), configured=configured, empty=empty)
+        return SourceKeys(environment_keys(config), configured=configured, empty=empty)
 
     def __repr__(self) -> str:
         return "EnvironmentSource()"
@@ -119,7 +121,7 @@ class KeyFileSource(KeySource):
         self.path = Path(path)
 
     def read(self, config: AuthSettings) -> SourceKeys:
-        return SourceKeys(tuple(load_key_file(self.path, "keys_file")))
+        return SourceKeys(load_key_file(self.path, "keys_file"))
 
     def __repr__(self) -> str:
         return f"KeyFileSource({str(self.path)!r})"

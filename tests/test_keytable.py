@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from asgi_apikey.keytable import WIDTH, DigestTable, KeyTable, NameTable
+from asgi_apikey.keytable import WIDTH, DigestTable, KeyTable, NameTable, same_items
 
 # Digests crowded into few shards (same first bytes) as well as spread ones, so that
 # shards and rows are shared, emptied and refilled.
@@ -40,6 +40,16 @@ def same(table: KeyTable[Any, Any], model: dict[Any, Any]) -> None:
         assert table.get(key) == value
         i, j = table.slot(key)
         assert table.rows[i][j].get(key) == value  # the hot path's own read
+
+
+def shares_exactly_what_is_unchanged(new: KeyTable[Any, Any], old: KeyTable[Any, Any]) -> None:
+    """``new``, built ``like=old``, holds old's shard wherever the items are the same objects."""
+    for i, (new_row, old_row) in enumerate(zip(new.rows, old.rows, strict=True)):
+        for j, (mine, theirs) in enumerate(zip(new_row, old_row, strict=True)):
+            if mine:
+                assert (mine is theirs) == same_items(theirs, mine), (i, j)
+        if any(new_row) and all(a is b for a, b in zip(new_row, old_row, strict=True)):
+            assert new_row is old_row  # a row of unchanged shards is the old row
 
 
 class TableMachine(RuleBasedStateMachine):
@@ -91,6 +101,41 @@ class TableMachine(RuleBasedStateMachine):
         rebuilt = type(table).build(model.items())
         same(rebuilt, model)
         self.tables[which] = (rebuilt, model)
+
+    @rule(
+        which=st.sampled_from([0, 1]),
+        put=st.lists(st.tuples(st.one_of(digests, names), values), max_size=8),
+        drop=st.lists(st.one_of(digests, names), max_size=8),
+    )
+    def rebuild_like_the_current_one(
+        self, which: int, put: list[tuple[Any, int]], drop: list[Any]
+    ) -> None:
+        # What a reload does: the whole new set, built with the table in use lent.
+        table, model = self.tables[which]
+        wanted = str if which else bytes
+        new_model = {k: v for k, v in model.items() if k not in drop}
+        new_model.update((k, v) for k, v in put if type(k) is wanted)
+        rebuilt = type(table).build(new_model.items(), like=table)
+        same(rebuilt, new_model)
+        shares_exactly_what_is_unchanged(rebuilt, table)
+        self.history.append((table, dict(model)))
+        self.tables[which] = (rebuilt, new_model)
+
+    @rule(which=st.sampled_from([0, 1]), data=st.data())
+    def gather_with_a_builder(self, which: int, data: st.DataObject) -> None:
+        table, model = self.tables[which]
+        extra = data.draw(st.lists(st.tuples(digests if which == 0 else names, values)))
+        builder = type(table).builder()
+        first: dict[Any, int] = {}
+        for key, value in [*model.items(), *extra]:
+            added = builder.add(key, value)
+            assert added == (key not in first)
+            first.setdefault(key, value)
+            assert key in builder
+        gathered = builder.table(like=table)
+        same(gathered, first)
+        shares_exactly_what_is_unchanged(gathered, table)
+        self.tables[which] = (gathered, first)
 
     @invariant()
     def tables_read_as_their_models(self) -> None:
@@ -194,3 +239,23 @@ def test_missing_from_is_the_difference_of_the_keys(
     }
     with pytest.raises(TypeError, match="compares two DigestTables"):
         list(table.missing_from(NameTable.EMPTY))
+
+
+def test_a_rebuild_of_the_same_items_is_the_same_parts() -> None:
+    # A reload of a million unchanged keys: no new shard, no new row.
+    items = [(hashlib.sha256(str(n).encode()).digest(), object()) for n in range(20_000)]
+    table = DigestTable.build(items)
+    again = DigestTable.build(items, like=table)
+    assert again is not table
+    assert all(a is b for a, b in zip(again.rows, table.rows, strict=True))
+    # One value replaced by another object: its shard alone is new, and its row.
+    key, _ = items[0]
+    changed = DigestTable.build([(key, object()), *items[1:]], like=table)
+    i, j = DigestTable.slot(key)
+    assert differ(changed.rows, table.rows) == [i]
+    assert differ(changed.rows[i], table.rows[i]) == [j]
+
+
+def differ(these: tuple[Any, ...], those: tuple[Any, ...]) -> list[int]:
+    """Where two rows (or two tables' rows) hold different objects."""
+    return [n for n, (a, b) in enumerate(zip(these, those, strict=True)) if a is not b]

@@ -114,7 +114,7 @@ def test_an_empty_key_variable_is_reported_by_the_source(
 ) -> None:
     monkeypatch.setenv("API_KEY", "")
     read = EnvironmentSource().read(AuthSettings())
-    assert read == SourceKeys((), configured=True, empty=("API_KEY",))
+    assert read == SourceKeys([], configured=True, empty=("API_KEY",))  # a list: see reload()
 
 
 class DictSource(KeySource):

@@ -10,37 +10,75 @@ from __future__ import annotations
 
 from ..collector import release
 from ..keys import APIKey
+from ..keytable import same_items
 from .records import decode
+
+#: Shards of a mirror: a million records are some 250 a shard.
+_SHARDS = 4096
 
 
 class Mirror:
-    """The records a follower holds: by field, the record's bytes and its key."""
+    """The records a follower holds: by field, the record's bytes and its key.
 
-    def __init__(self, entries: dict[bytes, tuple[bytes, APIKey]] | None = None) -> None:
-        self._entries = entries if entries is not None else {}
+    Kept in :data:`_SHARDS` small dicts by the field's hash, not one dict:
+    growing a dict of a million records copies it whole and freeing it frees
+    it whole, each a call that holds the GIL (and so the event loop) for tens
+    of milliseconds. A shard is a fraction of a millisecond.
+
+    :meth:`reloaded` lends the new copy the shards it did not change, and
+    :meth:`change` writes shards in place: once a copy is reloaded, only the
+    new one is changed (the follower swaps it in and releases the old one).
+    """
+
+    __slots__ = ("_shards", "_size")
+
+    def __init__(self) -> None:
+        self._shards: dict[int, dict[bytes, tuple[bytes, APIKey]]] = {}
+        self._size = 0
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return self._size
+
+    def _shard(self, field: bytes) -> dict[bytes, tuple[bytes, APIKey]]:
+        where = hash(field) % _SHARDS
+        shard = self._shards.get(where)
+        if shard is None:
+            shard = self._shards[where] = {}
+        return shard
 
     def release(self) -> None:
-        """Empty this copy a slice at a time (:func:`~asgi_apikey.collector.release`)."""
-        release(self._entries)
+        """Empty this copy a shard at a time (:func:`~asgi_apikey.collector.release`)."""
+        shards = list(self._shards.values())
+        self._shards.clear()
+        self._size = 0
+        release(shards, step=1)
 
-    def keys(self) -> list[APIKey]:
-        return [key for _, key in self._entries.values()]
+    def all_keys(self) -> list[APIKey]:
+        return [key for shard in self._shards.values() for _, key in shard.values()]
 
-    def reloaded(self, records: dict[bytes, bytes]) -> Mirror:
-        """A new copy holding exactly ``records`` (every field of the keys hash)."""
-        before, loaded = self._entries, {}
-        for field, value in records.items():
-            had = before.get(field)
-            if had is not None and had[0] == value:
-                loaded[field] = had  # unchanged: the same APIKey, so the same entry
-                continue
-            decoded = decode(field, value)
-            if decoded is not None:
-                loaded[field] = (value, decoded[0])
-        return Mirror(loaded)
+    def reloaded(self, chunks: list[dict[bytes, bytes]]) -> Mirror:
+        """A new copy holding exactly the records of ``chunks`` (the keys hash, as scanned)."""
+        loaded = Mirror()
+        for records in chunks:
+            for field, value in records.items():
+                had = self._shard(field).get(field)
+                if had is None or had[0] != value:
+                    decoded = decode(field, value)
+                    if decoded is None:
+                        continue
+                    had = (value, decoded[0])
+                # unchanged: the same APIKey, so the same entry
+                shard = loaded._shard(field)
+                loaded._size += field not in shard
+                shard[field] = had
+        # A shard equal to one held now is that one: a resync of a million
+        # unchanged records leaves no new dicts for the collector to traverse.
+        mine = self._shards
+        for where, shard in loaded._shards.items():
+            old = mine.get(where)
+            if old is not None and same_items(old, shard):
+                loaded._shards[where] = old
+        return loaded
 
     def change(
         self, fields: list[bytes], records: list[bytes | None]
@@ -51,9 +89,12 @@ class Mirror:
         """
         added, removed = [], []
         for field, record in zip(fields, records, strict=True):
+            shard = self._shard(field)
             if record is not None and (decoded := decode(field, record)) is not None:
                 added.append(decoded[0])
-                self._entries[field] = (record, decoded[0])
-            elif self._entries.pop(field, None) is not None:
+                self._size += field not in shard
+                shard[field] = (record, decoded[0])
+            elif shard.pop(field, None) is not None:
+                self._size -= 1
                 removed.append("sha256:" + field.decode("ascii"))
         return added, removed

@@ -27,8 +27,10 @@ async def head(redis: Redis, names: Names) -> tuple[int, bytes | None]:
     return version_of(version), cast(bytes | None, epoch)
 
 
-async def everything(redis: Redis, names: Names) -> tuple[int, bytes | None, Records, float | None]:
-    """Every record, the version and epoch read just before them, and when they were confirmed.
+async def everything(
+    redis: Redis, names: Names
+) -> tuple[int, bytes | None, list[Records], float | None]:
+    """Every record (as the scan's chunks), the version and epoch read before them, and when.
 
     In chunks (HSCAN), so that no reply is large enough to hold up the event
     loop: a change made during the scan may or may not be in it, but its
@@ -42,11 +44,13 @@ async def everything(redis: Redis, names: Names) -> tuple[int, bytes | None, Rec
     the scan, not its start.
     """
     version, epoch = await head(redis, names)
-    records: Records = {}
+    # Kept as the chunks they came in: one dict of them all would grow (and be
+    # copied whole) on the event loop.
+    records: list[Records] = []
     cursor = 0
     while True:
         cursor, chunk = await redis.hscan(names.keys, cursor, count=_SCAN_COUNT)
-        records.update(cast(Records, chunk))
+        records.append(cast(Records, chunk))
         if cursor == 0:
             break
     again = time.monotonic()

@@ -195,7 +195,7 @@ class StoreSync:
         if self._recovering:
             self._now_current()
 
-    def _replace(self, records: dict[bytes, bytes], generation: int, asked: float) -> bool:
+    def _replace(self, records: list[reads.Records], generation: int, asked: float) -> bool:
         """Decode and swap in a full load (in a thread); False if it came too late."""
         sink = self._sink
         if sink is None:
@@ -210,9 +210,10 @@ class StoreSync:
             reloaded = before.reloaded(records)
             # Freed here a slice at a time, not all at once on the event loop
             # when _full_load returns (a million records: tens of ms).
-            release(records)
-            keys = reloaded.keys()
+            release(records, step=1)  # a chunk at a time
+            keys = reloaded.all_keys()
             swapped = self._trust.swap(generation, asked, swap)
+            release(keys)
             if swapped:
                 before.release()  # the records it held that the new copy did not keep
             return swapped
