@@ -14,7 +14,7 @@ from redis.asyncio.client import PubSub
 
 from .records import Names, version_of
 
-_SCAN_COUNT = 1000  # keys a full load asks for at a time
+_SCAN_COUNT = 250  # keys a full load asks for at a time: a reply parsed in a few ms
 _BATCH = 1000  # change messages applied together at most
 
 #: Records of the keys hash by field (a SHA-256 digest in hex).
