@@ -46,8 +46,8 @@ __all__ = ["FREEZE_AFTER", "PAUSE", "bulk_load", "release"]
 #: Whether bulk loads pause the collector (and freeze what a large one loaded).
 PAUSE = True
 #: New tracked objects a load must leave to be frozen: a first load of about
-#: 10,000 keys. A smaller load, or a reload that reuses its entries (a million
-#: unchanged keys leave some 66,000 new table dicts), is left to the collector.
+#: 10,000 keys. A smaller load, or a reload of keys that did not change (whose
+#: new tables lend the old parts: next to nothing new), is left to the collector.
 FREEZE_AFTER = 100_000
 
 _lock = threading.Lock()
