@@ -102,9 +102,8 @@ def _whole(data: bytes) -> tuple[list[Any], str | None]:
 #: About how many bytes of a large key file are decoded and parsed at a time.
 _PIECE_BYTES = 1024 * 1024
 _HEADER = b"\n[[keys]]"
-_FIRST_HEADER = re.compile(
-    rb"(?:^(?:\xef\xbb\xbf)?|\n)\[\[keys\]\]\r?\n"
-)  # after a BOM, or a line break
+# A [[keys]] line at the start (after a byte order mark, if any) or after a line break.
+_FIRST_HEADER = re.compile(rb"(?:^(?:\xef\xbb\xbf)?|\n)\[\[keys\]\]\r?\n")
 
 
 def _in_pieces(data: bytes) -> list[Any] | None:

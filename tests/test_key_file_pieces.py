@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from asgi_apikey import ConfigurationError, keyfile
 from asgi_apikey.keyfile import load_key_file
+from tests.asgi import error_texts
 
 HEX = "0123456789abcdef"
 # Parts that are not [[keys]] tables, and strings holding a [[keys]] line.
@@ -138,3 +139,28 @@ def test_errors_and_labels_are_those_of_the_whole_file(tmp_path: Path) -> None:
         assert answers[0] == answers[1]
     assert answers[0][0] == "error"
     assert "line 62" in str(answers[0][1])
+
+
+@pytest.mark.parametrize(
+    "pasted",
+    [
+        'secret = "{key}"',  # a plain key in a field the file refuses
+        'name = "{key}',  # an unterminated string: a syntax error in a later piece
+        "# {key}\n\xff",  # bytes that are not UTF-8 in a later piece
+    ],
+)
+def test_a_key_pasted_into_a_later_piece_reaches_no_error(tmp_path: Path, pasted: str) -> None:
+    # The piecewise parse leaves every error to the whole-file parse: the
+    # message names a place, never the text, and chains no decode error.
+    key = "sk-live-PASTED-0123456789abcdefghij"
+    parts = [f'[[keys]]\ndigest = "sha256:{k:064x}"' for k in range(20)]
+    parts.insert(15, parts.pop(15) + "\n" + pasted.format(key=key))
+    path = tmp_path / "keys.toml"
+    path.write_bytes(
+        "\n".join(parts).encode("utf-8", "surrogateescape").replace(b"\xc3\xbf", b"\xff")
+    )
+    with patch.object(keyfile, "_PIECE_BYTES", 1), pytest.raises(ConfigurationError) as raised:
+        load_key_file(path)
+    for name, text in error_texts(raised.value):
+        assert key not in text, name
+        assert "PASTED" not in text, name
