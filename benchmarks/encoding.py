@@ -73,6 +73,14 @@ def _scope() -> dict[str, Any]:
     }
 
 
+async def _respond(cycle: Any, sink: _Sink, headers: list[tuple[bytes, bytes]]) -> bytes:
+    """Send a response through a uvicorn cycle; the head the server encoded for it."""
+    await cycle.send({"type": "http.response.start", "status": 200, "headers": headers})
+    head = sink.last
+    await cycle.send({"type": "http.response.body", "body": BODY, "more_body": False})
+    return head
+
+
 def _uvicorn_h11() -> Answer:
     from uvicorn.protocols.http.flow_control import FlowControl
     from uvicorn.protocols.http.h11_impl import RequestResponseCycle
@@ -97,10 +105,7 @@ def _uvicorn_h11() -> Answer:
             asyncio.Event(),
             _no_op,
         )
-        await cycle.send({"type": "http.response.start", "status": 200, "headers": headers})
-        head = sink.last
-        await cycle.send({"type": "http.response.body", "body": BODY, "more_body": False})
-        return head
+        return await _respond(cycle, sink, headers)
 
     return answer
 
@@ -126,10 +131,7 @@ def _uvicorn_httptools() -> Answer:
             True,
             _no_op,
         )
-        await cycle.send({"type": "http.response.start", "status": 200, "headers": headers})
-        head = sink.last
-        await cycle.send({"type": "http.response.body", "body": BODY, "more_body": False})
-        return head
+        return await _respond(cycle, sink, headers)
 
     return answer
 

@@ -118,18 +118,22 @@ def test_the_headers_only_variant_answers_with_asgi_apikeys_headers() -> None:
     assert e2e.security_headers(asyncio.run(answer(apps.bare(), dict(scope))).headers) == []
 
 
-def test_a_headers_variant_without_the_headers_is_an_error() -> None:
-    result = e2e.run(
+def small_run(**factories: Any) -> dict[str, Any]:
+    """One short round on h11 with two connections, some app swapped for a wrong one."""
+    return e2e.run(
         http=("h11",),
         duration=0.5,
         rounds=1,
         connections=2,
         tool="httpx",
         warmup=0,
-        headers_factory="benchmarks.apps:bare",
-        encoding_rounds=0,
         log=lambda line: None,
+        **factories,
     )
+
+
+def test_a_headers_variant_without_the_headers_is_an_error() -> None:
+    result = small_run(headers_factory="benchmarks.apps:bare", encoding_rounds=0)
     error = result["results"]["h11"]["error"]
     assert error is not None
     assert "security headers [], not" in error
@@ -186,16 +190,7 @@ def test_a_factory_that_does_not_load_fails_fast_and_leaves_nothing() -> None:
 
 
 def test_an_apikey_server_that_does_not_refuse_is_an_error_not_a_fast_result() -> None:
-    result = e2e.run(
-        http=("h11",),
-        duration=0.5,
-        rounds=1,
-        connections=2,
-        tool="httpx",
-        warmup=0,
-        apikey_factory="benchmarks.apps:bare",
-        log=lambda line: None,
-    )
+    result = small_run(apikey_factory="benchmarks.apps:bare")
     error = result["results"]["h11"]["error"]
     assert error is not None
     assert "not 401" in error

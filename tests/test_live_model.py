@@ -47,6 +47,21 @@ class Model:
     def admitted(key: APIKey, by_digest: dict[bytes, str], by_id: dict[str, bytes]) -> bool:
         return key._digest not in by_digest and key.key_id not in by_id
 
+    @classmethod
+    def admit_all(
+        cls,
+        keys: list[APIKey],
+        by_digest: dict[bytes, str],
+        by_id: dict[str, bytes],
+        sourced: set[bytes],
+    ) -> None:
+        """Add each of ``keys`` that clashes with nothing before it, as sourced."""
+        for key in keys:
+            if cls.admitted(key, by_digest, by_id):
+                by_digest[key._digest] = key.key_id
+                by_id[key.key_id] = key._digest
+                sourced.add(key._digest)
+
     def change(self, added: list[APIKey], removed: list[bytes]) -> None:
         if self.unavailable:
             return
@@ -57,11 +72,7 @@ class Model:
                 gone = by_digest.pop(digest, None)
                 if gone is not None:
                     del by_id[gone]
-        for key in added:
-            if self.admitted(key, by_digest, by_id):
-                by_digest[key._digest] = key.key_id
-                by_id[key.key_id] = key._digest
-                sourced.add(key._digest)
+        self.admit_all(added, by_digest, by_id, sourced)
         self.by_digest, self.by_id, self.sourced = by_digest, by_id, sourced
 
     def kept(self) -> tuple[dict[bytes, str], dict[str, bytes]]:
@@ -70,12 +81,8 @@ class Model:
 
     def replace(self, fresh: list[APIKey]) -> None:
         by_digest, by_id = self.kept()
-        sourced = set()
-        for key in fresh:
-            if self.admitted(key, by_digest, by_id):
-                by_digest[key._digest] = key.key_id
-                by_id[key.key_id] = key._digest
-                sourced.add(key._digest)
+        sourced: set[bytes] = set()
+        self.admit_all(fresh, by_digest, by_id, sourced)
         self.by_digest, self.by_id, self.sourced = by_digest, by_id, sourced
         self.unavailable = False
 
